@@ -1,0 +1,437 @@
+//! `dxr`: the DiffusionXRay command line (restore, info, bench).
+
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use burn::prelude::*;
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use dxr::checkpoint::{self, read_checkpoint};
+use dxr::config::ModelSpec;
+use dxr::device::{self, DeviceChoice};
+use dxr::diffusion::sampler::{SamplerKind, SamplerSettings, SeededNoise};
+use dxr::io::{self, BitDepth};
+use dxr::restore::Restorer;
+use dxr::{Error, Result};
+
+#[derive(Parser)]
+#[command(
+    name = "dxr",
+    version,
+    about = "Restore DRR chest radiographs with diffusion models"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Restore images (PNG, JPEG, TIFF, DICOM; files or folders) into OUT_DIR as PNG.
+    Restore {
+        /// Image files or folders of images.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// Output folder (created if missing).
+        #[arg(short, long)]
+        out: PathBuf,
+        /// Checkpoint: `.pt` (authors), `.pth` (SR3) or `.safetensors`.
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        /// Model config JSON (needed unless the checkpoint carries its own).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// ddim, plms, ddpm or dpmpp.
+        #[arg(long, default_value = "dpmpp")]
+        sampler: String,
+        /// Sampler steps (1..=T).
+        #[arg(long, default_value_t = 25)]
+        steps: usize,
+        /// DDIM η.
+        #[arg(long, default_value_t = 0.0)]
+        eta: f64,
+        /// Random seed: the same seed gives the same output.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// cpu or gpu (wgpu).
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// Output PNG bit depth: 8 or 16.
+        #[arg(long, default_value_t = 16)]
+        bits: u8,
+    },
+    /// Show a checkpoint's family, config and parameter count.
+    Info {
+        file: PathBuf,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Time one UNet evaluation (one sampler step) on every available backend.
+    Bench {
+        /// Model config JSON.
+        #[arg(long)]
+        config: PathBuf,
+        /// Height and width.
+        #[arg(long, num_args = 2, value_names = ["H", "W"], default_values_t = [256, 256])]
+        size: Vec<usize>,
+        /// Timed runs per backend (median reported).
+        #[arg(long, default_value_t = 5)]
+        steps: usize,
+        /// Batch size.
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        /// Only these backends (cpu, gpu); default: all available.
+        #[arg(long)]
+        device: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Restore {
+            inputs,
+            out,
+            weights,
+            config,
+            sampler,
+            steps,
+            eta,
+            seed,
+            device,
+            bits,
+        } => restore(
+            &inputs,
+            &out,
+            weights.as_deref(),
+            config.as_deref(),
+            &sampler,
+            steps,
+            eta,
+            seed,
+            &device,
+            bits,
+        ),
+        Command::Info { file, config } => info(&file, config.as_deref()),
+        Command::Bench {
+            config,
+            size,
+            steps,
+            batch,
+            device,
+        } => bench(&config, size[0], size[1], steps, batch, &device),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Error::Cancelled) => {
+            eprintln!("dxr: cancelled; no partial output was written");
+            ExitCode::from(130)
+        }
+        Err(e) => {
+            eprintln!("dxr: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn read_spec(config: Option<&Path>) -> Result<Option<ModelSpec>> {
+    config
+        .map(|p| {
+            let text = std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?;
+            ModelSpec::from_json(&text).map_err(|e| Error::Config(format!("{}: {e}", p.display())))
+        })
+        .transpose()
+}
+
+fn read_model(
+    weights: &Path,
+    config: Option<&Path>,
+    device: &Device,
+) -> Result<checkpoint::LoadedModel> {
+    let spec = read_spec(config)?;
+    let bytes = std::fs::read(weights).map_err(|e| Error::io(weights, e))?;
+    let ckpt = read_checkpoint(&bytes).map_err(|e| prefix(weights, e))?;
+    checkpoint::load(&ckpt, spec, device).map_err(|e| prefix(weights, e))
+}
+
+fn prefix(path: &Path, e: Error) -> Error {
+    match e {
+        Error::CheckpointFormat(m) => Error::CheckpointFormat(format!("{}: {m}", path.display())),
+        Error::CheckpointMismatch(m) => {
+            Error::CheckpointMismatch(format!("{}: {m}", path.display()))
+        }
+        other => other,
+    }
+}
+
+/// Image files named on the command line or found (non-recursively) in named folders.
+fn collect_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    const EXT: &[&str] = &["png", "jpg", "jpeg", "tif", "tiff", "dcm", "dicom"];
+    let mut files = Vec::new();
+    for p in inputs {
+        let meta = std::fs::metadata(p).map_err(|e| Error::io(p, e))?;
+        if meta.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(p)
+                .map_err(|e| Error::io(p, e))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| f.is_file())
+                .filter(|f| {
+                    let ext = f
+                        .extension()
+                        .map(|e| e.to_string_lossy().to_ascii_lowercase());
+                    ext.as_deref().is_none_or(|e| EXT.contains(&e))
+                        && !f
+                            .file_name()
+                            .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+                })
+                .collect();
+            found.sort();
+            files.extend(found);
+        } else {
+            files.push(p.clone());
+        }
+    }
+    if files.is_empty() {
+        return Err(Error::Image("no input images found".into()));
+    }
+    Ok(files)
+}
+
+/// `OUT/<stem>.png`, never an input's own path, unique among the outputs.
+fn output_paths(inputs: &[PathBuf], out: &Path) -> Result<Vec<PathBuf>> {
+    let canon_inputs: Vec<PathBuf> = inputs
+        .iter()
+        .filter_map(|p| std::fs::canonicalize(p).ok())
+        .collect();
+    let mut taken: Vec<PathBuf> = Vec::new();
+    for input in inputs {
+        let stem = input
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "image".into());
+        let mut n = 1;
+        let path = loop {
+            let name = if n == 1 {
+                format!("{stem}.png")
+            } else {
+                format!("{stem}-{n}.png")
+            };
+            let cand = out.join(name);
+            let is_input = std::fs::canonicalize(&cand).is_ok_and(|c| canon_inputs.contains(&c));
+            if is_input {
+                return Err(Error::Image(format!(
+                    "output {} would overwrite an input; choose another --out folder",
+                    cand.display()
+                )));
+            }
+            if !taken.contains(&cand) {
+                break cand;
+            }
+            n += 1;
+        };
+        taken.push(path);
+    }
+    Ok(taken)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn restore(
+    inputs: &[PathBuf],
+    out: &Path,
+    weights: Option<&Path>,
+    config: Option<&Path>,
+    sampler: &str,
+    steps: usize,
+    eta: f64,
+    seed: u64,
+    device: &str,
+    bits: u8,
+) -> Result<()> {
+    let depth = match bits {
+        8 => BitDepth::Eight,
+        16 => BitDepth::Sixteen,
+        b => return Err(Error::Image(format!("--bits must be 8 or 16, got {b}"))),
+    };
+    let kind: SamplerKind = sampler.parse()?;
+    let device = device::open(device.parse::<DeviceChoice>()?)?;
+    let weights = weights.ok_or_else(|| {
+        Error::Config(
+            "no --weights given, and no default model is bundled yet: pass a checkpoint".into(),
+        )
+    })?;
+    let restorer = Restorer::new(read_model(weights, config, &device)?)?;
+    let t_total = restorer.schedule.len();
+    if steps == 0 || steps > t_total {
+        return Err(Error::Sampler(format!(
+            "--steps must be between 1 and T = {t_total}, got {steps}"
+        )));
+    }
+    let settings = SamplerSettings {
+        kind,
+        steps,
+        eta,
+        clip_denoised: true,
+    };
+
+    let files = collect_inputs(inputs)?;
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let outputs = output_paths(&files, out)?;
+
+    let cancel = Arc::new(AtomicBool::new(false));
+    {
+        let c = cancel.clone();
+        let _ = ctrlc::set_handler(move || c.store(true, Ordering::SeqCst));
+    }
+    let bar = ProgressBar::new((files.len() * steps) as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} steps, ETA {eta} {msg}",
+        )
+        .expect("valid template"),
+    );
+    let mut failures = 0;
+    for (input, output) in files.iter().zip(&outputs) {
+        bar.set_message(input.display().to_string());
+        let result = (|| -> Result<()> {
+            let image = io::read(input)?;
+            let mut noise = SeededNoise::new(seed);
+            let base = bar.position();
+            let restored =
+                restorer.restore(&image, &settings, &mut noise, &device, &mut |info| {
+                    bar.set_position(base + info.step.min(steps) as u64);
+                    if cancel.load(Ordering::SeqCst) {
+                        ControlFlow::Break(())
+                    } else {
+                        ControlFlow::Continue(())
+                    }
+                })?;
+            io::write_atomic(output, &io::encode_png(&restored, depth)?)
+        })();
+        match result {
+            Ok(()) => bar.println(format!("{} -> {}", input.display(), output.display())),
+            Err(Error::Cancelled) => {
+                bar.abandon();
+                return Err(Error::Cancelled);
+            }
+            Err(e) => {
+                failures += 1;
+                bar.println(format!("dxr: error: {e}"));
+            }
+        }
+    }
+    bar.finish_and_clear();
+    if failures > 0 {
+        return Err(Error::Image(format!(
+            "{failures} of {} images could not be restored",
+            files.len()
+        )));
+    }
+    Ok(())
+}
+
+fn info(file: &Path, config: Option<&Path>) -> Result<()> {
+    let bytes = std::fs::read(file).map_err(|e| Error::io(file, e))?;
+    let ckpt = read_checkpoint(&bytes).map_err(|e| prefix(file, e))?;
+    let family = ckpt.family().map_err(|e| prefix(file, e))?;
+    println!("file:       {}", file.display());
+    println!("format:     {:?}", ckpt.format);
+    println!("family:     {family}");
+    println!("tensors:    {}", ckpt.tensors.len());
+    let spec = match read_spec(config)? {
+        Some(s) => Some(s),
+        None => ckpt.stored_spec()?,
+    };
+    match spec {
+        Some(spec) => {
+            let model = checkpoint::load(&ckpt, Some(spec.clone()), &device::cpu())
+                .map_err(|e| prefix(file, e))?;
+            println!("parameters: {}", model.network.num_params());
+            println!(
+                "config:     {}",
+                serde_json::to_string_pretty(&spec).expect("serialisable")
+            );
+        }
+        None => {
+            println!(
+                "parameters: {} values stored (no config given: pass --config to check it loads)",
+                ckpt.num_values()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn bench(
+    config: &Path,
+    h: usize,
+    w: usize,
+    runs: usize,
+    batch: usize,
+    only: &[String],
+) -> Result<()> {
+    let spec = read_spec(Some(config))?.expect("config given");
+    let schedule = spec.schedule.build()?;
+    let mut backends: Vec<(String, Device)> = Vec::new();
+    let want = |name: &str| only.is_empty() || only.iter().any(|o| o.eq_ignore_ascii_case(name));
+    if want("cpu") {
+        backends.push(("cpu (ndarray)".into(), device::cpu()));
+    }
+    if want("gpu") {
+        match device::gpu() {
+            Ok(d) => backends.push(("gpu (wgpu)".into(), d)),
+            Err(e) => println!("gpu (wgpu): skipped: {e}"),
+        }
+    }
+    let runs = runs.max(1);
+    println!(
+        "model {} ({} family), input {batch}×{h}×{w}, {runs} timed runs after 1 warm-up",
+        config.display(),
+        spec.family()
+    );
+    println!("| backend | median ms/step | min | max | ratio to first |");
+    println!("|---|---|---|---|---|");
+    let mut first = None;
+    for (name, device) in backends {
+        let net = spec.network.init(&device)?;
+        let den = dxr::diffusion::Denoiser {
+            net: &net,
+            schedule: &schedule,
+        };
+        let multiple = spec.network.input_multiple();
+        let (ph, pw) = (h.next_multiple_of(multiple), w.next_multiple_of(multiple));
+        let x = Tensor::<4>::random(
+            [batch, spec.network.image_channels(), ph, pw],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &device,
+        );
+        let cond = Tensor::<4>::random(
+            [batch, spec.network.cond_channels()?, ph, pw],
+            burn::tensor::Distribution::Uniform(-1.0, 1.0),
+            &device,
+        );
+        let mut times = Vec::new();
+        for i in 0..=runs {
+            let start = Instant::now();
+            let eps = den.eps(x.clone(), cond.clone(), (schedule.len() / 2) as i64);
+            let _ = eps.into_data(); // wait for the device
+            if i > 0 {
+                times.push(start.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let median = times[times.len() / 2];
+        let base = *first.get_or_insert(median);
+        println!(
+            "| {name} | {median:.1} | {:.1} | {:.1} | {:.2} |",
+            times[0],
+            times[times.len() - 1],
+            median / base
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,208 @@
+//! A model's full description: network + training schedule ([`ModelSpec`]), read from our own
+//! JSON, from the cheff fixtures' `config.json`, or from an upstream SR3 JSON config.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::diffusion::schedule::{BetaKind, ScheduleConfig};
+use crate::error::{Error, Result};
+use crate::model::{CheffUnetConfig, Family, NetworkConfig, Sr3UnetConfig};
+
+/// Everything needed to rebuild a model apart from its weights.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelSpec {
+    pub network: NetworkConfig,
+    pub schedule: ScheduleConfig,
+}
+
+impl ModelSpec {
+    /// The family of the network.
+    pub fn family(&self) -> Family {
+        self.network.family()
+    }
+
+    /// Parses any of the accepted JSON layouts:
+    /// - ours: `{"network": {"family": ..., ...}, "schedule": {...}}`;
+    /// - cheff: `{"model": {dim, dim_mults, ...}, "schedule": {name, timesteps, kwargs}}`;
+    /// - SR3 upstream: `{"model": {"unet": {...}, "beta_schedule": {"val": ...}, "diffusion": {...}}}`.
+    pub fn from_json(text: &str) -> Result<Self> {
+        let v: Value = serde_json::from_str(text)
+            .map_err(|e| Error::Config(format!("config is not valid JSON: {e}")))?;
+        if v.get("network").is_some() {
+            return serde_json::from_value(v).map_err(|e| Error::Config(format!("config: {e}")));
+        }
+        let model = v.get("model").ok_or_else(|| {
+            Error::Config(
+                "config has neither `network` (dxr) nor `model` (cheff / SR3) section".into(),
+            )
+        })?;
+        if let Some(unet) = model.get("unet") {
+            return Self::from_sr3_json(model, unet);
+        }
+        Self::from_cheff_json(model, v.get("schedule"))
+    }
+
+    fn from_cheff_json(model: &Value, schedule: Option<&Value>) -> Result<Self> {
+        let d = CheffUnetConfig::new();
+        let get_usize = |k: &str, default: usize| -> Result<usize> {
+            match model.get(k) {
+                None | Some(Value::Null) => Ok(default),
+                Some(x) => x.as_u64().map(|n| n as usize).ok_or_else(|| {
+                    Error::Config(format!("model.{k} must be a non-negative integer"))
+                }),
+            }
+        };
+        let opt_usize = |k: &str, default: Option<usize>| -> Result<Option<usize>> {
+            match model.get(k) {
+                None => Ok(default),
+                Some(Value::Null) => Ok(None),
+                Some(x) => x
+                    .as_u64()
+                    .map(|n| Some(n as usize))
+                    .ok_or_else(|| Error::Config(format!("model.{k} must be an integer or null"))),
+            }
+        };
+        let dim_mults = match model.get("dim_mults") {
+            None => d.dim_mults.clone(),
+            Some(x) => serde_json::from_value(x.clone())
+                .map_err(|_| Error::Config("model.dim_mults must be a list of integers".into()))?,
+        };
+        let channels = get_usize("channels", d.channels)?;
+        let network = CheffUnetConfig {
+            dim: get_usize("dim", d.dim)?,
+            init_dim: opt_usize("init_dim", None)?,
+            out_dim: opt_usize("out_dim", None)?,
+            dim_mults,
+            num_attention_layer: get_usize("num_attention_layer", d.num_attention_layer)?,
+            channels,
+            block_groups: get_usize("block_groups", d.block_groups)?,
+        };
+        let schedule = match schedule {
+            None => ScheduleConfig::cheff_default(),
+            Some(s) => {
+                let name = s.get("name").and_then(Value::as_str).unwrap_or("cosine");
+                let kw = s.get("kwargs");
+                let f = |k: &str, dflt: f64| {
+                    kw.and_then(|kw| kw.get(k))
+                        .and_then(Value::as_f64)
+                        .unwrap_or(dflt)
+                };
+                ScheduleConfig {
+                    family: Family::Cheff,
+                    kind: name.parse()?,
+                    timesteps: s.get("timesteps").and_then(Value::as_u64).unwrap_or(2000) as usize,
+                    beta_start: f("beta_start", 1e-4),
+                    beta_end: f("beta_end", 0.02),
+                }
+            }
+        };
+        let spec = Self {
+            network: NetworkConfig::Cheff(network),
+            schedule,
+        };
+        spec.network.validate()?;
+        Ok(spec)
+    }
+
+    fn from_sr3_json(model: &Value, unet: &Value) -> Result<Self> {
+        let mut cfg: Sr3UnetConfig = with_defaults(&Sr3UnetConfig::new(), unet)
+            .map_err(|e| Error::Config(format!("model.unet: {e}")))?;
+        if let Some(size) = model
+            .pointer("/diffusion/image_size")
+            .and_then(Value::as_u64)
+        {
+            cfg.image_size = size as usize;
+        }
+        let bs = model
+            .pointer("/beta_schedule/val")
+            .or_else(|| model.pointer("/beta_schedule/train"))
+            .ok_or_else(|| {
+                Error::Config("SR3 config has no model.beta_schedule.val / train".into())
+            })?;
+        let schedule = Self::sr3_schedule(bs)?;
+        let spec = Self {
+            network: NetworkConfig::Sr3(cfg),
+            schedule,
+        };
+        spec.network.validate()?;
+        Ok(spec)
+    }
+
+    /// An SR3 `{schedule, n_timestep, linear_start, linear_end}` object.
+    pub fn sr3_schedule(bs: &Value) -> Result<ScheduleConfig> {
+        let kind: BetaKind = bs
+            .get("schedule")
+            .and_then(Value::as_str)
+            .unwrap_or("linear")
+            .parse()?;
+        Ok(ScheduleConfig {
+            family: Family::Sr3,
+            kind,
+            timesteps: bs
+                .get("n_timestep")
+                .and_then(Value::as_u64)
+                .ok_or_else(|| Error::Config("beta schedule without n_timestep".into()))?
+                as usize,
+            beta_start: bs
+                .get("linear_start")
+                .and_then(Value::as_f64)
+                .unwrap_or(1e-6),
+            beta_end: bs.get("linear_end").and_then(Value::as_f64).unwrap_or(1e-2),
+        })
+    }
+
+    /// Our own JSON form.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("spec serialises")
+    }
+}
+
+/// `given` laid over the serialised `default` (burn configs have no serde defaults).
+fn with_defaults<T: Serialize + serde::de::DeserializeOwned>(
+    default: &T,
+    given: &Value,
+) -> serde_json::Result<T> {
+    let mut merged = serde_json::to_value(default)?;
+    if let (Value::Object(m), Value::Object(g)) = (&mut merged, given) {
+        for (k, v) in g {
+            m.insert(k.clone(), v.clone());
+        }
+    }
+    serde_json::from_value(merged)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_three_layouts() {
+        let cheff = r#"{"model": {"dim": 8, "init_dim": null, "out_dim": 1, "dim_mults": [1, 2], "num_attention_layer": 5,
+            "channels": 2, "block_groups": 8}, "schedule": {"name": "linear", "timesteps": 6, "kwargs": {"beta_start": 0.001, "beta_end": 0.3}}}"#;
+        let s = ModelSpec::from_json(cheff).unwrap();
+        assert_eq!(s.family(), Family::Cheff);
+        assert_eq!(s.schedule.kind, BetaKind::Linear);
+        assert_eq!(s.schedule.beta_end, 0.3);
+        let sr3 = r#"{"model": {"unet": {"in_channel": 6, "out_channel": 3, "inner_channel": 16, "norm_groups": 8,
+            "channel_multiplier": [1, 2], "attn_res": [8], "res_blocks": 1, "dropout": 0},
+            "beta_schedule": {"val": {"schedule": "quad", "n_timestep": 5, "linear_start": 1e-3, "linear_end": 0.4}},
+            "diffusion": {"image_size": 16, "channels": 3, "conditional": true}}}"#;
+        let s = ModelSpec::from_json(sr3).unwrap();
+        assert_eq!(s.family(), Family::Sr3);
+        assert_eq!(s.schedule.kind, BetaKind::Quadratic);
+        let ours = s.to_json();
+        assert_eq!(ModelSpec::from_json(&ours).unwrap(), s);
+        assert!(
+            ModelSpec::from_json("{}")
+                .unwrap_err()
+                .to_string()
+                .contains("section")
+        );
+        assert!(
+            ModelSpec::from_json("not json")
+                .unwrap_err()
+                .to_string()
+                .contains("JSON")
+        );
+    }
+}

@@ -1,0 +1,410 @@
+//! Noise schedules (β_t) and every coefficient the samplers read, computed with the precision
+//! rules of each reference so that sampler outputs match to float32 rounding:
+//! - cheff (`schedule.py`): float32 arithmetic throughout (torch's cumprod accumulates in f64);
+//! - SR3 (`diffusion.py`): float64 numpy arithmetic, each array cast to float32 at the end.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::model::Family;
+
+/// The shape of β over time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BetaKind {
+    /// β linear from start to end.
+    Linear,
+    /// Improved-DDPM cosine ᾱ (s = 0.008); start/end ignored.
+    Cosine,
+    /// √β linear (cheff "quadratic", SR3 "quad").
+    #[serde(alias = "quad")]
+    Quadratic,
+    /// sigmoid(linspace(−6, 6))·(end − start) + start (cheff only).
+    Sigmoid,
+    /// end everywhere, the first 10 % rising linearly from start (SR3 only).
+    Warmup10,
+    /// end everywhere, the first 50 % rising linearly from start (SR3 only).
+    Warmup50,
+    /// end everywhere (SR3 only).
+    Const,
+    /// 1/T, 1/(T−1), …, 1 (SR3 only).
+    Jsd,
+}
+
+impl std::str::FromStr for BetaKind {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        serde_json::from_value(serde_json::Value::String(s.to_ascii_lowercase())).map_err(|_| {
+            Error::Config(format!(
+                "unknown beta schedule '{s}' (linear, cosine, quadratic|quad, sigmoid, warmup10, warmup50, const, jsd)"
+            ))
+        })
+    }
+}
+
+/// A schedule as the references describe it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScheduleConfig {
+    /// Whose precision rules to follow.
+    pub family: Family,
+    pub kind: BetaKind,
+    /// Number of diffusion steps T.
+    pub timesteps: usize,
+    /// β at t = 0 (cheff default 1e-4).
+    #[serde(default = "default_beta_start")]
+    pub beta_start: f64,
+    /// β at t = T − 1 (cheff default 0.02).
+    #[serde(default = "default_beta_end")]
+    pub beta_end: f64,
+}
+
+fn default_beta_start() -> f64 {
+    1e-4
+}
+fn default_beta_end() -> f64 {
+    0.02
+}
+
+impl ScheduleConfig {
+    /// The authors' schedule: cosine, T = 2000.
+    pub fn cheff_default() -> Self {
+        Self {
+            family: Family::Cheff,
+            kind: BetaKind::Cosine,
+            timesteps: 2000,
+            beta_start: 1e-4,
+            beta_end: 0.02,
+        }
+    }
+
+    /// Computes β and the derived coefficients.
+    pub fn build(&self) -> Result<Schedule> {
+        let t = self.timesteps;
+        if t == 0 {
+            return Err(Error::Config(
+                "a schedule needs at least one timestep".into(),
+            ));
+        }
+        if !(self.beta_start.is_finite()
+            && self.beta_end.is_finite()
+            && self.beta_start >= 0.0
+            && self.beta_end < 1.0)
+        {
+            return Err(Error::Config(format!(
+                "beta_start {} and beta_end {} must lie in [0, 1)",
+                self.beta_start, self.beta_end
+            )));
+        }
+        match self.family {
+            Family::Cheff => self.build_cheff(),
+            Family::Sr3 => Ok(Schedule::from_betas_f64(&self.sr3_betas()?)),
+        }
+    }
+
+    fn build_cheff(&self) -> Result<Schedule> {
+        let (t, s, e) = (self.timesteps, self.beta_start, self.beta_end);
+        let betas: Vec<f32> = match self.kind {
+            BetaKind::Linear => linspace_f32(s as f32, e as f32, t),
+            BetaKind::Quadratic => linspace_f32(s.sqrt() as f32, e.sqrt() as f32, t)
+                .iter()
+                .map(|b| b * b)
+                .collect(),
+            BetaKind::Sigmoid => linspace_f32(-6.0, 6.0, t)
+                .iter()
+                .map(|x| 1.0 / (1.0 + (-x).exp()) * (e - s) as f32 + s as f32)
+                .collect(),
+            BetaKind::Cosine => {
+                let cos_s = 0.008f32;
+                let f: Vec<f32> = linspace_f32(0.0, t as f32, t + 1)
+                    .iter()
+                    .map(|x| {
+                        let a = ((x / t as f32) + cos_s) / (1.0 + cos_s)
+                            * (std::f64::consts::PI * 0.5) as f32;
+                        let c = a.cos();
+                        c * c
+                    })
+                    .collect();
+                let ac: Vec<f32> = f.iter().map(|v| v / f[0]).collect();
+                ac.windows(2)
+                    .map(|w| (1.0 - w[1] / w[0]).clamp(1e-4, 0.9999))
+                    .collect()
+            }
+            other => {
+                return Err(Error::Config(format!(
+                    "the cheff family has no '{other:?}' schedule (linear, cosine, quadratic, sigmoid)"
+                )));
+            }
+        };
+        Ok(Schedule::from_betas_f32(&betas))
+    }
+
+    fn sr3_betas(&self) -> Result<Vec<f64>> {
+        let (n, s, e) = (self.timesteps, self.beta_start, self.beta_end);
+        let warmup = |frac: f64| {
+            let mut b = vec![e; n];
+            let w = (n as f64 * frac) as usize;
+            b[..w].copy_from_slice(&linspace_f64(s, e, w));
+            b
+        };
+        Ok(match self.kind {
+            BetaKind::Linear => linspace_f64(s, e, n),
+            BetaKind::Quadratic => linspace_f64(s.sqrt(), e.sqrt(), n)
+                .iter()
+                .map(|b| b * b)
+                .collect(),
+            BetaKind::Warmup10 => warmup(0.1),
+            BetaKind::Warmup50 => warmup(0.5),
+            BetaKind::Const => vec![e; n],
+            BetaKind::Jsd => linspace_f64(n as f64, 1.0, n)
+                .iter()
+                .map(|v| 1.0 / v)
+                .collect(),
+            BetaKind::Cosine => {
+                let cs = 8e-3;
+                let f: Vec<f64> = (0..=n)
+                    .map(|k| {
+                        let a =
+                            (k as f64 / n as f64 + cs) / (1.0 + cs) * std::f64::consts::PI / 2.0;
+                        a.cos().powi(2)
+                    })
+                    .collect();
+                let f: Vec<f64> = f.iter().map(|v| v / f[0]).collect();
+                f.windows(2)
+                    .map(|w| (1.0 - w[1] / w[0]).min(0.999))
+                    .collect()
+            }
+            BetaKind::Sigmoid => {
+                return Err(Error::Config(
+                    "the SR3 family has no 'sigmoid' schedule".into(),
+                ));
+            }
+        })
+    }
+}
+
+/// β and every per-timestep coefficient, in float32 as the references store them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Schedule {
+    pub betas: Vec<f32>,
+    pub alphas_cumprod: Vec<f32>,
+    pub alphas_cumprod_prev: Vec<f32>,
+    /// √ᾱ: SR3's network input (noise level).
+    pub sqrt_alphas_cumprod: Vec<f32>,
+    pub sqrt_recip_alphas_cumprod: Vec<f32>,
+    pub sqrt_recipm1_alphas_cumprod: Vec<f32>,
+    pub posterior_log_variance_clipped: Vec<f32>,
+    pub posterior_mean_coef1: Vec<f32>,
+    pub posterior_mean_coef2: Vec<f32>,
+}
+
+impl Schedule {
+    /// Number of timesteps T.
+    pub fn len(&self) -> usize {
+        self.betas.len()
+    }
+    /// Always false: a schedule has at least one step.
+    pub fn is_empty(&self) -> bool {
+        self.betas.is_empty()
+    }
+
+    /// Coefficients from float32 β with float32 arithmetic (cumprod accumulated in f64, as
+    /// torch's CPU kernel does).
+    pub fn from_betas_f32(betas: &[f32]) -> Self {
+        let alphas: Vec<f32> = betas.iter().map(|b| 1.0 - b).collect();
+        let mut acc = 1f64;
+        let ac: Vec<f32> = alphas
+            .iter()
+            .map(|a| {
+                acc *= *a as f64;
+                acc as f32
+            })
+            .collect();
+        let prev: Vec<f32> = std::iter::once(1.0)
+            .chain(ac[..ac.len() - 1].iter().copied())
+            .collect();
+        let n = betas.len();
+        let map = |f: &dyn Fn(usize) -> f32| (0..n).map(f).collect::<Vec<f32>>();
+        Self {
+            sqrt_alphas_cumprod: map(&|i| ac[i].sqrt()),
+            sqrt_recip_alphas_cumprod: map(&|i| (1.0 / ac[i]).sqrt()),
+            sqrt_recipm1_alphas_cumprod: map(&|i| (1.0 / ac[i] - 1.0).sqrt()),
+            posterior_log_variance_clipped: map(&|i| {
+                let var = betas[i] * (1.0 - prev[i]) / (1.0 - ac[i]);
+                var.max(1e-20).ln()
+            }),
+            posterior_mean_coef1: map(&|i| betas[i] * prev[i].sqrt() / (1.0 - ac[i])),
+            posterior_mean_coef2: map(&|i| (1.0 - prev[i]) * alphas[i].sqrt() / (1.0 - ac[i])),
+            betas: betas.to_vec(),
+            alphas_cumprod: ac,
+            alphas_cumprod_prev: prev,
+        }
+    }
+
+    /// Coefficients from float64 β with float64 arithmetic, cast at the end (SR3's numpy).
+    pub fn from_betas_f64(betas: &[f64]) -> Self {
+        let n = betas.len();
+        let mut acc = 1f64;
+        let ac: Vec<f64> = betas
+            .iter()
+            .map(|b| {
+                acc *= 1.0 - b;
+                acc
+            })
+            .collect();
+        let prev: Vec<f64> = std::iter::once(1.0)
+            .chain(ac[..n - 1].iter().copied())
+            .collect();
+        let map = |f: &dyn Fn(usize) -> f64| (0..n).map(|i| f(i) as f32).collect::<Vec<f32>>();
+        Self {
+            betas: map(&|i| betas[i]),
+            alphas_cumprod: map(&|i| ac[i]),
+            alphas_cumprod_prev: map(&|i| prev[i]),
+            sqrt_alphas_cumprod: map(&|i| ac[i].sqrt()),
+            sqrt_recip_alphas_cumprod: map(&|i| (1.0 / ac[i]).sqrt()),
+            sqrt_recipm1_alphas_cumprod: map(&|i| (1.0 / ac[i] - 1.0).sqrt()),
+            posterior_log_variance_clipped: map(&|i| {
+                let var = betas[i] * (1.0 - prev[i]) / (1.0 - ac[i]);
+                var.max(1e-20).ln()
+            }),
+            posterior_mean_coef1: map(&|i| betas[i] * prev[i].sqrt() / (1.0 - ac[i])),
+            posterior_mean_coef2: map(&|i| {
+                (1.0 - prev[i]) * (1.0 - betas[i]).sqrt() / (1.0 - ac[i])
+            }),
+        }
+    }
+
+    /// The schedule restricted to an ascending subset of timesteps (respacing, Nichol & Dhariwal
+    /// 2021): ᾱ is kept at those steps and β recomputed between them, so an ancestral sampler can
+    /// run with fewer steps. The full set returns the schedule unchanged.
+    pub fn respaced(&self, timesteps: &[usize]) -> Schedule {
+        if timesteps.len() == self.len() {
+            return self.clone();
+        }
+        let mut last = 1f64;
+        let betas: Vec<f64> = timesteps
+            .iter()
+            .map(|&t| {
+                let a = self.alphas_cumprod[t] as f64;
+                let b = 1.0 - a / last;
+                last = a;
+                b
+            })
+            .collect();
+        Schedule::from_betas_f64(&betas)
+    }
+}
+
+/// torch.linspace in float32: the first half counts up from start, the second down from end.
+fn linspace_f32(start: f32, end: f32, n: usize) -> Vec<f32> {
+    if n == 1 {
+        return vec![start];
+    }
+    let step = (end - start) / (n - 1) as f32;
+    let half = n / 2;
+    (0..n)
+        .map(|i| {
+            if i < half {
+                start + step * i as f32
+            } else {
+                end - step * (n - i - 1) as f32
+            }
+        })
+        .collect()
+}
+
+/// numpy.linspace in float64 (last element exactly `end`).
+fn linspace_f64(start: f64, end: f64, n: usize) -> Vec<f64> {
+    match n {
+        0 => vec![],
+        1 => vec![start],
+        _ => {
+            let step = (end - start) / (n - 1) as f64;
+            let mut v: Vec<f64> = (0..n).map(|i| start + i as f64 * step).collect();
+            v[n - 1] = end;
+            v
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_builds_a_valid_schedule() {
+        for (family, kinds) in [
+            (
+                Family::Cheff,
+                vec![
+                    BetaKind::Linear,
+                    BetaKind::Cosine,
+                    BetaKind::Quadratic,
+                    BetaKind::Sigmoid,
+                ],
+            ),
+            (
+                Family::Sr3,
+                vec![
+                    BetaKind::Linear,
+                    BetaKind::Cosine,
+                    BetaKind::Quadratic,
+                    BetaKind::Warmup10,
+                    BetaKind::Warmup50,
+                    BetaKind::Const,
+                    BetaKind::Jsd,
+                ],
+            ),
+        ] {
+            for kind in kinds {
+                let s = ScheduleConfig {
+                    family,
+                    kind,
+                    timesteps: 100,
+                    beta_start: 1e-4,
+                    beta_end: 0.02,
+                }
+                .build()
+                .unwrap();
+                assert_eq!(s.len(), 100);
+                assert!(
+                    s.betas.iter().all(|b| *b > 0.0 && *b <= 1.0),
+                    "{family:?} {kind:?}"
+                );
+                assert!(
+                    s.alphas_cumprod.windows(2).all(|w| w[1] <= w[0]),
+                    "{family:?} {kind:?} ᾱ must fall"
+                );
+            }
+        }
+        let bad = ScheduleConfig {
+            family: Family::Cheff,
+            kind: BetaKind::Jsd,
+            timesteps: 10,
+            beta_start: 1e-4,
+            beta_end: 0.02,
+        };
+        assert!(bad.build().unwrap_err().to_string().contains("jsd") || bad.build().is_err());
+    }
+
+    #[test]
+    fn respacing_keeps_alphas_cumprod_at_the_kept_steps() {
+        let s = ScheduleConfig::cheff_default().build().unwrap();
+        let ts = [0usize, 500, 1000, 1999];
+        let r = s.respaced(&ts);
+        for (i, t) in ts.iter().enumerate() {
+            assert!(
+                (r.alphas_cumprod[i] - s.alphas_cumprod[*t]).abs()
+                    <= 1e-6 * s.alphas_cumprod[*t].max(1e-3)
+            );
+        }
+        assert_eq!(s.respaced(&(0..2000).collect::<Vec<_>>()), s);
+    }
+
+    #[test]
+    fn linspace_matches_torch_endpoints() {
+        let v = linspace_f32(0.1, 0.7, 7);
+        assert_eq!(v[0], 0.1);
+        assert_eq!(v[6], 0.7);
+        assert_eq!(linspace_f64(1.0, 2.0, 3), vec![1.0, 1.5, 2.0]);
+    }
+}

@@ -1,0 +1,53 @@
+//! One error type for the library: every variant says what went wrong and with which input, so
+//! the CLI and the page can show it as is.
+
+use std::path::PathBuf;
+
+/// Everything the engine can refuse or fail at.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A network configuration that cannot be built (group counts, multipliers, ...).
+    #[error("invalid model config: {0}")]
+    Config(String),
+    /// A file that is not a checkpoint, or one whose container is damaged.
+    #[error("not a readable checkpoint: {0}")]
+    CheckpointFormat(String),
+    /// A checkpoint that does not fit the network it is loaded into.
+    #[error("checkpoint does not match the model: {0}")]
+    CheckpointMismatch(String),
+    /// An image file that cannot be decoded or is outside the accepted sizes.
+    #[error("cannot read image: {0}")]
+    Image(String),
+    /// DICOM content we do not handle (transfer syntax, photometric interpretation, ...).
+    #[error("unsupported DICOM: {0}")]
+    Dicom(String),
+    /// Sampler settings outside their range.
+    #[error("invalid sampler settings: {0}")]
+    Sampler(String),
+    /// The user (or the page) asked to stop.
+    #[error("cancelled")]
+    Cancelled,
+    /// No usable GPU adapter, or the device failed.
+    #[error("device error: {0}")]
+    Device(String),
+    /// File system errors, with the path that caused them.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Result alias used across the crate.
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// Wraps an I/O error together with the path it concerns.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,379 @@
+//! DICOM CR/DX radiographs through dicom-rs: modality rescale, VOI window when present,
+//! MONOCHROME1 inverted so that bone is bright, as on a film viewer.
+
+use std::io::Cursor;
+
+use dicom_core::{DataElement, PrimitiveValue, VR};
+use dicom_dictionary_std::tags;
+use dicom_object::file::ReadPreamble;
+use dicom_object::{FileMetaTableBuilder, InMemDicomObject, OpenFileOptions};
+use dicom_pixeldata::{PhotometricInterpretation, PixelDecoder};
+
+use super::GrayImage;
+use crate::error::{Error, Result};
+
+/// True when the bytes carry the `DICM` magic (after the 128-byte preamble, or at the start).
+pub fn looks_like_dicom(bytes: &[u8]) -> bool {
+    (bytes.len() >= 132 && &bytes[128..132] == b"DICM") || bytes.starts_with(b"DICM")
+}
+
+/// Human name of a transfer syntax UID, for messages.
+fn ts_name(uid: &str) -> String {
+    use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
+    use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
+    match TransferSyntaxRegistry.get(uid) {
+        Some(ts) => format!("{uid} ({})", ts.name()),
+        None => uid.to_string(),
+    }
+}
+
+/// Decodes the first frame of a single-channel DICOM image to [0, 1].
+pub fn decode(bytes: &[u8]) -> Result<GrayImage> {
+    use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
+    use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
+    let bad = |m: String| Error::Dicom(m);
+    let preamble = if bytes.starts_with(b"DICM") {
+        ReadPreamble::Never
+    } else {
+        ReadPreamble::Always
+    };
+
+    // 1. header only: check the transfer syntax and the size before touching pixel data
+    let header = OpenFileOptions::new()
+        .read_preamble(preamble)
+        .read_until(tags::PIXEL_DATA)
+        .from_reader(Cursor::new(bytes))
+        .map_err(|e| bad(format!("not a readable DICOM file ({e})")))?;
+    let uid = header
+        .meta()
+        .transfer_syntax()
+        .trim_end_matches('\0')
+        .trim()
+        .to_string();
+    match TransferSyntaxRegistry.get(&uid) {
+        Some(ts) if ts.can_decode_all() => {}
+        _ => {
+            return Err(bad(format!(
+                "transfer syntax {} is not supported (uncompressed, deflate, RLE and JPEG baseline/lossless are)",
+                ts_name(&uid)
+            )));
+        }
+    }
+    let get_u32 = |tag| -> Result<u32> {
+        header
+            .element(tag)
+            .map_err(|_| bad(format!("missing {tag} (not an image?)")))?
+            .to_int::<u32>()
+            .map_err(|e| bad(format!("{tag}: {e}")))
+    };
+    let (rows, cols) = (
+        get_u32(tags::ROWS)? as usize,
+        get_u32(tags::COLUMNS)? as usize,
+    );
+    GrayImage::check_size(cols, rows).map_err(|e| bad(e.to_string()))?;
+
+    // 2. whole object, decode frame 0 with the modality LUT (rescale slope/intercept)
+    let obj = OpenFileOptions::new()
+        .read_preamble(preamble)
+        .from_reader(Cursor::new(bytes))
+        .map_err(|e| bad(format!("DICOM file is damaged or truncated ({e})")))?;
+    let pixels = obj
+        .decode_pixel_data_frame(0)
+        .map_err(|e| bad(format!("pixel data cannot be decoded ({e})")))?;
+    if pixels.samples_per_pixel() != 1 {
+        return Err(bad(format!(
+            "{} samples per pixel; only greyscale radiographs are supported",
+            pixels.samples_per_pixel()
+        )));
+    }
+    let values: Vec<f32> = pixels
+        .to_vec_frame(0)
+        .map_err(|e| bad(format!("pixel conversion failed ({e})")))?;
+    if values.len() != rows * cols {
+        return Err(bad(format!(
+            "pixel data holds {} values for {rows}×{cols}",
+            values.len()
+        )));
+    }
+
+    // 3. VOI window when given, else the full range
+    let window = pixels
+        .window()
+        .ok()
+        .flatten()
+        .and_then(|w| w.first().copied())
+        .filter(|w| w.width > 1.0);
+    let mut data: Vec<f32> = match window {
+        Some(w) => {
+            let (c, wd) = (w.center as f32, w.width as f32);
+            values
+                .iter()
+                .map(|v| (((v - (c - 0.5)) / (wd - 1.0)) + 0.5).clamp(0.0, 1.0))
+                .collect()
+        }
+        None => {
+            let (lo, hi) = values
+                .iter()
+                .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), v| {
+                    (a.min(*v), b.max(*v))
+                });
+            let span = (hi - lo).max(f32::EPSILON);
+            values.iter().map(|v| (v - lo) / span).collect()
+        }
+    };
+
+    // 4. MONOCHROME1: low values are white
+    if matches!(
+        pixels.photometric_interpretation(),
+        PhotometricInterpretation::Monochrome1
+    ) {
+        data.iter_mut().for_each(|v| *v = 1.0 - *v);
+    }
+    Ok(GrayImage {
+        width: cols,
+        height: rows,
+        data,
+    })
+}
+
+/// Options of [`write_u16`].
+#[derive(Debug, Clone, Default)]
+pub struct DicomWriteOptions {
+    /// Transfer syntax UID; explicit VR little endian when `None`.
+    pub transfer_syntax: Option<String>,
+    /// Rescale slope and intercept.
+    pub rescale: Option<(f64, f64)>,
+    /// VOI window centre and width.
+    pub window: Option<(f64, f64)>,
+}
+
+/// Writes a 16-bit greyscale radiograph (`photometric` = MONOCHROME1/2, 12 bits stored) as a DICOM
+/// file in memory, uncompressed: for exports and for tests of the reader.
+pub fn write_u16(
+    rows: u16,
+    cols: u16,
+    pixels: &[u16],
+    photometric: &str,
+    opts: &DicomWriteOptions,
+) -> Result<Vec<u8>> {
+    make_dicom(
+        rows,
+        cols,
+        pixels,
+        photometric,
+        opts.transfer_syntax
+            .as_deref()
+            .unwrap_or("1.2.840.10008.1.2.1"),
+        opts.rescale,
+        opts.window,
+    )
+}
+
+fn make_dicom(
+    rows: u16,
+    cols: u16,
+    pixels: &[u16],
+    photometric: &str,
+    ts: &str,
+    rescale: Option<(f64, f64)>,
+    window: Option<(f64, f64)>,
+) -> Result<Vec<u8>> {
+    let mut obj = InMemDicomObject::new_empty();
+    let put = |obj: &mut InMemDicomObject, tag, vr, v: PrimitiveValue| {
+        obj.put(DataElement::new(tag, vr, v))
+    };
+    put(
+        &mut obj,
+        tags::SOP_CLASS_UID,
+        VR::UI,
+        PrimitiveValue::from("1.2.840.10008.5.1.4.1.1.1"),
+    );
+    put(
+        &mut obj,
+        tags::SOP_INSTANCE_UID,
+        VR::UI,
+        PrimitiveValue::from("1.2.3.4"),
+    );
+    put(&mut obj, tags::MODALITY, VR::CS, PrimitiveValue::from("CR"));
+    put(&mut obj, tags::ROWS, VR::US, PrimitiveValue::from(rows));
+    put(&mut obj, tags::COLUMNS, VR::US, PrimitiveValue::from(cols));
+    put(
+        &mut obj,
+        tags::SAMPLES_PER_PIXEL,
+        VR::US,
+        PrimitiveValue::from(1u16),
+    );
+    put(
+        &mut obj,
+        tags::PHOTOMETRIC_INTERPRETATION,
+        VR::CS,
+        PrimitiveValue::from(photometric),
+    );
+    put(
+        &mut obj,
+        tags::BITS_ALLOCATED,
+        VR::US,
+        PrimitiveValue::from(16u16),
+    );
+    put(
+        &mut obj,
+        tags::BITS_STORED,
+        VR::US,
+        PrimitiveValue::from(12u16),
+    );
+    put(
+        &mut obj,
+        tags::HIGH_BIT,
+        VR::US,
+        PrimitiveValue::from(11u16),
+    );
+    put(
+        &mut obj,
+        tags::PIXEL_REPRESENTATION,
+        VR::US,
+        PrimitiveValue::from(0u16),
+    );
+    if let Some((slope, intercept)) = rescale {
+        put(
+            &mut obj,
+            tags::RESCALE_SLOPE,
+            VR::DS,
+            PrimitiveValue::from(slope.to_string()),
+        );
+        put(
+            &mut obj,
+            tags::RESCALE_INTERCEPT,
+            VR::DS,
+            PrimitiveValue::from(intercept.to_string()),
+        );
+    }
+    if let Some((c, w)) = window {
+        put(
+            &mut obj,
+            tags::WINDOW_CENTER,
+            VR::DS,
+            PrimitiveValue::from(c.to_string()),
+        );
+        put(
+            &mut obj,
+            tags::WINDOW_WIDTH,
+            VR::DS,
+            PrimitiveValue::from(w.to_string()),
+        );
+    }
+    let raw: Vec<u8> = pixels.iter().flat_map(|p| p.to_le_bytes()).collect();
+    put(
+        &mut obj,
+        tags::PIXEL_DATA,
+        VR::OW,
+        PrimitiveValue::from(raw),
+    );
+    let meta = FileMetaTableBuilder::new()
+        .transfer_syntax(ts)
+        .media_storage_sop_class_uid("1.2.840.10008.5.1.4.1.1.1")
+        .media_storage_sop_instance_uid("1.2.3.4")
+        .build()
+        .map_err(|e| Error::Dicom(format!("building the file meta table: {e}")))?;
+    let file = obj.with_exact_meta(meta);
+    let mut out = Vec::new();
+    file.write_all(&mut out)
+        .map_err(|e| Error::Dicom(format!("writing DICOM: {e}")))?;
+    Ok(out)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    const EXPLICIT_LE: &str = "1.2.840.10008.1.2.1";
+
+    fn make_dicom(
+        rows: u16,
+        cols: u16,
+        px: &[u16],
+        pi: &str,
+        ts: &str,
+        rescale: Option<(f64, f64)>,
+        window: Option<(f64, f64)>,
+    ) -> Vec<u8> {
+        super::make_dicom(rows, cols, px, pi, ts, rescale, window).unwrap()
+    }
+
+    #[test]
+    fn monochrome1_is_inverted_and_monochrome2_is_not() {
+        let px: Vec<u16> = (0..64).map(|i| i * 10).collect();
+        let m2 = decode(&make_dicom(
+            8,
+            8,
+            &px,
+            "MONOCHROME2",
+            EXPLICIT_LE,
+            None,
+            None,
+        ))
+        .unwrap();
+        let m1 = decode(&make_dicom(
+            8,
+            8,
+            &px,
+            "MONOCHROME1",
+            EXPLICIT_LE,
+            None,
+            None,
+        ))
+        .unwrap();
+        assert_eq!(m2.data[0], 0.0);
+        assert_eq!(m2.data[63], 1.0);
+        for (a, b) in m1.data.iter().zip(&m2.data) {
+            assert!((a + b - 1.0).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn rescale_and_window_are_applied() {
+        let px: Vec<u16> = (0..64).map(|i| i * 10).collect();
+        // Rescale ×2 − 100, window centred at 300 (rescaled units), width 201: pixel 200 → 300.
+        let img = decode(&make_dicom(
+            8,
+            8,
+            &px,
+            "MONOCHROME2",
+            EXPLICIT_LE,
+            Some((2.0, -100.0)),
+            Some((300.0, 201.0)),
+        ))
+        .unwrap();
+        let at = |raw: u16| img.data[(raw / 10) as usize];
+        assert!((at(200) - 0.5).abs() < 0.01, "{}", at(200));
+        assert_eq!(at(0), 0.0);
+        assert_eq!(at(630), 1.0);
+    }
+
+    #[test]
+    fn unsupported_transfer_syntax_is_named() {
+        let px = vec![0u16; 64];
+        let bytes = make_dicom(
+            8,
+            8,
+            &px,
+            "MONOCHROME2",
+            "1.2.840.10008.1.2.4.90",
+            None,
+            None,
+        );
+        let err = decode(&bytes).unwrap_err().to_string();
+        assert!(
+            err.contains("1.2.840.10008.1.2.4.90") && err.contains("not supported"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn truncated_and_tiny_files_fail_cleanly() {
+        let px: Vec<u16> = (0..64).collect();
+        let bytes = make_dicom(8, 8, &px, "MONOCHROME2", EXPLICIT_LE, None, None);
+        assert!(decode(&bytes[..bytes.len() - 40]).is_err());
+        let tiny = make_dicom(1, 1, &[5], "MONOCHROME2", EXPLICIT_LE, None, None);
+        assert!(decode(&tiny).unwrap_err().to_string().contains("at least"));
+    }
+}

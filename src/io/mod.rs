@@ -1,0 +1,247 @@
+//! Reading radiographs (PNG 8/16-bit, JPEG, TIFF, DICOM) into one grey float image, and writing
+//! results as 8- or 16-bit PNG without ever leaving a half-written file behind.
+
+pub mod dicom;
+
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// Largest accepted side, in pixels (a 8192² image already needs GBs in the UNet).
+pub const MAX_SIDE: usize = 8192;
+/// Smallest accepted side: below this there is nothing to restore.
+pub const MIN_SIDE: usize = 8;
+/// Largest accepted file, in bytes.
+pub const MAX_FILE_BYTES: u64 = 512 << 20;
+
+/// A single-channel image with values in [0, 1], row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GrayImage {
+    pub width: usize,
+    pub height: usize,
+    pub data: Vec<f32>,
+}
+
+impl GrayImage {
+    /// Checks the size against [`MIN_SIDE`] and [`MAX_SIDE`].
+    pub fn check_size(width: usize, height: usize) -> Result<()> {
+        if width < MIN_SIDE || height < MIN_SIDE {
+            return Err(Error::Image(format!(
+                "image is {width}×{height}; both sides must be at least {MIN_SIDE} pixels"
+            )));
+        }
+        if width > MAX_SIDE || height > MAX_SIDE {
+            return Err(Error::Image(format!(
+                "image is {width}×{height}; the limit is {MAX_SIDE}×{MAX_SIDE}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Decodes an image from bytes; the format is recognised from the content, not the name.
+pub fn decode(bytes: &[u8]) -> Result<GrayImage> {
+    if bytes.is_empty() {
+        return Err(Error::Image("the file is empty".into()));
+    }
+    if dicom::looks_like_dicom(bytes) {
+        return dicom::decode(bytes);
+    }
+    let reader = image::ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| Error::Image(e.to_string()))?;
+    let format = reader.format().ok_or_else(|| {
+        Error::Image("unrecognised format: expected PNG, JPEG, TIFF or DICOM".into())
+    })?;
+    let (w, h) = reader
+        .into_dimensions()
+        .map_err(|e| Error::Image(format!("{format:?} header is unreadable ({e})")))?;
+    GrayImage::check_size(w as usize, h as usize)?;
+    let img = image::load_from_memory_with_format(bytes, format)
+        .map_err(|e| Error::Image(format!("{format:?} data is damaged or truncated ({e})")))?;
+    let luma = img.into_luma16();
+    let data = luma.as_raw().iter().map(|v| *v as f32 / 65535.0).collect();
+    Ok(GrayImage {
+        width: w as usize,
+        height: h as usize,
+        data,
+    })
+}
+
+/// Reads and decodes a file, refusing files over [`MAX_FILE_BYTES`] before reading them.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn read(path: &Path) -> Result<GrayImage> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(Error::Image(format!(
+            "{}: {} bytes is over the {} MiB limit",
+            path.display(),
+            meta.len(),
+            MAX_FILE_BYTES >> 20
+        )));
+    }
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    decode(&bytes).map_err(|e| match e {
+        Error::Image(m) => Error::Image(format!("{}: {m}", path.display())),
+        Error::Dicom(m) => Error::Dicom(format!("{}: {m}", path.display())),
+        other => other,
+    })
+}
+
+/// PNG bit depth of an output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BitDepth {
+    Eight,
+    Sixteen,
+}
+
+/// Encodes a grey image as PNG (values clamped to [0, 1]).
+pub fn encode_png(img: &GrayImage, depth: BitDepth) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let enc = image::codecs::png::PngEncoder::new(&mut out);
+    use image::ImageEncoder;
+    let (w, h) = (img.width as u32, img.height as u32);
+    let res = match depth {
+        BitDepth::Eight => {
+            let px: Vec<u8> = img
+                .data
+                .iter()
+                .map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8)
+                .collect();
+            enc.write_image(&px, w, h, image::ExtendedColorType::L8)
+        }
+        BitDepth::Sixteen => {
+            let px: Vec<u8> = img
+                .data
+                .iter()
+                .flat_map(|v| ((v.clamp(0.0, 1.0) * 65535.0).round() as u16).to_ne_bytes())
+                .collect();
+            enc.write_image(&px, w, h, image::ExtendedColorType::L16)
+        }
+    };
+    res.map_err(|e| Error::Image(format!("PNG encoding failed: {e}")))?;
+    Ok(out)
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file beside it is renamed into place, so a
+/// failure or an interruption never leaves a partial `path`.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp: PathBuf = dir.join(format!(".{name}.{}.partial", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    result.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io(path, e)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn png(w: u32, h: u32, sixteen: bool) -> Vec<u8> {
+        let img = GrayImage {
+            width: w as usize,
+            height: h as usize,
+            data: (0..w * h).map(|i| i as f32 / (w * h) as f32).collect(),
+        };
+        encode_png(
+            &img,
+            if sixteen {
+                BitDepth::Sixteen
+            } else {
+                BitDepth::Eight
+            },
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn png_round_trip_8_and_16_bit() {
+        for sixteen in [false, true] {
+            let bytes = png(20, 12, sixteen);
+            let img = decode(&bytes).unwrap();
+            assert_eq!((img.width, img.height), (20, 12));
+            let tol = if sixteen {
+                1.0 / 65535.0
+            } else {
+                0.5 / 255.0 + 1e-6
+            };
+            for (i, v) in img.data.iter().enumerate() {
+                assert!((v - i as f32 / 240.0).abs() <= tol, "{sixteen} {i} {v}");
+            }
+        }
+    }
+
+    #[test]
+    fn bad_images_are_named() {
+        assert!(decode(b"").unwrap_err().to_string().contains("empty"));
+        assert!(
+            decode(b"hello, I am text, not an image at all")
+                .unwrap_err()
+                .to_string()
+                .contains("unrecognised format")
+        );
+        let bytes = png(32, 32, false);
+        let err = decode(&bytes[..bytes.len() / 2]).unwrap_err().to_string();
+        assert!(err.contains("damaged or truncated"), "{err}");
+        assert!(
+            decode(&png(1, 1, false))
+                .unwrap_err()
+                .to_string()
+                .contains("at least")
+        );
+        assert!(
+            decode(&png(8200, 8, false))
+                .unwrap_err()
+                .to_string()
+                .contains("limit")
+        );
+    }
+
+    #[test]
+    fn colour_becomes_grey() {
+        let mut out = Vec::new();
+        use image::ImageEncoder;
+        let px: Vec<u8> = (0..16 * 16).flat_map(|_| [255u8, 255, 255]).collect();
+        image::codecs::png::PngEncoder::new(&mut out)
+            .write_image(&px, 16, 16, image::ExtendedColorType::Rgb8)
+            .unwrap();
+        let img = decode(&out).unwrap();
+        assert!(img.data.iter().all(|v| (*v - 1.0).abs() < 1e-4));
+    }
+
+    #[test]
+    fn atomic_write_leaves_no_partial_file() {
+        let dir = std::env::temp_dir().join(format!("dxr-io-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let target = dir.join("out.png");
+        write_atomic(&target, b"abc").unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"abc");
+        // A target inside a missing folder fails and leaves nothing behind.
+        let bad = dir.join("missing").join("x.png");
+        assert!(write_atomic(&bad, b"abc").is_err());
+        let leftovers: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(leftovers.len(), 1, "{leftovers:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,20 @@
+//! DiffusionXRay: restore digitally reconstructed chest radiographs (DRRs) toward the look of real
+//! radiographs with a conditional diffusion model (paper "DiffusionXRay"; reference code
+//! qureai/DiffusionXray), natively and in the browser on WebGPU.
+//!
+//! An image travels: [`io`] reads it → [`restore`] pads it and calls a sampler in [`diffusion`]
+//! → the sampler calls the [`model`] UNet whose weights came from [`checkpoint`] → [`io`]
+//! writes the result.
+
+pub mod checkpoint;
+pub mod config;
+pub mod device;
+pub mod diffusion;
+pub mod error;
+pub mod io;
+pub mod metrics;
+pub mod model;
+pub mod restore;
+
+pub use config::ModelSpec;
+pub use error::{Error, Result};

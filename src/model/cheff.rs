@@ -1,0 +1,430 @@
+//! The authors' restoration UNet (`cheff.sr.model.Unet` of qureai/DiffusionXray, after
+//! "Chest X-ray Foundation models" / DDPM of Ho et al. 2020): the DDPM-HQ network of the
+//! DiffusionXRay paper. It predicts the noise ε of `cat[x_t, lq]` at an integer timestep.
+//!
+//! Parameter names follow the reference checkpoint after the renaming rules in
+//! [`crate::checkpoint::keymap`]; the struct tree below is that naming.
+
+use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
+use burn::nn::{GroupNorm, GroupNormConfig, Linear, LinearConfig, PaddingConfig2d};
+use burn::prelude::*;
+use burn::tensor::activation::{gelu, silu, softmax};
+
+use super::{SinusoidalKind, attention_heads, check_groups, sinusoidal_embedding};
+use crate::error::Error;
+
+/// Heads and per-head width of both attention kinds (fixed in the reference).
+const HEADS: usize = 4;
+const DIM_HEAD: usize = 32;
+
+/// Settings of [`CheffUnet`]; the names and meanings are the reference constructor's.
+#[derive(Config, Debug, PartialEq)]
+pub struct CheffUnetConfig {
+    /// Base width; level i has `dim * dim_mults[i]` channels. The authors' checkpoint: 16.
+    #[config(default = 16)]
+    pub dim: usize,
+    /// Width after the 7×7 input conv; `dim / 3 * 2` when absent (16 → 10).
+    #[config(default = "None")]
+    pub init_dim: Option<usize>,
+    /// Output channels (ε of the image channel); `channels` when absent. Authors: 1.
+    #[config(default = "Some(1)")]
+    pub out_dim: Option<usize>,
+    /// Width multipliers per level; the first must be 1. Authors: (1,2,4,8,16,32,32,32).
+    #[config(default = "vec![1, 2, 4, 8, 16, 32, 32, 32]")]
+    pub dim_mults: Vec<usize>,
+    /// How many levels carry attention, counted as the reference does (see [`Self::down_attention`]).
+    #[config(default = 5)]
+    pub num_attention_layer: usize,
+    /// Input channels: noisy image + conditioning image. Authors: 2.
+    #[config(default = 2)]
+    pub channels: usize,
+    /// GroupNorm groups in every ResnetBlock and final Block.
+    #[config(default = 8)]
+    pub block_groups: usize,
+}
+
+impl CheffUnetConfig {
+    /// Number of resolution levels L.
+    pub fn levels(&self) -> usize {
+        self.dim_mults.len()
+    }
+    /// Width of the input conv's output.
+    pub fn resolved_init_dim(&self) -> usize {
+        self.init_dim.unwrap_or(self.dim / 3 * 2)
+    }
+    /// Channel count at each level boundary: `[init_dim, dim*m_0, dim*m_1, ...]`.
+    pub fn dims(&self) -> Vec<usize> {
+        std::iter::once(self.resolved_init_dim())
+            .chain(self.dim_mults.iter().map(|m| self.dim * m))
+            .collect()
+    }
+    /// Width of the time embedding after its MLP.
+    pub fn time_dim(&self) -> usize {
+        self.dim * 4
+    }
+    /// Down level i has attention iff `i ≥ L − num_attention_layer + 1` (reference rule).
+    pub fn down_attention(&self, level: usize) -> bool {
+        level as isize >= self.levels() as isize - self.num_attention_layer as isize + 1
+    }
+    /// Up block j (0 = deepest) has attention under the same rule, counted from the deep end.
+    pub fn up_attention(&self, block: usize) -> bool {
+        self.down_attention(block)
+    }
+    /// H and W must be multiples of this (one halving per level but the last).
+    pub fn input_multiple(&self) -> usize {
+        1 << (self.levels() - 1)
+    }
+    /// Channels of the noisy image (and of the predicted ε).
+    pub fn out_channels(&self) -> usize {
+        self.out_dim.unwrap_or(self.channels)
+    }
+
+    /// Rejects configurations the reference would build but cannot run.
+    pub fn validate(&self) -> crate::Result<()> {
+        let bad = |m: String| Err(Error::Config(m));
+        if self.dim < 4 || self.dim % 2 != 0 {
+            return bad(format!("dim must be even and at least 4, got {}", self.dim));
+        }
+        if self.dim_mults.is_empty() {
+            return bad("dim_mults is empty".into());
+        }
+        if self.dim_mults[0] != 1 {
+            return bad(format!(
+                "dim_mults[0] must be 1 (the final block expects `dim` channels), got {:?}",
+                self.dim_mults
+            ));
+        }
+        if self.dim_mults.iter().any(|&m| m == 0) {
+            return bad(format!(
+                "dim_mults must be positive, got {:?}",
+                self.dim_mults
+            ));
+        }
+        if self.channels == 0 || self.out_channels() == 0 || self.resolved_init_dim() == 0 {
+            return bad("channels, out_dim and init_dim must be positive".into());
+        }
+        if self.levels() > 12 {
+            return bad(format!(
+                "{} levels is more than this port supports (12)",
+                self.levels()
+            ));
+        }
+        for (i, d) in self.dims().iter().enumerate().skip(1) {
+            check_groups(
+                &format!("level {} width dim*dim_mults[{}]", i - 1, i - 1),
+                *d,
+                self.block_groups,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Builds the network with fresh (random) parameters.
+    pub fn init(&self, device: &Device) -> crate::Result<CheffUnet> {
+        self.validate()?;
+        let dims = self.dims();
+        let levels = self.levels();
+        let time_dim = self.time_dim();
+        let g = self.block_groups;
+        let res = |cin, cout| ResnetBlock::new(cin, cout, time_dim, g, device);
+
+        let downs = (0..levels)
+            .map(|i| {
+                let (cin, cout) = (dims[i], dims[i + 1]);
+                DownLevel {
+                    block1: res(cin, cout),
+                    block2: res(cout, cout),
+                    attn: self
+                        .down_attention(i)
+                        .then(|| LinearAttention::new(cout, device)),
+                    downsample: (i + 1 < levels).then(|| {
+                        Conv2dConfig::new([cout, cout], [4, 4])
+                            .with_stride([2, 2])
+                            .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                            .init(device)
+                    }),
+                }
+            })
+            .collect();
+        // Up block j mirrors down level L-1-j: (dims[L-j] * 2) -> dims[L-1-j].
+        let ups = (0..levels - 1)
+            .map(|j| {
+                let (cout, cin) = (dims[levels - 1 - j], dims[levels - j]);
+                UpLevel {
+                    block1: res(cin * 2, cout),
+                    block2: res(cout, cout),
+                    attn: self
+                        .up_attention(j)
+                        .then(|| LinearAttention::new(cout, device)),
+                    upsample: ConvTranspose2dConfig::new([cout, cout], [4, 4])
+                        .with_stride([2, 2])
+                        .with_padding([1, 1])
+                        .init(device),
+                }
+            })
+            .collect();
+        let mid = dims[levels];
+        Ok(CheffUnet {
+            init_conv: Conv2dConfig::new([self.channels, dims[0]], [7, 7])
+                .with_padding(PaddingConfig2d::Explicit(3, 3, 3, 3))
+                .init(device),
+            time_mlp: TimeMlp {
+                lin1: LinearConfig::new(self.dim, time_dim).init(device),
+                lin2: LinearConfig::new(time_dim, time_dim).init(device),
+            },
+            downs,
+            mid_block1: res(mid, mid),
+            mid_attn: (self.num_attention_layer >= 1).then(|| Attention::new(mid, device)),
+            mid_block2: res(mid, mid),
+            ups,
+            final_res: FinalResidual {
+                block1: Block::new(self.dim, self.dim, g, device),
+                block2: Block::new(self.dim, self.dim, g, device),
+            },
+            final_conv: Conv2dConfig::new([self.dim, self.out_channels()], [1, 1]).init(device),
+            dim: self.dim,
+        })
+    }
+}
+
+/// conv 3×3 → GroupNorm → SiLU.
+#[derive(Module, Debug)]
+pub struct Block {
+    proj: Conv2d,
+    norm: GroupNorm,
+}
+
+impl Block {
+    fn new(cin: usize, cout: usize, groups: usize, device: &Device) -> Self {
+        Self {
+            proj: Conv2dConfig::new([cin, cout], [3, 3])
+                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                .init(device),
+            norm: GroupNormConfig::new(groups, cout).init(device),
+        }
+    }
+
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        silu(self.norm.forward(self.proj.forward(x)))
+    }
+}
+
+/// Two [`Block`]s with the time embedding added between them, plus a (1×1 conv) shortcut.
+#[derive(Module, Debug)]
+pub struct ResnetBlock {
+    mlp: Linear,
+    block1: Block,
+    block2: Block,
+    res_conv: Option<Conv2d>,
+}
+
+impl ResnetBlock {
+    fn new(cin: usize, cout: usize, time_dim: usize, groups: usize, device: &Device) -> Self {
+        Self {
+            mlp: LinearConfig::new(time_dim, cout).init(device),
+            block1: Block::new(cin, cout, groups, device),
+            block2: Block::new(cout, cout, groups, device),
+            res_conv: (cin != cout).then(|| Conv2dConfig::new([cin, cout], [1, 1]).init(device)),
+        }
+    }
+
+    /// # Shapes
+    /// - x: `[batch, cin, height, width]`, temb: `[batch, time_dim]` → `[batch, cout, height, width]`
+    fn forward(&self, x: Tensor<4>, temb: Tensor<2>) -> Tensor<4> {
+        let h = self.block1.forward(x.clone());
+        let t = self.mlp.forward(silu(temb)).unsqueeze_dims::<4>(&[2, 3]); // [batch, cout, 1, 1]
+        let h = self.block2.forward(h + t);
+        let shortcut = match &self.res_conv {
+            Some(conv) => conv.forward(x),
+            None => x,
+        };
+        h + shortcut
+    }
+}
+
+/// `x + LinearAttention(GroupNorm₁(x))`: softmax over features for q and over positions for k,
+/// so the cost is linear in the number of pixels.
+#[derive(Module, Debug)]
+pub struct LinearAttention {
+    norm: GroupNorm,
+    to_qkv: Conv2d,
+    to_out: Conv2d,
+    out_norm: GroupNorm,
+}
+
+impl LinearAttention {
+    fn new(channels: usize, device: &Device) -> Self {
+        let hidden = HEADS * DIM_HEAD;
+        Self {
+            norm: GroupNormConfig::new(1, channels).init(device),
+            to_qkv: Conv2dConfig::new([channels, hidden * 3], [1, 1])
+                .with_bias(false)
+                .init(device),
+            to_out: Conv2dConfig::new([hidden, channels], [1, 1]).init(device),
+            out_norm: GroupNormConfig::new(1, channels).init(device),
+        }
+    }
+
+    /// # Shapes
+    /// - x: `[batch, channels, height, width]` → same
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let [b, _, h, w] = x.dims();
+        let (q, k, v) = attention_heads(self.to_qkv.forward(self.norm.forward(x.clone())), HEADS); // each [b, heads, d, n]
+        let q = softmax(q, 2) * (DIM_HEAD as f64).powf(-0.5);
+        let k = softmax(k, 3);
+        let context = k.matmul(v.swap_dims(2, 3)); // [b, heads, d, e]
+        let out = context.swap_dims(2, 3).matmul(q); // [b, heads, e, n]
+        let out = out.reshape([b, HEADS * DIM_HEAD, h, w]);
+        x + self.out_norm.forward(self.to_out.forward(out))
+    }
+}
+
+/// `x + Attention(GroupNorm₁(x))`: ordinary softmax attention over all positions (middle block).
+#[derive(Module, Debug)]
+pub struct Attention {
+    norm: GroupNorm,
+    to_qkv: Conv2d,
+    to_out: Conv2d,
+}
+
+impl Attention {
+    fn new(channels: usize, device: &Device) -> Self {
+        let hidden = HEADS * DIM_HEAD;
+        Self {
+            norm: GroupNormConfig::new(1, channels).init(device),
+            to_qkv: Conv2dConfig::new([channels, hidden * 3], [1, 1])
+                .with_bias(false)
+                .init(device),
+            to_out: Conv2dConfig::new([hidden, channels], [1, 1]).init(device),
+        }
+    }
+
+    /// # Shapes
+    /// - x: `[batch, channels, height, width]` → same
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let [b, _, h, w] = x.dims();
+        let (q, k, v) = attention_heads(self.to_qkv.forward(self.norm.forward(x.clone())), HEADS); // each [b, heads, d, n]
+        let q = q * (DIM_HEAD as f64).powf(-0.5);
+        let sim = q.swap_dims(2, 3).matmul(k); // [b, heads, n_query, n_key]
+        let attn = softmax(sim, 3);
+        let out = v.matmul(attn.swap_dims(2, 3)); // [b, heads, d, n_query]
+        let out = out.reshape([b, HEADS * DIM_HEAD, h, w]);
+        x + self.to_out.forward(out)
+    }
+}
+
+/// Sinusoidal features of t → Linear → GELU → Linear.
+#[derive(Module, Debug)]
+pub struct TimeMlp {
+    lin1: Linear,
+    lin2: Linear,
+}
+
+/// One encoder level: two ResnetBlocks, optional linear attention, then a stride-2 conv
+/// (absent on the deepest level).
+#[derive(Module, Debug)]
+pub struct DownLevel {
+    block1: ResnetBlock,
+    block2: ResnetBlock,
+    attn: Option<LinearAttention>,
+    downsample: Option<Conv2d>,
+}
+
+/// One decoder level: concat with a skip, two ResnetBlocks, optional attention, ×2 transposed conv.
+#[derive(Module, Debug)]
+pub struct UpLevel {
+    block1: ResnetBlock,
+    block2: ResnetBlock,
+    attn: Option<LinearAttention>,
+    upsample: ConvTranspose2d,
+}
+
+/// `x + Block(Block(x))` before the output conv.
+#[derive(Module, Debug)]
+pub struct FinalResidual {
+    block1: Block,
+    block2: Block,
+}
+
+/// The DDPM-HQ UNet. Build it with [`CheffUnetConfig::init`].
+#[derive(Module, Debug)]
+pub struct CheffUnet {
+    init_conv: Conv2d,
+    time_mlp: TimeMlp,
+    downs: Vec<DownLevel>,
+    mid_block1: ResnetBlock,
+    mid_attn: Option<Attention>,
+    mid_block2: ResnetBlock,
+    ups: Vec<UpLevel>,
+    final_res: FinalResidual,
+    final_conv: Conv2d,
+    dim: usize,
+}
+
+impl CheffUnet {
+    /// Predicts ε.
+    ///
+    /// `t` holds one integer timestep per batch item (as f32, the reference casts too). H and W
+    /// must be multiples of [`CheffUnetConfig::input_multiple`]; [`crate::model::Network`]
+    /// pads other sizes.
+    ///
+    /// # Shapes
+    /// - x: `[batch, channels, height, width]` (channel 0 = x_t, channel 1 = LQ image)
+    /// - output: `[batch, out_dim, height, width]`
+    pub fn forward(&self, x: Tensor<4>, t: &[f32]) -> Tensor<4> {
+        let device = x.device();
+        // 1. time embedding (features on the host: exact sin/cos on every backend)
+        let temb = Tensor::<2>::from_data(
+            sinusoidal_embedding(t, self.dim, SinusoidalKind::Cheff),
+            &device,
+        );
+        let temb = self
+            .time_mlp
+            .lin2
+            .forward(gelu(self.time_mlp.lin1.forward(temb))); // [batch, time_dim]
+
+        // 2. input conv
+        let mut x = self.init_conv.forward(x); // [batch, init_dim, h, w]
+
+        // 3. down path; every level's output is pushed as a skip
+        let mut skips = Vec::with_capacity(self.downs.len());
+        for level in &self.downs {
+            x = level.block1.forward(x, temb.clone());
+            x = level.block2.forward(x, temb.clone());
+            if let Some(attn) = &level.attn {
+                x = attn.forward(x);
+            }
+            skips.push(x.clone());
+            if let Some(down) = &level.downsample {
+                x = down.forward(x); // [batch, c, h/2, w/2]
+            }
+        }
+
+        // 4. middle
+        x = self.mid_block1.forward(x, temb.clone());
+        if let Some(attn) = &self.mid_attn {
+            x = attn.forward(x);
+        }
+        x = self.mid_block2.forward(x, temb.clone());
+
+        // 5. up path: the deepest skip first; the shallowest skip is never used (reference quirk)
+        for level in &self.ups {
+            let skip = skips.pop().expect("one skip per down level");
+            x = Tensor::cat(vec![x, skip], 1); // [batch, 2c, h, w]
+            x = level.block1.forward(x, temb.clone());
+            x = level.block2.forward(x, temb.clone());
+            if let Some(attn) = &level.attn {
+                x = attn.forward(x);
+            }
+            x = level.upsample.forward(x); // [batch, c', 2h, 2w]
+        }
+
+        // 6. output head
+        let x = x.clone()
+            + self
+                .final_res
+                .block2
+                .forward(self.final_res.block1.forward(x));
+        self.final_conv.forward(x)
+    }
+}

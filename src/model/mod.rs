@@ -1,0 +1,322 @@
+//! The denoising networks: the authors' restoration UNet ([`cheff`]) and the SR3 UNet ([`sr3`]),
+//! behind one [`Network`] that the samplers call.
+
+pub mod cheff;
+pub mod sr3;
+
+use burn::prelude::*;
+use burn::tensor::ops::PadMode;
+use serde::{Deserialize, Serialize};
+
+use crate::diffusion::schedule::Schedule;
+use crate::error::{Error, Result};
+pub use cheff::{CheffUnet, CheffUnetConfig};
+pub use sr3::{Sr3Unet, Sr3UnetConfig};
+
+/// Which reference a network (and its checkpoint layout and schedule rules) comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    /// qureai/DiffusionXray `cheff.sr` (input `cat[x_t, lq]`, integer t).
+    Cheff,
+    /// The public SR3 code (input `cat[lq, x_t]`, continuous √ᾱ).
+    Sr3,
+}
+
+impl std::fmt::Display for Family {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Family::Cheff => "cheff",
+            Family::Sr3 => "sr3",
+        })
+    }
+}
+
+/// A network configuration of either family.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "family", rename_all = "lowercase")]
+pub enum NetworkConfig {
+    Cheff(CheffUnetConfig),
+    Sr3(Sr3UnetConfig),
+}
+
+impl NetworkConfig {
+    /// The family of this configuration.
+    pub fn family(&self) -> Family {
+        match self {
+            NetworkConfig::Cheff(_) => Family::Cheff,
+            NetworkConfig::Sr3(_) => Family::Sr3,
+        }
+    }
+    /// Channels of the image being restored (x_t and ε).
+    pub fn image_channels(&self) -> usize {
+        match self {
+            NetworkConfig::Cheff(c) => c.out_channels(),
+            NetworkConfig::Sr3(c) => c.out_channel,
+        }
+    }
+    /// Channels of the conditioning image: the rest of the network input.
+    pub fn cond_channels(&self) -> Result<usize> {
+        let (total, x) = match self {
+            NetworkConfig::Cheff(c) => (c.channels, c.out_channels()),
+            NetworkConfig::Sr3(c) => (c.in_channel, c.out_channel),
+        };
+        if total <= x {
+            return Err(Error::Config(format!(
+                "the network takes {total} input channels and predicts {x}: no room for a conditioning image"
+            )));
+        }
+        Ok(total - x)
+    }
+    /// H and W multiple the network needs.
+    pub fn input_multiple(&self) -> usize {
+        match self {
+            NetworkConfig::Cheff(c) => c.input_multiple(),
+            NetworkConfig::Sr3(c) => c.input_multiple(),
+        }
+    }
+    /// Checks the configuration without building it.
+    pub fn validate(&self) -> Result<()> {
+        match self {
+            NetworkConfig::Cheff(c) => c.validate(),
+            NetworkConfig::Sr3(c) => c.validate(),
+        }?;
+        self.cond_channels().map(|_| ())
+    }
+    /// Builds the network with fresh parameters.
+    pub fn init(&self, device: &Device) -> Result<Network> {
+        self.validate()?;
+        Ok(match self {
+            NetworkConfig::Cheff(c) => Network::Cheff(c.init(device)?),
+            NetworkConfig::Sr3(c) => Network::Sr3(c.init(device)?),
+        })
+    }
+}
+
+/// A denoising network of either family.
+#[derive(Module, Debug)]
+pub enum Network {
+    Cheff(CheffUnet),
+    Sr3(Sr3Unet),
+}
+
+impl Network {
+    /// Which family the network belongs to.
+    pub fn family(&self) -> Family {
+        match self {
+            Network::Cheff(_) => Family::Cheff,
+            Network::Sr3(_) => Family::Sr3,
+        }
+    }
+
+    /// The time input each family expects for integer timestep `t` (−1 means "before the
+    /// first step", which PLMS asks for): cheff takes t itself, SR3 takes √ᾱ_t (1 at t = −1).
+    pub fn time_value(&self, t: i64, schedule: &Schedule) -> f32 {
+        match self {
+            Network::Cheff(_) => t as f32,
+            Network::Sr3(_) => {
+                if t < 0 {
+                    1.0
+                } else {
+                    schedule.sqrt_alphas_cumprod[t as usize]
+                }
+            }
+        }
+    }
+
+    /// Predicts ε for noisy `x` given the conditioning image at timestep `t` (one per item).
+    ///
+    /// # Shapes
+    /// - x: `[batch, image_channels, height, width]`, cond: `[batch, cond_channels, height, width]`
+    /// - output: `[batch, image_channels, height, width]`
+    pub fn predict_eps(
+        &self,
+        x: Tensor<4>,
+        cond: Tensor<4>,
+        t: &[i64],
+        schedule: &Schedule,
+    ) -> Tensor<4> {
+        let times: Vec<f32> = t.iter().map(|&t| self.time_value(t, schedule)).collect();
+        self.forward_raw(self.join_input(x, cond), &times)
+    }
+
+    /// Concatenates x_t and the conditioning image in this family's channel order.
+    pub fn join_input(&self, x: Tensor<4>, cond: Tensor<4>) -> Tensor<4> {
+        match self {
+            Network::Cheff(_) => Tensor::cat(vec![x, cond], 1),
+            Network::Sr3(_) => Tensor::cat(vec![cond, x], 1),
+        }
+    }
+
+    /// The network on an already-joined input and raw time values (t, or √ᾱ for SR3).
+    pub fn forward_raw(&self, input: Tensor<4>, time: &[f32]) -> Tensor<4> {
+        match self {
+            Network::Cheff(net) => net.forward(input, time),
+            Network::Sr3(net) => net.forward(input, time),
+        }
+    }
+}
+
+/// Pads H and W at the bottom/right up to a multiple of `multiple` by mirror reflection (repeated
+/// when the image is smaller than the padding), so any image size can enter the network.
+///
+/// # Shapes
+/// - x: `[batch, channels, height, width]` → `[batch, channels, ceil(height), ceil(width)]`
+pub fn pad_to_multiple(x: Tensor<4>, multiple: usize) -> Tensor<4> {
+    let [_, _, h, w] = x.dims();
+    let mut x = x;
+    let (mut ph, mut pw) = (
+        h.next_multiple_of(multiple) - h,
+        w.next_multiple_of(multiple) - w,
+    );
+    while ph > 0 || pw > 0 {
+        let [_, _, ch, cw] = x.dims();
+        let sh = ph.min(ch.saturating_sub(1));
+        let sw = pw.min(cw.saturating_sub(1));
+        if sh == 0 && sw == 0 {
+            // 1-pixel-wide images cannot be mirrored: repeat the edge instead.
+            return x.pad([(0, ph), (0, pw)], PadMode::Edge);
+        }
+        x = x.pad([(0, sh), (0, sw)], PadMode::Reflect);
+        ph -= sh;
+        pw -= sw;
+    }
+    x
+}
+
+/// Which reference's sinusoidal feature formula to use.
+#[derive(Debug, Clone, Copy)]
+pub enum SinusoidalKind {
+    /// `f_k = exp(−k·ln(10⁴)/(half−1))`, argument `t·f_k`.
+    Cheff,
+    /// `f_k = exp(−ln(10⁴)·k/half)`, argument `level·f_k`.
+    Sr3,
+}
+
+/// `[sin(v·f_0) … sin(v·f_{half−1}), cos(v·f_0) …]` per value, computed in f32 as the references
+/// do, on the host so that every backend sees the same features.
+pub fn sinusoidal_embedding(values: &[f32], dim: usize, kind: SinusoidalKind) -> TensorData {
+    let half = dim / 2;
+    let freqs: Vec<f32> = (0..half)
+        .map(|k| match kind {
+            SinusoidalKind::Cheff => {
+                let scale = -(10000f64.ln() / (half as f64 - 1.0)) as f32;
+                (k as f32 * scale).exp()
+            }
+            SinusoidalKind::Sr3 => {
+                let step = k as f32 / half as f32;
+                (-(10000f64.ln() as f32) * step).exp()
+            }
+        })
+        .collect();
+    let mut out = Vec::with_capacity(values.len() * half * 2);
+    for &v in values {
+        out.extend(freqs.iter().map(|f| (v * f).sin()));
+        out.extend(freqs.iter().map(|f| (v * f).cos()));
+    }
+    TensorData::new(out, [values.len(), half * 2])
+}
+
+/// Splits a `[b, 3·heads·d, h, w]` projection into q, k, v of shape `[b, heads, d, h·w]`
+/// (channel = part·heads·d + head·d + j, as the references lay it out).
+pub(crate) fn attention_heads(qkv: Tensor<4>, heads: usize) -> (Tensor<4>, Tensor<4>, Tensor<4>) {
+    let [b, c3, h, w] = qkv.dims();
+    let d = c3 / 3 / heads;
+    let mut parts = qkv
+        .reshape([b, 3 * heads, d, h * w])
+        .chunk(3, 1)
+        .into_iter();
+    (
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+    )
+}
+
+/// GroupNorm needs its channels to split evenly into groups.
+pub(crate) fn check_groups(what: &str, channels: usize, groups: usize) -> Result<()> {
+    if groups == 0 || channels % groups != 0 {
+        return Err(Error::Config(format!(
+            "{what} has {channels} channels, which {groups} GroupNorm groups do not divide"
+        )));
+    }
+    Ok(())
+}
+
+/// Number of scalar parameters of a module.
+pub fn param_count(net: &Network) -> usize {
+    net.num_params()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_impossible_configs_with_a_reason() {
+        let c = CheffUnetConfig::new().with_dim_mults(vec![2, 4]);
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("dim_mults[0] must be 1")
+        );
+        let c = CheffUnetConfig::new().with_dim(12).with_block_groups(8);
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("GroupNorm groups")
+        );
+        let c = Sr3UnetConfig::new()
+            .with_inner_channel(48)
+            .with_norm_groups(32);
+        assert!(c.validate().unwrap_err().to_string().contains("GroupNorm"));
+        let c = NetworkConfig::Cheff(
+            CheffUnetConfig::new()
+                .with_channels(1)
+                .with_out_dim(Some(1)),
+        );
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("conditioning")
+        );
+    }
+
+    #[test]
+    fn reference_attention_placement() {
+        // The authors' checkpoint: L = 8, 5 attention layers -> down 4..7, up 4..6.
+        let c = CheffUnetConfig::new();
+        let down: Vec<bool> = (0..8).map(|i| c.down_attention(i)).collect();
+        let up: Vec<bool> = (0..7).map(|j| c.up_attention(j)).collect();
+        assert_eq!(down, [false, false, false, false, true, true, true, true]);
+        assert_eq!(up, [false, false, false, false, true, true, true]);
+        assert_eq!(c.resolved_init_dim(), 10);
+        assert_eq!(c.input_multiple(), 128);
+    }
+
+    #[test]
+    fn padding_reaches_the_multiple_even_for_tiny_images() {
+        let device = crate::device::cpu();
+        for (h, w) in [(5usize, 7usize), (1, 3), (2, 2), (16, 16)] {
+            let x = Tensor::<4>::ones([1, 1, h, w], &device);
+            let y = pad_to_multiple(x, 8);
+            assert_eq!(
+                y.dims(),
+                [1, 1, h.next_multiple_of(8), w.next_multiple_of(8)]
+            );
+        }
+        // Reflection, not zeros: a row 0..3 padded by 2 continues as 2, 1.
+        let x = Tensor::<4>::from_data(
+            TensorData::new(vec![0f32, 1., 2., 3.], [1, 1, 1, 4]),
+            &device,
+        );
+        let y: Vec<f32> = pad_to_multiple(x, 6)
+            .into_data()
+            .try_into_vec_as::<f32>()
+            .unwrap();
+        assert_eq!(&y[..6], &[0., 1., 2., 3., 2., 1.]);
+    }
+}

@@ -1,0 +1,340 @@
+//! `dxr` end to end: restoring PNG and DICOM inputs with a fixture checkpoint, reproducibility,
+//! and every bad input exiting non-zero with a message that names the problem and leaving no
+//! output file.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use dxr::io::dicom::{DicomWriteOptions, write_u16};
+use dxr::io::{BitDepth, GrayImage, encode_png};
+
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        let p = std::env::temp_dir().join(format!("dxr-cli-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        Self(p)
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+    fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn case(family: &str, name: &str) -> PathBuf {
+    common::fixtures_root().join(family).join(name)
+}
+
+fn dxr(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dxr"))
+        .args(args)
+        .output()
+        .expect("dxr runs")
+}
+
+fn restore_args<'a>(
+    input: &'a str,
+    out: &'a str,
+    weights: &'a str,
+    config: &'a str,
+) -> Vec<&'a str> {
+    vec![
+        "restore",
+        input,
+        "-o",
+        out,
+        "--weights",
+        weights,
+        "--config",
+        config,
+        "--sampler",
+        "ddim",
+        "--steps",
+        "4",
+        "--seed",
+        "7",
+    ]
+}
+
+fn s(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+fn files_in(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|r| {
+            r.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn synthetic(w: usize, h: usize) -> GrayImage {
+    GrayImage {
+        width: w,
+        height: h,
+        data: (0..w * h)
+            .map(|i| ((i % w) as f32 / w as f32) * 0.8 + 0.1)
+            .collect(),
+    }
+}
+
+#[test]
+fn restores_png_reproducibly_and_keeps_the_size() {
+    let dir = Scratch::new("png");
+    let tiny = case("cheff", "tiny");
+    // An odd, non-square size: padded to the network's multiple and cropped back.
+    let input = dir.write(
+        "scan.png",
+        &encode_png(&synthetic(37, 22), BitDepth::Eight).unwrap(),
+    );
+    let (w, c) = (s(&tiny.join("weights.pt")), s(&tiny.join("config.json")));
+    let out1 = s(&dir.path("a"));
+    let o = dxr(&restore_args(&s(&input), &out1, &w, &c));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let first = std::fs::read(dir.path("a/scan.png")).unwrap();
+    let img = dxr::io::decode(&first).unwrap();
+    assert_eq!((img.width, img.height), (37, 22));
+    assert_eq!(
+        files_in(&dir.path("a")),
+        vec!["scan.png"],
+        "no temporary files remain"
+    );
+
+    let out2 = s(&dir.path("b"));
+    assert!(
+        dxr(&restore_args(&s(&input), &out2, &w, &c))
+            .status
+            .success()
+    );
+    assert_eq!(
+        first,
+        std::fs::read(dir.path("b/scan.png")).unwrap(),
+        "same seed, same output"
+    );
+
+    let input_s = s(&input);
+    let mut other_seed = restore_args(&input_s, &out2, &w, &c);
+    let last = other_seed.len() - 1;
+    other_seed[last] = "8";
+    assert!(dxr(&other_seed).status.success());
+    assert_ne!(
+        first,
+        std::fs::read(dir.path("b/scan.png")).unwrap(),
+        "another seed, another output"
+    );
+}
+
+#[test]
+fn restores_a_dicom_folder_with_every_sampler() {
+    let dir = Scratch::new("dicom");
+    std::fs::create_dir_all(dir.path("in")).unwrap();
+    let px: Vec<u16> = (0..32 * 24).map(|i| (i % 4096) as u16).collect();
+    dir.write(
+        "in/chest.dcm",
+        &write_u16(24, 32, &px, "MONOCHROME1", &DicomWriteOptions::default()).unwrap(),
+    );
+    let small = case("cheff", "small");
+    for sampler in ["ddpm", "ddim", "plms", "dpmpp"] {
+        let out = dir.path(sampler);
+        let o = dxr(&[
+            "restore",
+            &s(&dir.path("in")),
+            "-o",
+            &s(&out),
+            "--weights",
+            &s(&small.join("weights.safetensors")),
+            "--config",
+            &s(&small.join("config.json")),
+            "--sampler",
+            sampler,
+            "--steps",
+            "3",
+            "--bits",
+            "8",
+        ]);
+        assert!(
+            o.status.success(),
+            "{sampler}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let img = dxr::io::decode(&std::fs::read(out.join("chest.png")).unwrap()).unwrap();
+        assert_eq!((img.width, img.height), (32, 24));
+    }
+}
+
+#[test]
+fn info_reports_family_and_parameters() {
+    let tiny = case("cheff", "tiny");
+    let o = dxr(&[
+        "info",
+        &s(&tiny.join("weights.pt")),
+        "--config",
+        &s(&tiny.join("config.json")),
+    ]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        text.contains("family:     cheff") && text.contains("parameters: 57317"),
+        "{text}"
+    );
+    let sr3 = case("sr3", "tiny_gray");
+    let o = dxr(&[
+        "info",
+        &s(&sr3.join("weights.pth")),
+        "--config",
+        &s(&sr3.join("config.json")),
+    ]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("family:     sr3"));
+}
+
+/// Runs a restore that must fail, and checks the message and that nothing was written.
+fn assert_fails(
+    dir: &Scratch,
+    label: &str,
+    input: &Path,
+    weights: &Path,
+    config: &Path,
+    needle: &str,
+) {
+    let out = dir.path(&format!("out-{label}"));
+    let o = dxr(&restore_args(&s(input), &s(&out), &s(weights), &s(config)));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{label}: should fail");
+    assert!(
+        err.to_lowercase().contains(&needle.to_lowercase()),
+        "{label}: message {err:?} should name {needle:?}"
+    );
+    assert!(
+        files_in(&out).is_empty(),
+        "{label}: left {:?}",
+        files_in(&out)
+    );
+}
+
+#[test]
+fn bad_inputs_are_named_and_leave_nothing() {
+    let dir = Scratch::new("bad");
+    let tiny = case("cheff", "tiny");
+    let (w, c) = (tiny.join("weights.pt"), tiny.join("config.json"));
+    let good = encode_png(&synthetic(16, 16), BitDepth::Eight).unwrap();
+
+    let text = dir.write("notes.png", b"this is a text file, not an image\n");
+    assert_fails(&dir, "text", &text, &w, &c, "unrecognised format");
+
+    let big = encode_png(&synthetic(64, 64), BitDepth::Sixteen).unwrap();
+    let truncated = dir.write("cut.png", &big[..big.len() / 2]);
+    assert_fails(&dir, "truncated", &truncated, &w, &c, "truncated");
+
+    let one = dir.write(
+        "one.png",
+        &encode_png(&synthetic(1, 1), BitDepth::Eight).unwrap(),
+    );
+    assert_fails(&dir, "1x1", &one, &w, &c, "at least");
+
+    // A PNG whose header declares 0×0.
+    let mut zero = good.clone();
+    zero[16..24].copy_from_slice(&[0; 8]);
+    let zero = dir.write("zero.png", &zero);
+    assert_fails(&dir, "0x0", &zero, &w, &c, "png");
+
+    let jp2 = write_u16(
+        16,
+        16,
+        &[0; 256],
+        "MONOCHROME2",
+        &DicomWriteOptions {
+            transfer_syntax: Some("1.2.840.10008.1.2.4.90".into()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let jp2 = dir.write("j2k.dcm", &jp2);
+    assert_fails(&dir, "dicom-ts", &jp2, &w, &c, "1.2.840.10008.1.2.4.90");
+
+    let input = dir.write("ok.png", &good);
+    let sr3 = case("sr3", "tiny_gray");
+    assert_fails(
+        &dir,
+        "family",
+        &input,
+        &sr3.join("weights.pth"),
+        &c,
+        "sr3 checkpoint",
+    );
+
+    // The fixture checkpoint minus one tensor.
+    let bytes = std::fs::read(tiny.join("weights.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let kept: Vec<(String, safetensors::tensor::TensorView)> = st
+        .tensors()
+        .into_iter()
+        .filter(|(n, _)| n != "downs.0.0.block1.proj.weight")
+        .collect();
+    let missing = dir.write(
+        "missing.safetensors",
+        &safetensors::serialize(kept, None).unwrap(),
+    );
+    assert_fails(
+        &dir,
+        "missing",
+        &input,
+        &missing,
+        &c,
+        "missing tensor 'downs.0.0.block1.proj.weight'",
+    );
+
+    // A wrong-shaped config for the weights: the tensor and both shapes are named.
+    let wrong = dir.write(
+        "wrong.json",
+        br#"{"model": {"dim": 16, "dim_mults": [1, 2], "channels": 2, "out_dim": 1}}"#,
+    );
+    assert_fails(&dir, "shape", &input, &w, &wrong, "init_conv.weight");
+
+    let not_ckpt = dir.write("weights.pt", b"PK\x03\x04 certainly not a real zip archive");
+    assert_fails(
+        &dir,
+        "not-ckpt",
+        &input,
+        &not_ckpt,
+        &c,
+        "damaged or truncated",
+    );
+    let half = dir.write("half.pt", &std::fs::read(&w).unwrap()[..1000]);
+    assert_fails(&dir, "half-ckpt", &input, &half, &c, "checkpoint");
+}
+
+#[test]
+fn never_overwrites_an_input() {
+    let dir = Scratch::new("overwrite");
+    let tiny = case("cheff", "tiny");
+    let input = dir.write(
+        "scan.png",
+        &encode_png(&synthetic(16, 16), BitDepth::Eight).unwrap(),
+    );
+    let before = std::fs::read(&input).unwrap();
+    let o = dxr(&restore_args(
+        &s(&input),
+        &s(&dir.0),
+        &s(&tiny.join("weights.pt")),
+        &s(&tiny.join("config.json")),
+    ));
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("overwrite"));
+    assert_eq!(std::fs::read(&input).unwrap(), before);
+}

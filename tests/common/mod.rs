@@ -1,0 +1,56 @@
+//! Shared helpers of the integration tests: locating fixture folders and comparing tensors.
+//! (Each test binary uses a different subset.)
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+/// `../shared/fixtures` beside the checkout (or `$DXR_SHARED/fixtures`).
+pub fn fixtures_root() -> PathBuf {
+    match std::env::var_os("DXR_SHARED") {
+        Some(p) => PathBuf::from(p).join("fixtures"),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures"),
+    }
+}
+
+/// Sub-folders of `dir` that contain every file in `needs`, sorted.
+pub fn case_dirs(dir: &Path, needs: &[&str]) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return vec![];
+    };
+    let mut v: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir() && needs.iter().all(|f| p.join(f).is_file()))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Directories listed in a ':'-separated environment variable.
+pub fn env_dirs(var: &str) -> Vec<PathBuf> {
+    std::env::var(var)
+        .ok()
+        .map(|s| {
+            s.split(':')
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// max |a − b| and the pass threshold 1e-4 · max(1, max |b|).
+pub fn compare(port: &[f32], reference: &[f32]) -> (f32, f32) {
+    assert_eq!(port.len(), reference.len(), "length differs");
+    let err = port
+        .iter()
+        .zip(reference)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    let scale = reference.iter().map(|v| v.abs()).fold(1f32, f32::max);
+    let err = if port.iter().any(|v| !v.is_finite()) {
+        f32::INFINITY
+    } else {
+        err
+    };
+    (err, 1e-4 * scale)
+}

@@ -1,0 +1,423 @@
+//! Numerical parity with the reference PyTorch code, on every case folder under
+//! `../shared/fixtures/{cheff,sr3}` and under each directory in `DXR_FIXTURES` (':'-separated).
+//! A case is a folder with `config.json` and `case.safetensors`; its family comes from the config.
+//! Each check prints `parity <family>/<case> <check> max_err=<x> ok|FAIL`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+use dxr::checkpoint::{RawCheckpoint, load_bytes, read_checkpoint};
+use dxr::config::ModelSpec;
+use dxr::diffusion::sampler::{
+    self, Denoiser, FixedNoise, SamplerKind, SamplerSettings, ddpm_step, sample,
+};
+use dxr::diffusion::schedule::{Schedule, ScheduleConfig};
+use dxr::model::Family;
+use serde_json::Value;
+
+struct Case {
+    family: Family,
+    name: String,
+    dir: PathBuf,
+    spec: ModelSpec,
+    data: RawCheckpoint,
+}
+
+impl Case {
+    fn f32(&self, name: &str) -> Vec<f32> {
+        self.data
+            .tensors
+            .get(name)
+            .unwrap_or_else(|| panic!("{} lacks {name}", self.name))
+            .to_f32(name)
+            .unwrap()
+    }
+    fn shape(&self, name: &str) -> Vec<usize> {
+        self.data.tensors[name].shape.clone()
+    }
+    fn i64(&self, name: &str) -> Vec<i64> {
+        self.data.tensors[name].to_i64(name).unwrap()
+    }
+    fn tensor4(&self, name: &str, device: &Device) -> Tensor<4> {
+        let s = self.shape(name);
+        Tensor::from_data(
+            TensorData::new(self.f32(name), [s[0], s[1], s[2], s[3]]),
+            device,
+        )
+    }
+    /// `[n, b, c, h, w]` noise stacks as a list of `[b, c, h, w]` tensors.
+    fn noise(&self, name: &str, device: &Device) -> Vec<Tensor<4>> {
+        let s = self.shape(name);
+        let v = self.f32(name);
+        let per = s[1] * s[2] * s[3] * s[4];
+        (0..s[0])
+            .map(|i| {
+                Tensor::from_data(
+                    TensorData::new(v[i * per..(i + 1) * per].to_vec(), [s[1], s[2], s[3], s[4]]),
+                    device,
+                )
+            })
+            .collect()
+    }
+    fn meta(&self, key: &str) -> &str {
+        self.data
+            .metadata
+            .get(key)
+            .map(String::as_str)
+            .unwrap_or_else(|| panic!("{} lacks metadata {key}", self.name))
+    }
+}
+
+fn discover() -> Vec<Case> {
+    let root = common::fixtures_root();
+    let mut dirs: Vec<PathBuf> = ["cheff", "sr3"]
+        .iter()
+        .flat_map(|f| common::case_dirs(&root.join(f), &["config.json", "case.safetensors"]))
+        .collect();
+    for extra in common::env_dirs("DXR_FIXTURES") {
+        let found = common::case_dirs(&extra, &["config.json", "case.safetensors"]);
+        assert!(
+            !found.is_empty(),
+            "DXR_FIXTURES names {} but it holds no case folder",
+            extra.display()
+        );
+        dirs.extend(found);
+    }
+    dirs.into_iter()
+        .map(|dir| {
+            let spec =
+                ModelSpec::from_json(&std::fs::read_to_string(dir.join("config.json")).unwrap())
+                    .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+            let data =
+                read_checkpoint(&std::fs::read(dir.join("case.safetensors")).unwrap()).unwrap();
+            let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+            Case {
+                family: spec.family(),
+                name,
+                dir,
+                spec,
+                data,
+            }
+        })
+        .collect()
+}
+
+/// Weight files present in a case folder (every one must load and agree).
+fn weight_files(dir: &Path) -> Vec<PathBuf> {
+    ["weights.pt", "weights.pth", "weights.safetensors"]
+        .iter()
+        .map(|f| dir.join(f))
+        .filter(|p| p.is_file())
+        .collect()
+}
+
+struct Report {
+    backend: &'static str,
+    failures: Vec<String>,
+    checks: usize,
+}
+
+impl Report {
+    fn check(&mut self, case: &Case, what: &str, port: Tensor<4>, reference: &[f32]) {
+        let port: Vec<f32> = port.into_data().try_into_vec_as::<f32>().unwrap();
+        self.check_vec(case, what, &port, reference);
+    }
+    fn check_vec(&mut self, case: &Case, what: &str, port: &[f32], reference: &[f32]) {
+        let (err, tol) = common::compare(port, reference);
+        let ok = err <= tol;
+        println!(
+            "parity {}/{} {}{} max_err={err:.3e} {}",
+            case.family,
+            case.name,
+            what,
+            self.suffix(),
+            if ok { "ok" } else { "FAIL" }
+        );
+        self.checks += 1;
+        if !ok {
+            self.failures.push(format!(
+                "{}/{} {what}{} max_err={err:e} tol={tol:e}",
+                case.family,
+                case.name,
+                self.suffix()
+            ));
+        }
+    }
+    fn suffix(&self) -> String {
+        if self.backend == "cpu" {
+            String::new()
+        } else {
+            format!("[{}]", self.backend)
+        }
+    }
+}
+
+fn run_case(case: &Case, device: &Device, report: &mut Report) {
+    let files = weight_files(&case.dir);
+    assert!(!files.is_empty(), "{}: no weights file", case.dir.display());
+    let schedule = case.spec.schedule.build().unwrap();
+    for (i, file) in files.iter().enumerate() {
+        let model = load_bytes(
+            &std::fs::read(file).unwrap(),
+            Some(case.spec.clone()),
+            device,
+        )
+        .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let fname = file.file_name().unwrap().to_string_lossy();
+        let den = Denoiser {
+            net: &model.network,
+            schedule: &schedule,
+        };
+        // The network alone, from every weight file.
+        let unet_in = case.tensor4("unet_in", device);
+        let out = match case.family {
+            Family::Cheff => {
+                let t: Vec<f32> = case.i64("unet_t").iter().map(|&t| t as f32).collect();
+                model.network.forward_raw(unet_in, &t)
+            }
+            Family::Sr3 => model.network.forward_raw(unet_in, &case.f32("noise_level")),
+        };
+        report.check(case, &format!("unet({fname})"), out, &case.f32("unet_out"));
+        if i + 1 < files.len() {
+            continue; // samplers once, with the last file
+        }
+        match case.family {
+            Family::Cheff => cheff_samplers(case, den, &schedule, device, report),
+            Family::Sr3 => sr3_samplers(case, den, &schedule, device, report),
+        }
+    }
+}
+
+fn cheff_samplers(
+    case: &Case,
+    den: Denoiser,
+    schedule: &Schedule,
+    device: &Device,
+    report: &mut Report,
+) {
+    // Schedule arrays.
+    for (name, ours) in [
+        ("betas", &schedule.betas),
+        ("alphas_cumprod", &schedule.alphas_cumprod),
+        (
+            "sqrt_recip_alphas_cumprod",
+            &schedule.sqrt_recip_alphas_cumprod,
+        ),
+        (
+            "sqrt_recipm1_alphas_cumprod",
+            &schedule.sqrt_recipm1_alphas_cumprod,
+        ),
+        ("post_mean_coef1", &schedule.posterior_mean_coef1),
+        ("post_mean_coef2", &schedule.posterior_mean_coef2),
+        (
+            "post_log_var_clipped",
+            &schedule.posterior_log_variance_clipped,
+        ),
+    ] {
+        report.check_vec(case, &format!("schedule.{name}"), ours, &case.f32(name));
+    }
+    // One ancestral step.
+    let t = case.i64("step_t")[0];
+    let step = ddpm_step(
+        den,
+        schedule,
+        t as usize,
+        t,
+        case.tensor4("step_x", device),
+        case.tensor4("step_sr", device),
+        Some(case.tensor4("step_z", device)),
+        true,
+    );
+    report.check(case, "step.eps", step.eps, &case.f32("step_eps"));
+    report.check(case, "step.x0", step.x0, &case.f32("step_x0"));
+    report.check(case, "step.out", step.x_prev, &case.f32("step_out"));
+    let x_ch = case.spec.network.image_channels();
+
+    // DDIM loop.
+    let steps: usize = case.meta("ddim_steps").parse().unwrap();
+    let eta: f64 = case.meta("ddim_eta").parse().unwrap();
+    let grid = sampler::ddim_timesteps(schedule.len(), steps).unwrap();
+    let ref_grid: Vec<f32> = case
+        .i64("ddim_timesteps")
+        .iter()
+        .map(|&v| v as f32)
+        .collect();
+    report.check_vec(
+        case,
+        "ddim.timesteps",
+        &grid.iter().map(|&v| v as f32).collect::<Vec<_>>(),
+        &ref_grid,
+    );
+    let settings = SamplerSettings {
+        kind: SamplerKind::Ddim,
+        steps,
+        eta,
+        clip_denoised: true,
+    };
+    let mut noise = FixedNoise(case.noise("ddim_noise", device));
+    let out = sample(
+        den,
+        case.tensor4("ddim_sr", device),
+        x_ch,
+        &settings,
+        &mut noise,
+        &mut |_| std::ops::ControlFlow::Continue(()),
+    )
+    .unwrap();
+    report.check(case, "ddim.out", out, &case.f32("ddim_out"));
+
+    // PLMS loop.
+    let steps: usize = case.meta("plms_steps").parse().unwrap();
+    let settings = SamplerSettings {
+        kind: SamplerKind::Plms,
+        steps,
+        eta: 0.0,
+        clip_denoised: true,
+    };
+    let mut noise = FixedNoise(vec![case.tensor4("plms_x_T", device)]);
+    let out = sample(
+        den,
+        case.tensor4("plms_sr", device),
+        x_ch,
+        &settings,
+        &mut noise,
+        &mut |_| std::ops::ControlFlow::Continue(()),
+    )
+    .unwrap();
+    report.check(case, "plms.out", out, &case.f32("plms_out"));
+
+    // Full ancestral loop on the short schedule.
+    let kwargs: Value = serde_json::from_str(case.meta("ddpm_schedule_kwargs")).unwrap();
+    let short = ScheduleConfig {
+        family: Family::Cheff,
+        kind: case.meta("ddpm_schedule").parse().unwrap(),
+        timesteps: case.meta("ddpm_timesteps").parse().unwrap(),
+        beta_start: kwargs
+            .get("beta_start")
+            .and_then(Value::as_f64)
+            .unwrap_or(1e-4),
+        beta_end: kwargs
+            .get("beta_end")
+            .and_then(Value::as_f64)
+            .unwrap_or(0.02),
+    }
+    .build()
+    .unwrap();
+    report.check_vec(case, "ddpm.betas", &short.betas, &case.f32("ddpm_betas"));
+    report.check_vec(
+        case,
+        "ddpm.alphas_cumprod",
+        &short.alphas_cumprod,
+        &case.f32("ddpm_alphas_cumprod"),
+    );
+    let short_den = Denoiser {
+        net: den.net,
+        schedule: &short,
+    };
+    let settings = SamplerSettings {
+        kind: SamplerKind::Ddpm,
+        steps: short.len(),
+        eta: 0.0,
+        clip_denoised: true,
+    };
+    let mut noise = FixedNoise(case.noise("ddpm_noise", device));
+    let out = sample(
+        short_den,
+        case.tensor4("ddpm_sr", device),
+        x_ch,
+        &settings,
+        &mut noise,
+        &mut |_| std::ops::ControlFlow::Continue(()),
+    )
+    .unwrap();
+    report.check(case, "ddpm.out", out, &case.f32("ddpm_out"));
+}
+
+fn sr3_samplers(
+    case: &Case,
+    den: Denoiser,
+    schedule: &Schedule,
+    device: &Device,
+    report: &mut Report,
+) {
+    let x_ch = case.spec.network.image_channels();
+    let t = case.i64("step_t")[0];
+    let step = ddpm_step(
+        den,
+        schedule,
+        t as usize,
+        t,
+        case.tensor4("step_x", device),
+        case.tensor4("step_cond", device),
+        Some(case.tensor4("step_z", device)),
+        true,
+    );
+    report.check(case, "step.out", step.x_prev, &case.f32("step_out"));
+
+    let loop_cfg: Value = serde_json::from_str(case.meta("loop_schedule")).unwrap();
+    let short = ModelSpec::sr3_schedule(&loop_cfg).unwrap().build().unwrap();
+    let short_den = Denoiser {
+        net: den.net,
+        schedule: &short,
+    };
+    let settings = SamplerSettings {
+        kind: SamplerKind::Ddpm,
+        steps: short.len(),
+        eta: 0.0,
+        clip_denoised: true,
+    };
+    let mut noise = FixedNoise(case.noise("loop_noise", device));
+    let out = sample(
+        short_den,
+        case.tensor4("loop_cond", device),
+        x_ch,
+        &settings,
+        &mut noise,
+        &mut |_| std::ops::ControlFlow::Continue(()),
+    )
+    .unwrap();
+    report.check(case, "loop.out", out, &case.f32("loop_out"));
+}
+
+fn run_all(backend: &'static str, device: &Device) {
+    let cases = discover();
+    assert!(
+        cases.len() >= 4,
+        "expected the public cheff and sr3 cases under {}",
+        common::fixtures_root().display()
+    );
+    let mut report = Report {
+        backend,
+        failures: vec![],
+        checks: 0,
+    };
+    for case in &cases {
+        run_case(case, device, &mut report);
+    }
+    println!(
+        "parity[{backend}]: {} cases, {} checks, {} failed",
+        cases.len(),
+        report.checks,
+        report.failures.len()
+    );
+    assert!(
+        report.failures.is_empty(),
+        "parity failures:\n{}",
+        report.failures.join("\n")
+    );
+}
+
+#[test]
+fn parity_cpu() {
+    run_all("cpu", &dxr::device::cpu());
+}
+
+#[test]
+fn parity_wgpu() {
+    match dxr::device::gpu() {
+        Ok(device) => run_all("wgpu", &device),
+        Err(e) => println!("parity[wgpu] skipped: {e}"),
+    }
+}
