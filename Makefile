@@ -22,7 +22,7 @@ serve: build
 	@scripts/demo.sh "$(DXR)" "$(SHARED)"
 
 test: deps
-	cargo test --release --all-targets -- --nocapture
+	cargo test --release --all-targets --no-fail-fast -- --nocapture
 	$(MAKE) wasm-check
 
 wasm-check:

@@ -21,6 +21,16 @@ impl ModelSpec {
         self.network.family()
     }
 
+    /// The authors' published DDPM-HQ setting: `Unet(dim=16, channels=2, out_dim=1,
+    /// dim_mults=(1,2,4,8,16,32,32,32))`, cosine schedule with T = 2000. Used for a cheff
+    /// checkpoint given without a config.
+    pub fn authors_default() -> Self {
+        Self {
+            network: NetworkConfig::Cheff(CheffUnetConfig::new()),
+            schedule: ScheduleConfig::cheff_default(),
+        }
+    }
+
     /// Parses any of the accepted JSON layouts:
     /// - ours: `{"network": {"family": ..., ...}, "schedule": {...}}`;
     /// - cheff: `{"model": {dim, dim_mults, ...}, "schedule": {name, timesteps, kwargs}}`;

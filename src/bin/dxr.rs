@@ -313,14 +313,14 @@ fn restore(
             io::write_atomic(output, &io::encode_png(&restored, depth)?)
         })();
         match result {
-            Ok(()) => bar.println(format!("{} -> {}", input.display(), output.display())),
+            Ok(()) => bar.suspend(|| println!("{} -> {}", input.display(), output.display())),
             Err(Error::Cancelled) => {
                 bar.abandon();
                 return Err(Error::Cancelled);
             }
             Err(e) => {
                 failures += 1;
-                bar.println(format!("dxr: error: {e}"));
+                bar.suspend(|| eprintln!("dxr: error: {e}"));
             }
         }
     }
@@ -342,25 +342,17 @@ fn info(file: &Path, config: Option<&Path>) -> Result<()> {
     println!("format:     {:?}", ckpt.format);
     println!("family:     {family}");
     println!("tensors:    {}", ckpt.tensors.len());
-    let spec = match read_spec(config)? {
-        Some(s) => Some(s),
-        None => ckpt.stored_spec()?,
-    };
-    match spec {
-        Some(spec) => {
-            let model = checkpoint::load(&ckpt, Some(spec.clone()), &device::cpu())
-                .map_err(|e| prefix(file, e))?;
+    match checkpoint::load(&ckpt, read_spec(config)?, &device::cpu()) {
+        Ok(model) => {
             println!("parameters: {}", model.network.num_params());
             println!(
                 "config:     {}",
-                serde_json::to_string_pretty(&spec).expect("serialisable")
+                serde_json::to_string_pretty(&model.spec).expect("serialisable")
             );
         }
-        None => {
-            println!(
-                "parameters: {} values stored (no config given: pass --config to check it loads)",
-                ckpt.num_values()
-            );
+        Err(e) => {
+            println!("parameters: {} values stored", ckpt.num_values());
+            println!("config:     not known ({e})");
         }
     }
     Ok(())

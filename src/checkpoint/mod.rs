@@ -244,13 +244,24 @@ pub struct LoadedModel {
 /// Fails, naming the tensor, on a missing tensor, an unexpected one, a shape or dtype mismatch,
 /// or a checkpoint of the other family.
 pub fn load(ckpt: &RawCheckpoint, spec: Option<ModelSpec>, device: &Device) -> Result<LoadedModel> {
-    let spec = match spec {
-        Some(s) => s,
-        None => ckpt.stored_spec()?.ok_or_else(|| {
-            Error::Config("this checkpoint does not carry its configuration: pass the model's config file (--config)".into())
-        })?,
-    };
     let family = ckpt.family()?;
+    let spec = match (spec, ckpt.stored_spec()?) {
+        (Some(s), _) | (None, Some(s)) => s,
+        // A bare cheff checkpoint is most likely the authors' own model.
+        (None, None) if family == Family::Cheff => {
+            return load(ckpt, Some(ModelSpec::authors_default()), device).map_err(|e| match e {
+                Error::CheckpointMismatch(m) => Error::CheckpointMismatch(format!(
+                    "{m} (no config was given, so the authors' published setting was assumed: pass the model's config file)"
+                )),
+                other => other,
+            });
+        }
+        (None, None) => {
+            return Err(Error::Config(format!(
+                "this {family} checkpoint does not carry its configuration: pass the model's config file (--config)"
+            )));
+        }
+    };
     if family != spec.family() {
         return Err(Error::CheckpointMismatch(format!(
             "the weights are a {family} checkpoint but the config describes a {} network",
