@@ -19,7 +19,10 @@ pub struct Restorer {
 }
 
 impl Restorer {
+    /// Checks that the model is a restoration model (it has conditioning channels) and builds
+    /// its schedule.
     pub fn new(model: LoadedModel) -> Result<Self> {
+        model.spec.network.cond_channels()?;
         let schedule = model.spec.schedule.build()?;
         Ok(Self { model, schedule })
     }

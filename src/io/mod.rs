@@ -4,6 +4,7 @@
 pub mod dicom;
 
 use std::io::Cursor;
+#[cfg(not(target_arch = "wasm32"))]
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};

@@ -75,13 +75,13 @@ impl NetworkConfig {
             NetworkConfig::Sr3(c) => c.input_multiple(),
         }
     }
-    /// Checks the configuration without building it.
+    /// Checks that the network can be built and run (a restoration model additionally needs
+    /// [`Self::cond_channels`]).
     pub fn validate(&self) -> Result<()> {
         match self {
             NetworkConfig::Cheff(c) => c.validate(),
             NetworkConfig::Sr3(c) => c.validate(),
-        }?;
-        self.cond_channels().map(|_| ())
+        }
     }
     /// Builds the network with fresh parameters.
     pub fn init(&self, device: &Device) -> Result<Network> {
@@ -241,11 +241,6 @@ pub(crate) fn check_groups(what: &str, channels: usize, groups: usize) -> Result
         )));
     }
     Ok(())
-}
-
-/// Number of scalar parameters of a module.
-pub fn param_count(net: &Network) -> usize {
-    net.num_params()
 }
 
 #[cfg(test)]
