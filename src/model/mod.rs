@@ -272,12 +272,9 @@ mod tests {
                 .with_channels(1)
                 .with_out_dim(Some(1)),
         );
-        assert!(
-            c.validate()
-                .unwrap_err()
-                .to_string()
-                .contains("conditioning")
-        );
+        assert!(c.validate().is_ok(), "a valid network");
+        let err = c.cond_channels().unwrap_err().to_string();
+        assert!(err.contains("conditioning"), "{err}");
     }
 
     #[test]
