@@ -12,6 +12,9 @@ use crate::error::Result;
 use crate::io::GrayImage;
 use crate::model::pad_to_multiple;
 
+/// Largest attention matrix a restoration may allocate (per batch, f32).
+pub const MAX_ATTENTION_BYTES: u128 = 4 << 30;
+
 /// A loaded model with its schedule built once.
 pub struct Restorer {
     pub model: LoadedModel,
@@ -39,6 +42,16 @@ impl Restorer {
         GrayImage::check_size(image.width, image.height)?;
         let net_cfg = &self.model.spec.network;
         let (h, w) = (image.height, image.width);
+        let m = net_cfg.input_multiple();
+        let attn = net_cfg.attention_bytes(1, h.next_multiple_of(m), w.next_multiple_of(m));
+        if attn > MAX_ATTENTION_BYTES {
+            return Err(crate::Error::Image(format!(
+                "a {w}×{h} image is too large for this model: its full-attention layer would need {:.1} GiB \
+                 (limit {} GiB); downscale the image or use a model with more levels",
+                attn as f64 / (1u128 << 30) as f64,
+                MAX_ATTENTION_BYTES >> 30
+            )));
+        }
         // 1. grey [0, 1] → [−1, 1], repeated over the conditioning channels (3 for RGB models)
         let lq: Vec<f32> = image.data.iter().map(|v| v * 2.0 - 1.0).collect();
         let cond = Tensor::<4>::from_data(TensorData::new(lq, [1, 1, h, w]), device);

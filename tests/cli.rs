@@ -267,6 +267,20 @@ fn bad_inputs_are_named_and_leave_nothing() {
     let jp2 = dir.write("j2k.dcm", &jp2);
     assert_fails(&dir, "dicom-ts", &jp2, &w, &c, "1.2.840.10008.1.2.4.90");
 
+    // Fine for the reader, far too large for tiny's full attention at its deepest level.
+    let large = dir.write(
+        "large.png",
+        &encode_png(&synthetic(2000, 1800), BitDepth::Eight).unwrap(),
+    );
+    assert_fails(
+        &dir,
+        "attention",
+        &large,
+        &w,
+        &c,
+        "too large for this model",
+    );
+
     let input = dir.write("ok.png", &good);
     let sr3 = case("sr3", "tiny_gray");
     assert_fails(

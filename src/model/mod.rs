@@ -75,6 +75,36 @@ impl NetworkConfig {
             NetworkConfig::Sr3(c) => c.input_multiple(),
         }
     }
+    /// Bytes of the largest softmax-attention matrix for a (padded) `height × width` input:
+    /// full attention grows with the square of the pixel count at its level, so a shallow
+    /// network on a large radiograph can need terabytes.
+    pub fn attention_bytes(&self, batch: usize, height: usize, width: usize) -> u128 {
+        let positions = |level: usize| ((height >> level) * (width >> level)) as u128;
+        let (heads, levels): (u128, Vec<usize>) = match self {
+            // Only the middle block has softmax attention (the others are linear).
+            NetworkConfig::Cheff(c) => (
+                4,
+                if c.num_attention_layer >= 1 {
+                    vec![c.levels() - 1]
+                } else {
+                    vec![]
+                },
+            ),
+            NetworkConfig::Sr3(c) => {
+                let deepest = c.levels() - 1;
+                let mut v: Vec<usize> = (0..c.levels())
+                    .filter(|l| c.attn_res.contains(&(c.image_size >> l)))
+                    .collect();
+                v.push(deepest);
+                (1, v)
+            }
+        };
+        levels
+            .into_iter()
+            .map(|l| batch as u128 * heads * positions(l).pow(2) * 4)
+            .max()
+            .unwrap_or(0)
+    }
     /// Checks that the network can be built and run (a restoration model additionally needs
     /// [`Self::cond_channels`]).
     pub fn validate(&self) -> Result<()> {
@@ -275,6 +305,25 @@ mod tests {
         assert!(c.validate().is_ok(), "a valid network");
         let err = c.cond_channels().unwrap_err().to_string();
         assert!(err.contains("conditioning"), "{err}");
+    }
+
+    #[test]
+    fn attention_memory_estimate() {
+        let authors = NetworkConfig::Cheff(CheffUnetConfig::new());
+        assert_eq!(authors.attention_bytes(1, 2048, 1920), 4 * 240 * 240 * 4);
+        let tiny = NetworkConfig::Cheff(
+            CheffUnetConfig::new()
+                .with_dim(8)
+                .with_dim_mults(vec![1, 2]),
+        );
+        assert_eq!(tiny.attention_bytes(2, 16, 16), 2 * 4 * 64 * 64 * 4);
+        // SR3: attention at resolution 16 of image_size 32 is level 1; the middle is level 2.
+        let sr3 = NetworkConfig::Sr3(
+            Sr3UnetConfig::new()
+                .with_channel_multiplier(vec![1, 2, 4])
+                .with_image_size(32),
+        );
+        assert_eq!(sr3.attention_bytes(1, 64, 64), (32u128 * 32).pow(2) * 4);
     }
 
     #[test]
