@@ -24,6 +24,9 @@ pub enum Error {
     /// Sampler settings outside their range.
     #[error("invalid sampler settings: {0}")]
     Sampler(String),
+    /// The work would need more memory than allowed, or several inputs failed.
+    #[error("{0}")]
+    Failed(String),
     /// The user (or the page) asked to stop.
     #[error("cancelled")]
     Cancelled,

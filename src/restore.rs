@@ -45,7 +45,7 @@ impl Restorer {
         let m = net_cfg.input_multiple();
         let attn = net_cfg.attention_bytes(1, h.next_multiple_of(m), w.next_multiple_of(m));
         if attn > MAX_ATTENTION_BYTES {
-            return Err(crate::Error::Image(format!(
+            return Err(crate::Error::Failed(format!(
                 "a {w}×{h} image is too large for this model: its full-attention layer would need {:.1} GiB \
                  (limit {} GiB); downscale the image or use a model with more levels",
                 attn as f64 / (1u128 << 30) as f64,

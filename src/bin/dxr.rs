@@ -326,7 +326,7 @@ fn restore(
     }
     bar.finish_and_clear();
     if failures > 0 {
-        return Err(Error::Image(format!(
+        return Err(Error::Failed(format!(
             "{failures} of {} images could not be restored",
             files.len()
         )));
