@@ -65,6 +65,19 @@ enum Command {
         #[arg(long, default_value_t = 16)]
         bits: u8,
     },
+    /// Convert a checkpoint (.pt, .pth, .safetensors + config) into our safetensors file, which
+    /// carries its config and loads anywhere, the browser included.
+    Convert {
+        input: PathBuf,
+        output: PathBuf,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Store half-precision weights (half the size).
+        #[arg(long)]
+        f16: bool,
+    },
+    /// Compare two images: max |a − b| in 8-bit steps, PSNR and SSIM (on 8-bit values).
+    Compare { a: PathBuf, b: PathBuf },
     /// Show a checkpoint's family, config and parameter count.
     Info {
         file: PathBuf,
@@ -118,6 +131,13 @@ fn main() -> ExitCode {
             bits,
         ),
         Command::Info { file, config } => info(&file, config.as_deref()),
+        Command::Compare { a, b } => compare(&a, &b),
+        Command::Convert {
+            input,
+            output,
+            config,
+            f16,
+        } => convert(&input, &output, config.as_deref(), f16),
         Command::Bench {
             config,
             size,
@@ -331,6 +351,54 @@ fn restore(
             files.len()
         )));
     }
+    Ok(())
+}
+
+fn convert(input: &Path, output: &Path, config: Option<&Path>, f16: bool) -> Result<()> {
+    let model = read_model(input, config, &device::cpu())?;
+    let dtype = if f16 {
+        checkpoint::SaveDType::F16
+    } else {
+        checkpoint::SaveDType::F32
+    };
+    let bytes = checkpoint::to_safetensors_bytes(&model.network, &model.spec, dtype)?;
+    io::write_atomic(output, &bytes)?;
+    println!(
+        "{} -> {} ({} bytes, {} parameters)",
+        input.display(),
+        output.display(),
+        bytes.len(),
+        model.network.num_params()
+    );
+    Ok(())
+}
+
+fn compare(a: &Path, b: &Path) -> Result<()> {
+    let (x, y) = (io::read(a)?, io::read(b)?);
+    if (x.width, x.height) != (y.width, y.height) {
+        return Err(Error::Image(format!(
+            "sizes differ: {}×{} and {}×{}",
+            x.width, x.height, y.width, y.height
+        )));
+    }
+    let max = x
+        .data
+        .iter()
+        .zip(&y.data)
+        .map(|(p, q)| (p - q).abs())
+        .fold(0f32, f32::max);
+    let eight = |v: &[f32]| {
+        v.iter()
+            .map(|p| (p * 255.0).round() as f64)
+            .collect::<Vec<f64>>()
+    };
+    let (p8, q8) = (eight(&x.data), eight(&y.data));
+    let psnr = dxr::metrics::psnr(&p8, &q8, 255.0)?;
+    let ssim = dxr::metrics::ssim(&p8, &q8, x.width, x.height, 255.0).ok();
+    println!(
+        "{}",
+        serde_json::json!({ "max_abs_8bit": max * 255.0, "psnr": if psnr.is_finite() { Some(psnr) } else { None }, "ssim": ssim })
+    );
     Ok(())
 }
 

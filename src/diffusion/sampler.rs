@@ -209,143 +209,230 @@ pub fn sample(
     noise: &mut dyn NoiseSource,
     progress: &mut dyn FnMut(StepInfo) -> ControlFlow<()>,
 ) -> Result<Tensor<4>> {
-    let t_total = den.schedule.len();
-    let [b, _, h, w] = cond.dims();
-    let shape = [b, x_channels, h, w];
-    let device = cond.device();
-    let x_t = noise.normal(0, shape, &device);
-    let mut report = |step: usize, total: usize, t: i64| match progress(StepInfo { step, total, t })
-    {
-        ControlFlow::Continue(()) => Ok(()),
-        ControlFlow::Break(()) => Err(Error::Cancelled),
-    };
-    match settings.kind {
-        SamplerKind::Ddpm => {
-            let ts = if settings.steps == t_total {
-                (0..t_total).collect()
-            } else {
-                even_timesteps(t_total, settings.steps)?
-            };
-            let coefs = den.schedule.respaced(&ts);
-            let mut x = x_t;
-            let s = ts.len();
-            for i in 0..s {
-                let k = s - 1 - i;
-                let z = (k > 0).then(|| noise.normal(i + 1, shape, &device));
-                x = ddpm_step(
+    let mut run = SamplerRun::new(den, cond, x_channels, settings, noise)?;
+    while !run.is_done() {
+        let info = run.step(noise);
+        if let ControlFlow::Break(()) = progress(info) {
+            return Err(Error::Cancelled);
+        }
+    }
+    Ok(run.into_output())
+}
+
+/// Per-sampler plan and the state carried between steps.
+enum Plan {
+    /// Timesteps (ascending) and the coefficients respaced to them.
+    Ddpm {
+        ts: Vec<usize>,
+        coefs: Schedule,
+    },
+    Ddim {
+        grid: DdimGrid,
+    },
+    /// The raw ε of up to three previous steps, oldest first.
+    Plms {
+        grid: DdimGrid,
+        history: Vec<Tensor<4>>,
+    },
+    /// Timesteps (descending) and the previous step's (x₀, h).
+    Dpmpp {
+        ts: Vec<usize>,
+        prev: Option<(Tensor<4>, f64)>,
+    },
+}
+
+/// A sampling run advanced one network step at a time, so that callers can report progress,
+/// show previews, yield to an event loop (the browser) and cancel between steps.
+pub struct SamplerRun<'a> {
+    den: Denoiser<'a>,
+    cond: Tensor<4>,
+    shape: [usize; 4],
+    settings: SamplerSettings,
+    plan: Plan,
+    x: Tensor<4>,
+    done: usize,
+    total: usize,
+}
+
+impl<'a> SamplerRun<'a> {
+    /// Plans the run and draws x_T (noise index 0).
+    pub fn new(
+        den: Denoiser<'a>,
+        cond: Tensor<4>,
+        x_channels: usize,
+        settings: &SamplerSettings,
+        noise: &mut dyn NoiseSource,
+    ) -> Result<Self> {
+        let t_total = den.schedule.len();
+        let [b, _, h, w] = cond.dims();
+        let shape = [b, x_channels, h, w];
+        let plan = match settings.kind {
+            SamplerKind::Ddpm => {
+                let ts = if settings.steps == t_total {
+                    (0..t_total).collect()
+                } else {
+                    even_timesteps(t_total, settings.steps)?
+                };
+                let coefs = den.schedule.respaced(&ts);
+                Plan::Ddpm { ts, coefs }
+            }
+            SamplerKind::Ddim => Plan::Ddim {
+                grid: DdimGrid::new(den.schedule, settings.steps)?,
+            },
+            SamplerKind::Plms => Plan::Plms {
+                grid: DdimGrid::new(den.schedule, settings.steps)?,
+                history: Vec::new(),
+            },
+            SamplerKind::Dpmpp => Plan::Dpmpp {
+                ts: even_timesteps(t_total, settings.steps)?
+                    .into_iter()
+                    .rev()
+                    .collect(),
+                prev: None,
+            },
+        };
+        let total = match &plan {
+            Plan::Ddpm { ts, .. } | Plan::Dpmpp { ts, .. } => ts.len(),
+            Plan::Ddim { grid } | Plan::Plms { grid, .. } => grid.ts.len(),
+        };
+        let x = noise.normal(0, shape, &cond.device());
+        Ok(Self {
+            den,
+            cond,
+            shape,
+            settings: settings.clone(),
+            plan,
+            x,
+            done: 0,
+            total,
+        })
+    }
+
+    /// Steps in this run (DDIM/PLMS can run a few more than asked, as the reference does).
+    pub fn total(&self) -> usize {
+        self.total
+    }
+
+    /// True when every step has run.
+    pub fn is_done(&self) -> bool {
+        self.done == self.total
+    }
+
+    /// The current sample x_t (a preview of the result while running).
+    pub fn current(&self) -> &Tensor<4> {
+        &self.x
+    }
+
+    /// The result; call once [`Self::is_done`].
+    pub fn into_output(self) -> Tensor<4> {
+        self.x
+    }
+
+    /// Runs the next step (one network evaluation; two on PLMS's first).
+    pub fn step(&mut self, noise: &mut dyn NoiseSource) -> StepInfo {
+        assert!(!self.is_done(), "the sampler has finished");
+        let i = self.done;
+        let k = self.total - 1 - i;
+        let den = self.den;
+        let cond = self.cond.clone();
+        let device = self.cond.device();
+        let x = self.x.clone();
+        let (x, t) = match &mut self.plan {
+            Plan::Ddpm { ts, coefs } => {
+                let z = (k > 0).then(|| noise.normal(i + 1, self.shape, &device));
+                let step = ddpm_step(
                     den,
-                    &coefs,
+                    coefs,
                     k,
                     ts[k] as i64,
                     x,
-                    cond.clone(),
+                    cond,
                     z,
-                    settings.clip_denoised,
-                )
-                .x_prev;
-                report(i + 1, s, ts[k] as i64)?;
+                    self.settings.clip_denoised,
+                );
+                (step.x_prev, ts[k] as i64)
             }
-            Ok(x)
-        }
-        SamplerKind::Ddim => {
-            let grid = DdimGrid::new(den.schedule, settings.steps)?;
-            let s = grid.ts.len();
-            let mut x = x_t;
-            for i in 0..s {
-                let k = s - 1 - i;
+            Plan::Ddim { grid } => {
                 let (a, ap) = (grid.a[k], grid.a_prev[k]);
-                let sigma = settings.eta as f32 * ((1.0 - ap) / (1.0 - a) * (1.0 - a / ap)).sqrt();
-                let eps = den.eps(x.clone(), cond.clone(), grid.ts[k] as i64);
+                let sigma =
+                    self.settings.eta as f32 * ((1.0 - ap) / (1.0 - a) * (1.0 - a / ap)).sqrt();
+                let t = grid.ts[k] as i64;
+                let eps = den.eps(x.clone(), cond, t);
                 let x0 = (x - eps.clone() * (1.0 - a).sqrt()) / a.sqrt();
-                x = x0 * ap.sqrt() + eps * (1.0 - ap - sigma * sigma).max(0.0).sqrt();
+                let mut x = x0 * ap.sqrt() + eps * (1.0 - ap - sigma * sigma).max(0.0).sqrt();
                 if sigma > 0.0 {
-                    x = x + noise.normal(i + 1, shape, &device) * sigma;
+                    x = x + noise.normal(i + 1, self.shape, &device) * sigma;
                 }
-                report(i + 1, s, grid.ts[k] as i64)?;
+                (x, t)
             }
-            Ok(x)
-        }
-        SamplerKind::Plms => {
-            let grid = DdimGrid::new(den.schedule, settings.steps)?;
-            let s = grid.ts.len();
-            let step = |x: Tensor<4>, e: Tensor<4>, k: usize| {
+            Plan::Plms { grid, history } => {
                 let (a, ap) = (grid.a[k], grid.a_prev[k]);
-                (x - e.clone() * (1.0 - a).sqrt()) / a.sqrt() * ap.sqrt() + e * (1.0 - ap).sqrt()
-            };
-            let mut x = x_t;
-            let mut history: Vec<Tensor<4>> = Vec::new();
-            for i in 0..s {
-                let k = s - 1 - i;
+                let step = |x: Tensor<4>, e: Tensor<4>| {
+                    (x - e.clone() * (1.0 - a).sqrt()) / a.sqrt() * ap.sqrt()
+                        + e * (1.0 - ap).sqrt()
+                };
                 let t = grid.ts[k] as i64;
                 let e = den.eps(x.clone(), cond.clone(), t);
-                let e_prime = match history.as_slice() {
-                    [] => {
-                        // Heun-like start: average with ε at the provisional next point (at t − 1).
-                        let x_next = step(x.clone(), e.clone(), k);
-                        (e.clone() + den.eps(x_next, cond.clone(), t - 1)) / 2.0
+                let n = history.len();
+                let e_prime = match n {
+                    // Heun-like start: average with ε at the provisional next point, at t − 1.
+                    0 => (e.clone() + den.eps(step(x.clone(), e.clone()), cond, t - 1)) / 2.0,
+                    1 => (e.clone() * 3.0 - history[0].clone()) / 2.0,
+                    2 => {
+                        (e.clone() * 23.0 - history[1].clone() * 16.0 + history[0].clone() * 5.0)
+                            / 12.0
                     }
-                    [.., h1] => match history.len() {
-                        1 => (e.clone() * 3.0 - h1.clone()) / 2.0,
-                        2 => {
-                            (e.clone() * 23.0 - h1.clone() * 16.0 + history[0].clone() * 5.0) / 12.0
-                        }
-                        _ => {
-                            let n = history.len();
-                            (e.clone() * 55.0 - h1.clone() * 59.0 + history[n - 2].clone() * 37.0
-                                - history[n - 3].clone() * 9.0)
-                                / 24.0
-                        }
-                    },
+                    _ => {
+                        (e.clone() * 55.0 - history[n - 1].clone() * 59.0
+                            + history[n - 2].clone() * 37.0
+                            - history[n - 3].clone() * 9.0)
+                            / 24.0
+                    }
                 };
-                x = step(x, e_prime, k);
                 history.push(e);
                 if history.len() > 3 {
                     history.remove(0);
                 }
-                report(i + 1, s, t)?;
+                (step(x, e_prime), t)
             }
-            Ok(x)
-        }
-        SamplerKind::Dpmpp => {
-            let ts: Vec<usize> = even_timesteps(t_total, settings.steps)?
-                .into_iter()
-                .rev()
-                .collect(); // descending
-            let sched = den.schedule;
-            let alpha = |t: usize| sched.alphas_cumprod[t].sqrt() as f64;
-            let sigma = |t: usize| (1.0 - sched.alphas_cumprod[t] as f64).sqrt();
-            let lambda = |t: usize| (alpha(t) / sigma(t)).ln();
-            let s = ts.len();
-            let mut x = x_t;
-            let mut prev: Option<(Tensor<4>, f64)> = None; // (x0 of the previous step, its h)
-            for (i, &t) in ts.iter().enumerate() {
-                let eps = den.eps(x.clone(), cond.clone(), t as i64);
+            Plan::Dpmpp { ts, prev } => {
+                let sched = den.schedule;
+                let alpha = |t: usize| (sched.alphas_cumprod[t] as f64).sqrt();
+                let sigma = |t: usize| (1.0 - sched.alphas_cumprod[t] as f64).sqrt();
+                let lambda = |t: usize| (alpha(t) / sigma(t)).ln();
+                let t = ts[i];
+                let eps = den.eps(x.clone(), cond, t as i64);
                 let x0 = (x.clone() - eps * sigma(t) as f32) / alpha(t) as f32;
-                let x0 = if settings.clip_denoised {
+                let x0 = if self.settings.clip_denoised {
                     x0.clamp(-1.0, 1.0)
                 } else {
                     x0
                 };
-                if i + 1 == s {
+                let x = if k == 0 {
                     // The last step lands on σ = 0: the data prediction itself.
-                    x = x0;
+                    x0
                 } else {
                     let tn = ts[i + 1];
                     let h = lambda(tn) - lambda(t);
-                    let d = match &prev {
+                    let d = match prev.take() {
                         Some((x0_prev, h_prev)) => {
                             let r = h_prev / h;
-                            x0.clone() * (1.0 + 0.5 / r) as f32 - x0_prev.clone() * (0.5 / r) as f32
+                            x0.clone() * (1.0 + 0.5 / r) as f32 - x0_prev * (0.5 / r) as f32
                         }
                         None => x0.clone(),
                     };
-                    x = x * (sigma(tn) / sigma(t)) as f32
-                        - d * (alpha(tn) * ((-h).exp() - 1.0)) as f32;
-                    prev = Some((x0, h));
-                }
-                report(i + 1, s, t as i64)?;
+                    *prev = Some((x0, h));
+                    x * (sigma(tn) / sigma(t)) as f32 - d * (alpha(tn) * ((-h).exp() - 1.0)) as f32
+                };
+                (x, t as i64)
             }
-            Ok(x)
+        };
+        self.x = x;
+        self.done += 1;
+        StepInfo {
+            step: self.done,
+            total: self.total,
+            t,
         }
     }
 }
