@@ -1,4 +1,4 @@
-# DiffusionXRay: `make serve` brings up the main job, `make test` runs every test.
+# DiffusionXRay: `make serve` brings up the web app, `make test` runs every test.
 # Both install what they need. Build outputs live outside the work tree so that later sessions
 # and CI runs on the same machine reuse them.
 
@@ -6,9 +6,10 @@ CARGO_TARGET_DIR ?= $(HOME)/.cache/dxr-target
 export CARGO_TARGET_DIR
 PORT ?= 8080
 SHARED ?= $(CURDIR)/../shared
+export SHARED
 DXR := $(CARGO_TARGET_DIR)/release/dxr
 
-.PHONY: serve test deps build wasm-check bench
+.PHONY: serve test deps build web wasm-check browser-test bench demo
 
 deps:
 	@scripts/setup.sh
@@ -16,17 +17,28 @@ deps:
 build: deps
 	cargo build --release
 
-# Until the web app lands: a CLI restoration demo on a synthetic DRR-like image with the
-# fixture checkpoint (random weights: it shows the pipeline, not image quality).
-serve: build
-	@scripts/demo.sh "$(DXR)" "$(SHARED)"
+# The page, its wasm engine and the default model.
+web: deps
+	scripts/build-web.sh
+
+serve: web
+	PORT=$(PORT) python3 scripts/serve.py
 
 test: deps
 	cargo test --release --all-targets --no-fail-fast -- --nocapture
-	$(MAKE) wasm-check
+	$(MAKE) browser-test
+
+# Builds the wasm32 crate (which also checks it compiles), then drives the page in Chromium.
+browser-test: web
+	@scripts/setup-browser.sh
+	node --test --test-concurrency=1 tests/browser/
 
 wasm-check:
 	cargo check --release --lib --no-default-features --target wasm32-unknown-unknown
+
+# A CLI restoration demo (synthetic image, fixture checkpoint).
+demo: build
+	@scripts/demo.sh "$(DXR)" "$(SHARED)"
 
 bench: build
 	$(DXR) bench --config $(SHARED)/fixtures/cheff/small/config.json --size 256 256 --steps 5

@@ -15,6 +15,8 @@ pub mod io;
 pub mod metrics;
 pub mod model;
 pub mod restore;
+#[cfg(target_arch = "wasm32")]
+pub mod web;
 
 pub use config::ModelSpec;
 pub use error::{Error, Result};

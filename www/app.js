@@ -1,0 +1,325 @@
+// The page: files in, queue, sampler settings, progress and Cancel, the before/after viewer and
+// downloads. All model work happens in worker.js; this thread only draws.
+
+const $ = (id) => document.getElementById(id);
+const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+const pending = new Map();
+let nextId = 1;
+
+worker.onmessage = (event) => {
+  const msg = event.data;
+  const p = pending.get(msg.id);
+  if (!p) return;
+  if (msg.progress) { p.onProgress?.(msg.progress); return; }
+  pending.delete(msg.id);
+  msg.ok ? p.resolve(msg.result) : p.reject(new Error(msg.error));
+};
+worker.onerror = (e) => showError(`worker failed: ${e.message}`);
+
+function call(type, payload = {}, transfer = [], onProgress) {
+  const id = nextId++;
+  return new Promise((resolve, reject) => {
+    pending.set(id, { resolve, reject, onProgress });
+    worker.postMessage({ type, id, ...payload }, transfer);
+  });
+}
+
+const state = { modelReady: false, busy: false, queue: [], current: null, view: { scale: 1, x: 0, y: 0, split: 0.5 } };
+
+function showError(text) { $('error').textContent = text; }
+function clearError() { $('error').textContent = ''; }
+function fmtTime(ms) { const s = Math.max(0, Math.round(ms / 1000)); return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`; }
+
+// ---- device and model -------------------------------------------------------------------
+const params = new URLSearchParams(location.search);
+const MODEL_URL = 'www/models/default.safetensors';
+
+async function start() {
+  const preferGpu = 'gpu' in navigator && params.get('cpu') !== '1';
+  try {
+    const dev = await call('init', { preferGpu });
+    const note = dev.backend === 'cpu'
+      ? `No WebGPU here (${dev.fallback_reason || 'not supported'}): running on the CPU, slower but working.`
+      : dev.adapter;
+    $('adapter').textContent = note;
+    $('adapter').dataset.backend = dev.backend;
+  } catch (e) {
+    showError(`Could not start the engine: ${e.message}`);
+    return;
+  }
+  await loadDefaultModel();
+}
+
+async function fetchWithProgress(url) {
+  const cache = 'caches' in self ? await caches.open('dxr-models-v1') : null;
+  const hit = cache && await cache.match(url);
+  if (hit) { $('model-progress').value = 1; return new Uint8Array(await hit.arrayBuffer()); }
+  const resp = await fetch(url);
+  if (!resp.ok) throw new Error(`${url}: HTTP ${resp.status}`);
+  const total = Number(resp.headers.get('content-length')) || 0;
+  const reader = resp.body.getReader();
+  const chunks = []; let got = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    chunks.push(value); got += value.length;
+    if (total) $('model-progress').value = got / total;
+  }
+  const bytes = new Uint8Array(got); let off = 0;
+  for (const c of chunks) { bytes.set(c, off); off += c.length; }
+  $('model-progress').value = 1;
+  if (cache) await cache.put(url, new Response(bytes.slice(), { headers: { 'content-type': 'application/octet-stream' } }));
+  return bytes;
+}
+
+async function loadDefaultModel() {
+  try {
+    let note = '';
+    try { note = (await (await fetch('www/models/default.json')).json()).note || ''; } catch { /* optional */ }
+    const bytes = await fetchWithProgress(MODEL_URL);
+    const info = await call('load', { bytes: bytes.buffer }, [bytes.buffer]);
+    modelLoaded(info, `Default model${note ? ` — ${note}` : ''}`);
+  } catch (e) {
+    $('model-status').textContent = 'No default model could be loaded: drop a checkpoint.';
+    showError(e.message);
+  }
+}
+
+function modelLoaded(info, label) {
+  state.modelReady = true;
+  $('model-status').textContent = `${label} (${info.family}, ${info.parameters.toLocaleString()} parameters, T = ${info.timesteps})`;
+  $('steps').max = String(info.timesteps);
+  if (Number($('steps').value) > info.timesteps) $('steps').value = String(info.timesteps);
+  $('steps-out').textContent = $('steps').value;
+  updateButtons();
+}
+
+async function loadUserModel(files) {
+  const ckpt = files.find((f) => /\.(pt|pth|safetensors|bin)$/i.test(f.name));
+  const cfg = files.find((f) => /\.json$/i.test(f.name));
+  if (!ckpt) { showError('Pick a checkpoint (.pt, .pth or .safetensors), optionally with its config (.json).'); return; }
+  clearError();
+  $('model-status').textContent = `Loading ${ckpt.name}…`;
+  try {
+    const bytes = await ckpt.arrayBuffer();
+    const config = cfg ? await cfg.text() : undefined;
+    const info = await call('load', { bytes, config }, [bytes]);
+    modelLoaded(info, ckpt.name);
+  } catch (e) {
+    $('model-status').textContent = state.modelReady ? 'Kept the previous model.' : 'No model loaded.';
+    showError(`${ckpt.name}: ${e.message}`);
+  }
+}
+
+// ---- queue --------------------------------------------------------------------------------
+function enqueue(files) {
+  for (const file of files) {
+    const li = document.createElement('li');
+    li.textContent = file.name;
+    $('queue').append(li);
+    state.queue.push({ file, li });
+  }
+  updateButtons();
+}
+
+function updateButtons() {
+  $('run').disabled = !state.modelReady || state.busy || state.queue.length === 0;
+  $('cancel').disabled = !state.busy;
+  $('download8').disabled = $('download16').disabled = !(state.current && state.current.after);
+}
+
+async function runQueue() {
+  clearError();
+  state.busy = true; updateButtons();
+  while (state.queue.length) {
+    const item = state.queue.shift();
+    item.li.className = 'running';
+    try {
+      await restoreOne(item.file);
+      item.li.className = 'done';
+    } catch (e) {
+      item.li.className = 'failed';
+      if (e.message === 'cancelled') {
+        $('progress-text').textContent = 'Cancelled.';
+        item.li.textContent += ' (cancelled)';
+        state.queue.forEach((q) => q.li.remove());
+        state.queue = [];
+      } else {
+        showError(`${item.file.name}: ${e.message}`);
+      }
+    }
+  }
+  state.busy = false; updateButtons();
+}
+
+async function restoreOne(file) {
+  const bytes = await file.arrayBuffer();
+  const img = await call('decode', { bytes }, [bytes]);
+  state.current = { name: file.name.replace(/\.[^.]+$/, ''), width: img.width, height: img.height, before: img.data, after: null };
+  drawAll(true);
+  const steps = Number($('steps').value);
+  $('progress').value = 0;
+  const result = await call('restore', {
+    data: img.data.slice(), width: img.width, height: img.height, sampler: $('sampler').value, steps,
+    eta: Number($('eta').value), seed: Number($('seed').value), previewEvery: Number($('preview').value),
+  }, [], ({ step, total, elapsed, preview }) => {
+    $('progress').value = step / total;
+    const eta = (elapsed / step) * (total - step);
+    $('progress-text').textContent = `Step ${step}/${total} · elapsed ${fmtTime(elapsed)} · ETA ${fmtTime(eta)}`;
+    if (preview) { state.current.after = preview; drawAll(false); }
+  });
+  state.current.after = result.data;
+  $('progress-text').textContent = `Done in ${fmtTime(result.elapsed)} (${(result.elapsed / steps).toFixed(0)} ms/step).`;
+  document.body.dataset.lastRestore = String(Date.now());
+  drawAll(false);
+  updateButtons();
+}
+
+// ---- viewer -------------------------------------------------------------------------------
+function render(canvas, data, w, h) {
+  canvas.width = w; canvas.height = h;
+  const ctx = canvas.getContext('2d');
+  const out = ctx.createImageData(w, h);
+  const win = Number($('window').value), level = Number($('level').value), inv = $('invert').checked;
+  const lo = level - win / 2;
+  for (let i = 0; i < w * h; i++) {
+    let v = (data[i] - lo) / win;
+    v = Math.min(1, Math.max(0, v));
+    if (inv) v = 1 - v;
+    const b = Math.round(v * 255);
+    out.data[4 * i] = out.data[4 * i + 1] = out.data[4 * i + 2] = b; out.data[4 * i + 3] = 255;
+  }
+  ctx.putImageData(out, 0, 0);
+}
+
+function drawAll(resetView) {
+  const c = state.current; if (!c) return;
+  render($('canvas-before'), c.before, c.width, c.height);
+  if (c.after) render($('canvas-after'), c.after, c.width, c.height);
+  else { $('canvas-after').width = c.width; $('canvas-after').height = c.height; }
+  if (resetView) fitView();
+  applyView();
+}
+
+function fitView() {
+  const c = state.current; if (!c) return;
+  const stage = $('stage').getBoundingClientRect();
+  const side = $('view-mode').value === 'side';
+  const scale = Math.min(stage.width / (c.width * (side ? 2 : 1)), stage.height / c.height) || 1;
+  const x = (stage.width - c.width * scale * (side ? 2 : 1)) / 2;
+  const y = (stage.height - c.height * scale) / 2;
+  Object.assign(state.view, { scale, x, y });
+}
+
+function applyView() {
+  const c = state.current; if (!c) return;
+  const { scale, x, y, split } = state.view;
+  const side = $('view-mode').value === 'side';
+  $('stage').classList.toggle('side', side);
+  $('canvas-before').style.transform = `translate(${x}px, ${y}px) scale(${scale})`;
+  const ax = side ? x + c.width * scale : x;
+  $('canvas-after').style.transform = `translate(${ax}px, ${y}px) scale(${scale})`;
+  const clipX = side ? 0 : Math.max(0, (split * $('stage').clientWidth - x) / scale);
+  $('canvas-after').style.clipPath = side ? 'none' : `inset(0 0 0 ${clipX}px)`;
+  $('split-handle').style.left = `${split * 100}%`;
+  $('split-handle').setAttribute('aria-valuenow', String(Math.round(split * 100)));
+}
+
+let drag = null;
+$('stage').addEventListener('pointerdown', (e) => {
+  const onHandle = e.target === $('split-handle');
+  drag = { onHandle, sx: e.clientX, sy: e.clientY, x: state.view.x, y: state.view.y };
+  $('stage').setPointerCapture(e.pointerId);
+});
+$('stage').addEventListener('pointermove', (e) => {
+  const rect = $('stage').getBoundingClientRect();
+  if (drag && drag.onHandle) {
+    state.view.split = Math.min(1, Math.max(0, (e.clientX - rect.left) / rect.width));
+  } else if (drag) {
+    state.view.x = drag.x + e.clientX - drag.sx; state.view.y = drag.y + e.clientY - drag.sy;
+  }
+  applyView();
+  showPixel(e.clientX - rect.left, e.clientY - rect.top);
+});
+$('stage').addEventListener('pointerup', () => { drag = null; });
+$('stage').addEventListener('wheel', (e) => {
+  e.preventDefault();
+  zoomAt(e.deltaY < 0 ? 1.2 : 1 / 1.2, e.offsetX, e.offsetY);
+}, { passive: false });
+
+function zoomAt(f, px, py) {
+  const v = state.view;
+  v.x = px - (px - v.x) * f; v.y = py - (py - v.y) * f; v.scale *= f;
+  applyView();
+}
+
+function showPixel(px, py) {
+  const c = state.current; if (!c) return;
+  const side = $('view-mode').value === 'side';
+  let ix = (px - state.view.x) / state.view.scale;
+  const iy = Math.floor((py - state.view.y) / state.view.scale);
+  if (side && ix >= c.width) ix -= c.width;
+  ix = Math.floor(ix);
+  if (ix < 0 || iy < 0 || ix >= c.width || iy >= c.height) { $('pixel').textContent = ''; return; }
+  const i = iy * c.width + ix;
+  const after = c.after ? c.after[i].toFixed(4) : '–';
+  $('pixel').textContent = `x ${ix}, y ${iy} · input ${c.before[i].toFixed(4)} · restored ${after}`;
+}
+
+$('stage').addEventListener('keydown', (e) => {
+  const r = $('stage').getBoundingClientRect();
+  if (e.key === '+' || e.key === '=') zoomAt(1.2, r.width / 2, r.height / 2);
+  else if (e.key === '-') zoomAt(1 / 1.2, r.width / 2, r.height / 2);
+  else if (e.key === 'ArrowLeft') { state.view.x += 20; applyView(); }
+  else if (e.key === 'ArrowRight') { state.view.x -= 20; applyView(); }
+  else if (e.key === 'ArrowUp') { state.view.y += 20; applyView(); }
+  else if (e.key === 'ArrowDown') { state.view.y -= 20; applyView(); }
+  else return;
+  e.preventDefault();
+});
+$('split-handle').addEventListener('keydown', (e) => {
+  if (e.key === 'ArrowLeft' || e.key === 'ArrowRight') {
+    state.view.split = Math.min(1, Math.max(0, state.view.split + (e.key === 'ArrowLeft' ? -0.05 : 0.05)));
+    applyView(); e.preventDefault(); e.stopPropagation();
+  }
+});
+
+for (const id of ['window', 'level', 'invert']) $(id).addEventListener('input', () => drawAll(false));
+$('view-mode').addEventListener('change', () => { fitView(); applyView(); });
+$('reset-view').addEventListener('click', () => { fitView(); applyView(); });
+window.addEventListener('resize', () => applyView());
+
+async function download(bits) {
+  const c = state.current; if (!c || !c.after) return;
+  try {
+    const png = await call('encode', { data: c.after.slice(), width: c.width, height: c.height, bits });
+    const url = URL.createObjectURL(new Blob([png], { type: 'image/png' }));
+    const a = document.createElement('a');
+    a.href = url; a.download = `${c.name}_restored_${bits}bit.png`;
+    document.body.append(a); a.click(); a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+  } catch (e) { showError(`Encoding failed: ${e.message}`); }
+}
+$('download8').addEventListener('click', () => download(8));
+$('download16').addEventListener('click', () => download(16));
+
+// ---- inputs -------------------------------------------------------------------------------
+$('steps').addEventListener('input', () => { $('steps-out').textContent = $('steps').value; });
+$('run').addEventListener('click', () => runQueue());
+$('cancel').addEventListener('click', () => worker.postMessage({ type: 'cancel' }));
+$('image-file').addEventListener('change', (e) => { enqueue([...e.target.files]); e.target.value = ''; });
+$('model-file').addEventListener('change', (e) => { loadUserModel([...e.target.files]); e.target.value = ''; });
+
+const isModelFile = (f) => /\.(pt|pth|safetensors|json)$/i.test(f.name);
+window.addEventListener('dragover', (e) => { e.preventDefault(); $('drop-overlay').hidden = false; });
+window.addEventListener('dragleave', (e) => { if (!e.relatedTarget) $('drop-overlay').hidden = true; });
+window.addEventListener('drop', (e) => {
+  e.preventDefault(); $('drop-overlay').hidden = true;
+  const files = [...e.dataTransfer.files];
+  const models = files.filter(isModelFile);
+  if (models.length) loadUserModel(models);
+  const images = files.filter((f) => !isModelFile(f));
+  if (images.length) enqueue(images);
+});
+
+start();
