@@ -9,7 +9,7 @@ SHARED ?= $(CURDIR)/../shared
 export SHARED
 DXR := $(CARGO_TARGET_DIR)/release/dxr
 
-.PHONY: serve test deps build web wasm-check browser-test bench demo
+.PHONY: serve test deps build web wasm-check browser-test bench bench-web demo
 
 deps:
 	@scripts/setup.sh
@@ -42,3 +42,8 @@ demo: build
 
 bench: build
 	$(DXR) bench --config $(SHARED)/fixtures/cheff/small/config.json --size 256 256 --steps 5
+
+# Per-step time in the browser (WebGPU and CPU fallback) vs native, first load, wasm sizes.
+bench-web: web build
+	@scripts/setup-browser.sh
+	node scripts/bench-web.mjs --size 64 --steps 5

@@ -2,26 +2,63 @@
 // downloads. All model work happens in worker.js; this thread only draws.
 
 const $ = (id) => document.getElementById(id);
-const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
 const pending = new Map();
 let nextId = 1;
+let worker = null;
+let lastModel = null; // { bytes, config, label } to reload after a restart
 
-worker.onmessage = (event) => {
-  const msg = event.data;
-  const p = pending.get(msg.id);
-  if (!p) return;
-  if (msg.progress) { p.onProgress?.(msg.progress); return; }
-  pending.delete(msg.id);
-  msg.ok ? p.resolve(msg.result) : p.reject(new Error(msg.error));
-};
-worker.onerror = (e) => showError(`worker failed: ${e.message}`);
+function startWorker() {
+  worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+  worker.onmessage = (event) => {
+    const msg = event.data;
+    const p = pending.get(msg.id);
+    if (!p) return;
+    if (msg.progress) { p.onProgress?.(msg.progress); return; }
+    pending.delete(msg.id);
+    msg.ok ? p.resolve(msg.result) : p.reject(new Error(msg.error));
+  };
+  worker.onerror = (e) => { e.preventDefault?.(); restartEngine(e.message || 'the engine crashed'); };
+}
 
 function call(type, payload = {}, transfer = [], onProgress) {
   const id = nextId++;
   return new Promise((resolve, reject) => {
     pending.set(id, { resolve, reject, onProgress });
     worker.postMessage({ type, id, ...payload }, transfer);
+  }).catch((e) => {
+    // A panic inside wasm, a lost GPU device or an out-of-memory leave the engine unusable:
+    // start a fresh one (with the same model) so the page keeps working without a reload.
+    if (/unreachable|RuntimeError|device (is |was )?lost|out of memory|poison/i.test(e.message)) {
+      restartEngine(e.message);
+    }
+    throw e;
   });
+}
+
+let restarting = null;
+function restartEngine(reason) {
+  if (restarting) return restarting;
+  for (const p of pending.values()) p.reject(new Error(`the engine stopped: ${reason}`));
+  pending.clear();
+  worker?.terminate();
+  showError(`The engine stopped (${reason}); it has been restarted — please run again.`);
+  state.busy = false;
+  updateButtons();
+  startWorker();
+  restarting = (async () => {
+    try {
+      await initEngine();
+      if (lastModel) {
+        const info = await call('load', { bytes: lastModel.bytes.slice(0), config: lastModel.config });
+        modelLoaded(info, lastModel.label);
+      }
+    } catch (e) {
+      showError(`Restarting the engine failed: ${e.message}`);
+    } finally {
+      restarting = null;
+    }
+  })();
+  return restarting;
 }
 
 const state = { modelReady: false, busy: false, queue: [], current: null, view: { scale: 1, x: 0, y: 0, split: 0.5 } };
@@ -34,15 +71,20 @@ function fmtTime(ms) { const s = Math.max(0, Math.round(ms / 1000)); return `${M
 const params = new URLSearchParams(location.search);
 const MODEL_URL = 'www/models/default.safetensors';
 
-async function start() {
+async function initEngine() {
   const preferGpu = 'gpu' in navigator && params.get('cpu') !== '1';
+  const dev = await call('init', { preferGpu });
+  const note = dev.backend === 'cpu'
+    ? `No WebGPU here (${dev.fallback_reason || 'not supported'}): running on the CPU, slower but working.`
+    : dev.adapter;
+  $('adapter').textContent = note;
+  $('adapter').dataset.backend = dev.backend;
+}
+
+async function start() {
+  startWorker();
   try {
-    const dev = await call('init', { preferGpu });
-    const note = dev.backend === 'cpu'
-      ? `No WebGPU here (${dev.fallback_reason || 'not supported'}): running on the CPU, slower but working.`
-      : dev.adapter;
-    $('adapter').textContent = note;
-    $('adapter').dataset.backend = dev.backend;
+    await initEngine();
   } catch (e) {
     showError(`Could not start the engine: ${e.message}`);
     return;
@@ -77,8 +119,10 @@ async function loadDefaultModel() {
     let note = '';
     try { note = (await (await fetch('www/models/default.json')).json()).note || ''; } catch { /* optional */ }
     const bytes = await fetchWithProgress(MODEL_URL);
+    const label = `Default model${note ? ` — ${note}` : ''}`;
+    lastModel = { bytes: bytes.buffer.slice(0), config: undefined, label };
     const info = await call('load', { bytes: bytes.buffer }, [bytes.buffer]);
-    modelLoaded(info, `Default model${note ? ` — ${note}` : ''}`);
+    modelLoaded(info, label);
   } catch (e) {
     $('model-status').textContent = 'No default model could be loaded: drop a checkpoint.';
     showError(e.message);
@@ -103,7 +147,9 @@ async function loadUserModel(files) {
   try {
     const bytes = await ckpt.arrayBuffer();
     const config = cfg ? await cfg.text() : undefined;
+    const keep = bytes.slice(0);
     const info = await call('load', { bytes, config }, [bytes]);
+    lastModel = { bytes: keep, config, label: ckpt.name };
     modelLoaded(info, ckpt.name);
   } catch (e) {
     $('model-status').textContent = state.modelReady ? 'Kept the previous model.' : 'No model loaded.';

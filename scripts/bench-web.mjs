@@ -1,0 +1,99 @@
+// Browser vs native benchmark: first-load time of the page, per-step restoration time in headless
+// Chromium (WebGPU, and the CPU fallback) and natively (`dxr bench`) on the same machine, their
+// ratio, and the wasm size before/after wasm-opt (npm binaryen), raw and gzipped.
+// Usage: node scripts/bench-web.mjs [--size 64] [--steps 5] [--config FILE]
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync, statSync, readFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { deflateSync, gzipSync, crc32 } from 'node:zlib';
+import { chromium } from 'playwright-core';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const arg = (name, dflt) => { const i = process.argv.indexOf(`--${name}`); return i > 0 ? process.argv[i + 1] : dflt; };
+const size = Number(arg('size', 64));
+const steps = Number(arg('steps', 5));
+const shared = process.env.SHARED || resolve(root, '..', 'shared');
+const config = arg('config', join(shared, 'fixtures/cheff/small/config.json'));
+const dxr = join(process.env.CARGO_TARGET_DIR || join(process.env.HOME, '.cache/dxr-target'), 'release/dxr');
+const scratch = mkdtempSync(join(tmpdir(), 'dxr-bench-'));
+
+function png(w, h) {
+  const raw = Buffer.alloc((w + 1) * h);
+  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) raw[y * (w + 1) + 1 + x] = (x * 7 + y * 3) % 256;
+  const chunk = (type, data) => {
+    const b = Buffer.alloc(12 + data.length);
+    b.writeUInt32BE(data.length, 0); b.write(type, 4); data.copy(b, 8);
+    b.writeUInt32BE(crc32(Buffer.concat([Buffer.from(type), data])) >>> 0, 8 + data.length);
+    return b;
+  };
+  const ihdr = Buffer.alloc(13); ihdr.writeUInt32BE(w, 0); ihdr.writeUInt32BE(h, 4); ihdr[8] = 8; ihdr[9] = 0;
+  return Buffer.concat([Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]), chunk('IHDR', ihdr), chunk('IDAT', deflateSync(raw)), chunk('IEND', Buffer.alloc(0))]);
+}
+const image = join(scratch, `bench_${size}.png`);
+writeFileSync(image, png(size, size));
+
+const port = 19000 + Math.floor(Math.random() * 900);
+const server = spawn('python3', [join(root, 'scripts/serve.py'), String(port)], { env: { ...process.env, DXR_SERVE_QUIET: '1' } });
+await new Promise((r) => setTimeout(r, 800));
+const flags = ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'];
+
+async function browserRun(webgpu) {
+  const ctx = await chromium.launchPersistentContext(mkdtempSync(join(scratch, 'p-')), {
+    executablePath: '/usr/bin/chromium', headless: true, args: webgpu ? [...flags, '--enable-unsafe-webgpu'] : flags,
+  });
+  const page = ctx.pages()[0];
+  const t0 = Date.now();
+  await page.goto(`http://127.0.0.1:${port}/index.html`);
+  await page.waitForFunction(() => /parameters/.test(document.getElementById('model-status').textContent), null, { timeout: 300000 });
+  const firstLoad = Date.now() - t0;
+  const run = async (n) => {
+    await page.evaluate((n) => { const el = document.getElementById('steps'); el.value = String(n); el.dispatchEvent(new Event('input')); }, n);
+    await page.selectOption('#sampler', 'ddim');
+    await page.setInputFiles('#image-file', image);
+    const before = await page.evaluate(() => document.body.dataset.lastRestore || '');
+    await page.click('#run');
+    await page.waitForFunction((b) => (document.body.dataset.lastRestore || '') !== b, before, { timeout: 1800000 });
+    const text = await page.textContent('#progress-text');
+    return Number(/\((\d+) ms\/step\)/.exec(text)[1]);
+  };
+  await run(1); // warm-up: shader compilation, allocation
+  const msPerStep = await run(steps);
+  const adapter = await page.textContent('#adapter');
+  await ctx.close();
+  return { firstLoad, msPerStep, adapter };
+}
+
+const gpu = await browserRun(true);
+const cpu = await browserRun(false);
+server.kill();
+
+const nativeOut = execFileSync(dxr, ['bench', '--config', config, '--size', String(size), String(size), '--steps', String(steps)]).toString();
+const native = {};
+for (const line of nativeOut.split('\n')) {
+  const m = /^\| (cpu|gpu) \([^)]*\) \| ([\d.]+) \|/.exec(line);
+  if (m) native[m[1]] = Number(m[2]);
+}
+
+const wasm = join(root, 'www/pkg/dxr_bg.wasm');
+const raw = statSync(wasm).size;
+const rawGz = gzipSync(readFileSync(wasm)).length;
+let opt = null, optGz = null;
+try {
+  if (!existsSync(join(root, 'node_modules/binaryen'))) execFileSync('npm', ['install', '--no-save', '--no-audit', '--no-fund', 'binaryen'], { cwd: root, stdio: 'ignore' });
+  const out = join(scratch, 'dxr.opt.wasm');
+  execFileSync(join(root, 'node_modules/.bin/wasm-opt'), [wasm, '-Oz', '-o', out, '--enable-bulk-memory', '--enable-nontrapping-float-to-int',
+    '--enable-sign-ext', '--enable-mutable-globals', '--enable-reference-types', '--enable-multivalue'], { stdio: 'ignore', timeout: 1800000 });
+  opt = statSync(out).size; optGz = gzipSync(readFileSync(out)).length;
+} catch (e) { console.log(`wasm-opt skipped: ${e.message.split('\n')[0]}`); }
+
+const mb = (b) => (b / 1048576).toFixed(1);
+console.log(`model ${config}, ${size}×${size}, DDIM, ${steps} timed steps after a 1-step warm-up`);
+console.log('| where | ms/step | ratio to native CPU |');
+console.log('|---|---|---|');
+for (const [name, ms] of [['native CPU (ndarray)', native.cpu], ['native wgpu', native.gpu], [`browser WebGPU (${gpu.adapter})`, gpu.msPerStep], ['browser CPU fallback (ndarray in wasm)', cpu.msPerStep]]) {
+  if (ms !== undefined) console.log(`| ${name} | ${ms.toFixed(0)} | ${(ms / native.cpu).toFixed(2)} |`);
+}
+console.log(`first load (page + wasm + model, cold cache): WebGPU ${gpu.firstLoad} ms, CPU ${cpu.firstLoad} ms`);
+console.log(`wasm: ${mb(raw)} MB (${mb(rawGz)} MB gzipped) after wasm-bindgen; ${opt ? `${mb(opt)} MB (${mb(optGz)} MB gzipped) after wasm-opt -Oz` : 'wasm-opt not run'}`);
