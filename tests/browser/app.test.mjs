@@ -109,6 +109,28 @@ test('Cancel stops the run and the next run works; a bad file shows an error', a
   } finally { await ctx.close(); }
 });
 
+test("a user's .pt checkpoint with its config loads, and a 16-bit PNG restores", async () => {
+  const { ctx, page, errors } = await open();
+  try {
+    const tiny = join(shared, 'fixtures', 'cheff', 'tiny');
+    await page.setInputFiles('#model-file', [join(tiny, 'weights.pt'), join(tiny, 'config.json')]);
+    await page.waitForFunction(() => /weights\.pt \(cheff, 57,317 parameters/.test(document.getElementById('model-status').textContent), null, { timeout: 60000 });
+    // A 16-bit input made by the CLI.
+    const outDir = join(scratch, 'sixteen');
+    execFileSync(dxr, ['restore', fixtureImage, '-o', outDir, '--weights', join(tiny, 'weights.pt'), '--config', join(tiny, 'config.json'),
+      '--steps', '1', '--bits', '16'], { stdio: 'pipe' });
+    await restore(page, join(outDir, 'public_0_blur_64x64_ref.png'), { steps: 2 });
+    await page.waitForFunction(() => /Done/.test(document.getElementById('progress-text').textContent), null, { timeout: 300000 });
+    // A checkpoint that is not one: a clear error, and the loaded model stays.
+    const junk = join(scratch, 'junk.safetensors');
+    writeFileSync(junk, 'not a checkpoint at all');
+    await page.setInputFiles('#model-file', junk);
+    await page.waitForFunction(() => /junk\.safetensors: .*(checkpoint|unrecognised)/.test(document.getElementById('error').textContent), null, { timeout: 60000 });
+    assert.match(await page.textContent('#model-status'), /Kept the previous model/);
+    assert.deepEqual(errors, [], 'console errors');
+  } finally { await ctx.close(); }
+});
+
 test('falls back to the CPU without WebGPU', async () => {
   const { ctx, page } = await open({ webgpu: false });
   try {
