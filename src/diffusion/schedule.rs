@@ -182,6 +182,11 @@ impl ScheduleConfig {
     }
 }
 
+/// Floor of ᾱ: a schedule that reaches ᾱ = 0 (SR3's `jsd` ends with β = 1) would make
+/// 1/√ᾱ infinite and the first step NaN, as in the reference; the floor keeps it finite. No
+/// schedule of the references' defaults comes near it (cosine ends around 1e-10).
+pub const MIN_ALPHA_CUMPROD: f64 = 1e-20;
+
 /// β and every per-timestep coefficient, in float32 as the references store them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Schedule {
@@ -216,7 +221,7 @@ impl Schedule {
             .iter()
             .map(|a| {
                 acc *= *a as f64;
-                acc as f32
+                (acc as f32).max(MIN_ALPHA_CUMPROD as f32)
             })
             .collect();
         let prev: Vec<f32> = std::iter::once(1.0)
@@ -248,7 +253,7 @@ impl Schedule {
             .iter()
             .map(|b| {
                 acc *= 1.0 - b;
-                acc
+                acc.max(MIN_ALPHA_CUMPROD)
             })
             .collect();
         let prev: Vec<f64> = std::iter::once(1.0)
