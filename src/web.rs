@@ -17,7 +17,6 @@ use crate::restore::Restorer;
 
 struct Engine {
     device: Device,
-    adapter: String,
     restorer: Option<Rc<Restorer>>,
 }
 
@@ -75,7 +74,6 @@ pub async fn init(prefer_gpu: bool) -> Result<String, JsValue> {
     ENGINE.with(|e| {
         *e.borrow_mut() = Some(Engine {
             device,
-            adapter,
             restorer: None,
         })
     });
@@ -243,10 +241,4 @@ pub async fn restore(
         .map_err(|e| js_err(format!("reading the result failed: {e:?}")))?;
     out.try_into_vec_as::<f32>()
         .map_err(|e| js_err(format!("{e:?}")))
-}
-
-/// The adapter in use, as text.
-#[wasm_bindgen]
-pub fn adapter() -> Result<String, JsValue> {
-    with_engine(|e| Ok(e.adapter.clone()))
 }
