@@ -27,8 +27,70 @@ fn ts_name(uid: &str) -> String {
     }
 }
 
+/// Walks the top-level elements and refuses one whose declared length runs past the end of
+/// the file: dicom-rs allocates a declared length before reading it, so a damaged or hostile
+/// header could otherwise ask for gigabytes. Stops at the first undefined-length element
+/// (sequences, encapsulated pixel data), whose items carry their own checks.
+fn check_declared_lengths(bytes: &[u8]) -> Result<()> {
+    let mut pos = if bytes.starts_with(b"DICM") { 4 } else { 132 };
+    let mut implicit = false;
+    let u16_at = |p: usize| u16::from_le_bytes([bytes[p], bytes[p + 1]]);
+    let u32_at =
+        |p: usize| u32::from_le_bytes([bytes[p], bytes[p + 1], bytes[p + 2], bytes[p + 3]]);
+    while pos + 8 <= bytes.len() {
+        let (group, element) = (u16_at(pos), u16_at(pos + 2));
+        // The file meta group is always explicit VR; the data set follows its transfer syntax.
+        let explicit = group == 0x0002 || !implicit;
+        let (len, header) = if explicit {
+            let vr = &bytes[pos + 4..pos + 6];
+            if matches!(
+                vr,
+                b"OB"
+                    | b"OD"
+                    | b"OF"
+                    | b"OL"
+                    | b"OV"
+                    | b"OW"
+                    | b"SQ"
+                    | b"SV"
+                    | b"UC"
+                    | b"UN"
+                    | b"UR"
+                    | b"UT"
+                    | b"UV"
+            ) {
+                if pos + 12 > bytes.len() {
+                    break;
+                }
+                (u32_at(pos + 8), 12)
+            } else {
+                (u16_at(pos + 6) as u32, 8)
+            }
+        } else {
+            (u32_at(pos + 4), 8)
+        };
+        if len == u32::MAX {
+            return Ok(());
+        }
+        let end = pos + header + len as usize;
+        if end > bytes.len() {
+            return Err(Error::Dicom(format!(
+                "element ({group:04X},{element:04X}) declares {len} bytes but only {} remain: the file is truncated or malformed",
+                bytes.len() - (pos + header).min(bytes.len())
+            )));
+        }
+        if (group, element) == (0x0002, 0x0010) {
+            let uid = String::from_utf8_lossy(&bytes[pos + header..end]);
+            implicit = uid.trim_end_matches(['\0', ' ']) == "1.2.840.10008.1.2";
+        }
+        pos = end;
+    }
+    Ok(())
+}
+
 /// Decodes the first frame of a single-channel DICOM image to [0, 1].
 pub fn decode(bytes: &[u8]) -> Result<GrayImage> {
+    check_declared_lengths(bytes)?;
     use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
     use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
     let bad = |m: String| Error::Dicom(m);
@@ -366,6 +428,25 @@ pub(crate) mod tests {
             err.contains("1.2.840.10008.1.2.4.90") && err.contains("not supported"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_huge_declared_length_is_refused_before_any_allocation() {
+        let px: Vec<u16> = (0..64).collect();
+        for ts in [EXPLICIT_LE, "1.2.840.10008.1.2"] {
+            let mut bytes = make_dicom(8, 8, &px, "MONOCHROME2", ts, None, None);
+            assert!(decode(&bytes).is_ok(), "{ts}: the untouched file decodes");
+            // Pixel data (7FE0,0010): set its 4-byte length to ~2 GB.
+            let tag = [0xE0u8, 0x7F, 0x10, 0x00];
+            let at = bytes.windows(4).rposition(|w| w == tag).unwrap();
+            let len_at = if ts == EXPLICIT_LE { at + 8 } else { at + 4 };
+            bytes[len_at..len_at + 4].copy_from_slice(&0x7FFF_FFF0u32.to_le_bytes());
+            let err = decode(&bytes).unwrap_err().to_string();
+            assert!(
+                err.contains("(7FE0,0010) declares 2147483632 bytes"),
+                "{ts}: {err}"
+            );
+        }
     }
 
     #[test]
