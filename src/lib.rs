@@ -10,6 +10,8 @@ pub mod checkpoint;
 pub mod config;
 pub mod device;
 pub mod diffusion;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod drr;
 pub mod error;
 pub mod io;
 pub mod metrics;

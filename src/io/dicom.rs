@@ -31,7 +31,7 @@ fn ts_name(uid: &str) -> String {
 /// the file: dicom-rs allocates a declared length before reading it, so a damaged or hostile
 /// header could otherwise ask for gigabytes. Stops at the first undefined-length element
 /// (sequences, encapsulated pixel data), whose items carry their own checks.
-fn check_declared_lengths(bytes: &[u8]) -> Result<()> {
+pub(crate) fn check_declared_lengths(bytes: &[u8]) -> Result<()> {
     let mut pos = if bytes.starts_with(b"DICM") { 4 } else { 132 };
     let mut implicit = false;
     let u16_at = |p: usize| u16::from_le_bytes([bytes[p], bytes[p + 1]]);
@@ -207,6 +207,16 @@ pub struct DicomWriteOptions {
     pub rescale: Option<(f64, f64)>,
     /// VOI window centre and width.
     pub window: Option<(f64, f64)>,
+    /// Modality (CR when `None`); `CT` also writes the CT image SOP class.
+    pub modality: Option<String>,
+    /// Image Position (Patient), LPS mm: one slice of a series.
+    pub position: Option<[f64; 3]>,
+    /// Image Orientation (Patient): row then column direction cosines.
+    pub orientation: Option<[f64; 6]>,
+    /// Pixel Spacing: between rows, then between columns (mm).
+    pub pixel_spacing: Option<[f64; 2]>,
+    /// Pixel Representation 1 (two's complement), as CT slices often are.
+    pub signed: bool,
 }
 
 /// Writes a 16-bit greyscale radiograph (`photometric` = MONOCHROME1/2, 12 bits stored) as a DICOM
@@ -218,19 +228,45 @@ pub fn write_u16(
     photometric: &str,
     opts: &DicomWriteOptions,
 ) -> Result<Vec<u8>> {
-    make_dicom(
-        rows,
-        cols,
-        pixels,
-        photometric,
+    let mut obj = base_object(rows, cols, pixels, photometric, opts.rescale, opts.window);
+    let put = |obj: &mut InMemDicomObject, tag, vr, v: PrimitiveValue| {
+        obj.put(DataElement::new(tag, vr, v))
+    };
+    let ds = |v: &[f64]| PrimitiveValue::Strs(v.iter().map(|x| format!("{x}")).collect());
+    if let Some(m) = &opts.modality {
+        put(
+            &mut obj,
+            tags::MODALITY,
+            VR::CS,
+            PrimitiveValue::from(m.as_str()),
+        );
+    }
+    if let Some(p) = opts.position {
+        put(&mut obj, tags::IMAGE_POSITION_PATIENT, VR::DS, ds(&p));
+    }
+    if let Some(o) = opts.orientation {
+        put(&mut obj, tags::IMAGE_ORIENTATION_PATIENT, VR::DS, ds(&o));
+    }
+    if let Some(s) = opts.pixel_spacing {
+        put(&mut obj, tags::PIXEL_SPACING, VR::DS, ds(&s));
+    }
+    if opts.signed {
+        put(
+            &mut obj,
+            tags::PIXEL_REPRESENTATION,
+            VR::US,
+            PrimitiveValue::from(1u16),
+        );
+    }
+    finish_dicom(
+        obj,
         opts.transfer_syntax
             .as_deref()
             .unwrap_or("1.2.840.10008.1.2.1"),
-        opts.rescale,
-        opts.window,
     )
 }
 
+#[cfg(test)]
 fn make_dicom(
     rows: u16,
     cols: u16,
@@ -240,6 +276,20 @@ fn make_dicom(
     rescale: Option<(f64, f64)>,
     window: Option<(f64, f64)>,
 ) -> Result<Vec<u8>> {
+    finish_dicom(
+        base_object(rows, cols, pixels, photometric, rescale, window),
+        ts,
+    )
+}
+
+fn base_object(
+    rows: u16,
+    cols: u16,
+    pixels: &[u16],
+    photometric: &str,
+    rescale: Option<(f64, f64)>,
+    window: Option<(f64, f64)>,
+) -> InMemDicomObject {
     let mut obj = InMemDicomObject::new_empty();
     let put = |obj: &mut InMemDicomObject, tag, vr, v: PrimitiveValue| {
         obj.put(DataElement::new(tag, vr, v))
@@ -330,6 +380,10 @@ fn make_dicom(
         VR::OW,
         PrimitiveValue::from(raw),
     );
+    obj
+}
+
+fn finish_dicom(obj: InMemDicomObject, ts: &str) -> Result<Vec<u8>> {
     let meta = FileMetaTableBuilder::new()
         .transfer_syntax(ts)
         .media_storage_sop_class_uid("1.2.840.10008.5.1.4.1.1.1")

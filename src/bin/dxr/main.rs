@@ -19,6 +19,8 @@ use dxr::io::{self, BitDepth};
 use dxr::restore::Restorer;
 use dxr::{Error, Result};
 
+mod drr;
+
 #[derive(Parser)]
 #[command(
     name = "dxr",
@@ -84,6 +86,10 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Render DRRs from a chest CT, with seeded poses and inserted lung nodules, and their labels.
+    Drr(Box<drr::DrrArgs>),
+    /// DRRs per second: exact traversal (CPU, GPU) against a plain trilinear march.
+    DrrBench(Box<drr::BenchArgs>),
     /// Time one UNet evaluation (one sampler step) on every available backend.
     Bench {
         /// Model config JSON.
@@ -138,6 +144,8 @@ fn main() -> ExitCode {
             config,
             f16,
         } => convert(&input, &output, config.as_deref(), f16),
+        Command::Drr(a) => drr::run(&a),
+        Command::DrrBench(a) => drr::bench(&a),
         Command::Bench {
             config,
             size,

@@ -1,0 +1,537 @@
+//! A labelled DRR set: N seeded views of one scene, each with and without K nodules, written as
+//! 16- and 8-bit PNGs (and optionally the raw line integrals as `.npy`), one label JSON per image,
+//! a COCO file for the set and an optional contact sheet.
+//!
+//! Layout of `out/`:
+//! `png16/NAME.png`, `png8/NAME.png` (with nodules), `clean/png16|png8/NAME.png` (the same view
+//! without, when K > 0), `raw/NAME.npy` and `clean/raw/NAME.npy` (`--raw`), `labels/NAME.json`,
+//! `coco.json`, `meta.json`, `contact_sheet.png`.
+
+use std::path::{Path, PathBuf};
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use super::Scene;
+use super::geometry::{Geometry, Pose, Projection};
+use super::gpu::GpuProjector;
+use super::nodule::{LungRegion, Nodule, NoduleLabel, NoduleSettings};
+use crate::io::{BitDepth, GrayImage, encode_png, write_atomic};
+use crate::{Error, Result};
+
+/// How line integrals become grey levels.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Window {
+    /// Per view, from the nodule-free image: black at the `low` percentile of the pixels the
+    /// body covers, white at the `high` one (defaults 1 and 99.8).
+    Auto { low: f64, high: f64 },
+    /// The same line-integral range for every view.
+    Fixed { low: f64, high: f64 },
+}
+
+impl Default for Window {
+    fn default() -> Self {
+        Window::Auto {
+            low: 1.0,
+            high: 99.8,
+        }
+    }
+}
+
+impl Window {
+    /// `[low, high]` line integrals for `image`.
+    pub fn range(&self, image: &[f32]) -> [f64; 2] {
+        match *self {
+            Window::Fixed { low, high } => [low, high],
+            Window::Auto { low, high } => {
+                let peak = image.iter().cloned().fold(0.0f32, f32::max);
+                let mut body: Vec<f32> =
+                    image.iter().cloned().filter(|v| *v > 0.02 * peak).collect();
+                if body.len() < 2 {
+                    return [0.0, (peak as f64).max(1e-6)];
+                }
+                body.sort_by(f32::total_cmp);
+                let at =
+                    |q: f64| body[((q / 100.0) * (body.len() - 1) as f64).round() as usize] as f64;
+                let (lo, hi) = (at(low), at(high));
+                if hi > lo { [lo, hi] } else { [lo, lo + 1e-6] }
+            }
+        }
+    }
+}
+
+/// Displayed radiograph: −log I windowed to [0, 1], dense = bright.
+pub fn display(image: &[f32], [w, h]: [usize; 2], [lo, hi]: [f64; 2]) -> GrayImage {
+    GrayImage {
+        width: w,
+        height: h,
+        data: image
+            .iter()
+            .map(|v| ((*v as f64 - lo) / (hi - lo)).clamp(0.0, 1.0) as f32)
+            .collect(),
+    }
+}
+
+/// A float32 C-order NumPy array file (format 1.0) of a `[rows, columns]` image.
+pub fn npy_bytes(data: &[f32], rows: usize, cols: usize) -> Vec<u8> {
+    let dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
+    let unpadded = 10 + dict.len() + 1;
+    let pad = (64 - unpadded % 64) % 64;
+    let header_len = dict.len() + pad + 1;
+    let mut out = Vec::with_capacity(10 + header_len + data.len() * 4);
+    out.extend_from_slice(b"\x93NUMPY\x01\x00");
+    out.extend_from_slice(&(header_len as u16).to_le_bytes());
+    out.extend_from_slice(dict.as_bytes());
+    out.extend(std::iter::repeat_n(b' ', pad));
+    out.push(b'\n');
+    out.extend(data.iter().flat_map(|v| v.to_le_bytes()));
+    out
+}
+
+/// Everything a set is made from (written to `meta.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SetSettings {
+    pub count: usize,
+    /// Seed of the whole set; view `i` draws from its own stream, so it does not depend on
+    /// `count` or on the threads.
+    pub seed: u64,
+    /// Index of the first view (names and streams): sets with disjoint ranges are disjoint.
+    pub first_index: usize,
+    pub geometry: Geometry,
+    /// Pose every view starts from.
+    pub pose: Pose,
+    /// Each view adds a uniform rotation in ±these degrees (x, y, z) and shift in ±these mm.
+    pub rotation_jitter_deg: [f64; 3],
+    pub translation_jitter_mm: [f64; 3],
+    /// Nodules per view.
+    pub nodules: usize,
+    pub nodule: NoduleSettings,
+    pub window: Window,
+    /// Also write the line integrals as `.npy`.
+    pub raw: bool,
+    /// Views on the contact sheet (0 = none).
+    pub contact_sheet: usize,
+}
+
+impl Default for SetSettings {
+    fn default() -> Self {
+        Self {
+            count: 1,
+            seed: 0,
+            first_index: 0,
+            geometry: Geometry::default(),
+            pose: Pose::default(),
+            rotation_jitter_deg: [3.0, 3.0, 3.0],
+            translation_jitter_mm: [10.0, 10.0, 10.0],
+            nodules: 0,
+            nodule: NoduleSettings::default(),
+            window: Window::default(),
+            raw: false,
+            contact_sheet: 0,
+        }
+    }
+}
+
+/// Where rays are traced.
+pub enum Renderer {
+    Cpu,
+    Gpu(Box<GpuProjector>),
+}
+
+impl Renderer {
+    pub fn render(&self, scene: &Scene, proj: &Projection) -> Result<Vec<f32>> {
+        match self {
+            Renderer::Cpu => Ok(scene.render(proj)),
+            Renderer::Gpu(g) => g.render(proj),
+        }
+    }
+
+    pub fn name(&self) -> String {
+        match self {
+            Renderer::Cpu => format!("CPU ({} threads)", rayon::current_num_threads()),
+            Renderer::Gpu(g) => format!("GPU {}", g.adapter),
+        }
+    }
+}
+
+/// One rendered view.
+pub struct View {
+    pub name: String,
+    pub projection: Projection,
+    pub pose: Pose,
+    pub nodules: Vec<Nodule>,
+    /// Line integrals without and with the nodules (row-major).
+    pub clean: Vec<f32>,
+    pub with_nodules: Vec<f32>,
+    pub labels: Vec<NoduleLabel>,
+    pub window: [f64; 2],
+}
+
+/// The pose of view `index` (base pose + jitter), and its random stream, which then draws the
+/// nodules.
+pub fn draw_pose(s: &SetSettings, index: usize) -> (Pose, ChaCha8Rng) {
+    let mut rng = ChaCha8Rng::seed_from_u64(s.seed);
+    rng.set_stream((s.first_index + index) as u64);
+    let mut jitter = |range: [f64; 3]| -> [f64; 3] {
+        std::array::from_fn(|c| {
+            if range[c] > 0.0 {
+                rng.random_range(-range[c]..=range[c])
+            } else {
+                0.0
+            }
+        })
+    };
+    let rot = jitter(s.rotation_jitter_deg);
+    let shift = jitter(s.translation_jitter_mm);
+    let pose = Pose {
+        rotation_deg: std::array::from_fn(|c| s.pose.rotation_deg[c] + rot[c]),
+        translation_mm: std::array::from_fn(|c| s.pose.translation_mm[c] + shift[c]),
+    };
+    (pose, rng)
+}
+
+/// Draws and renders view `index` of a set.
+pub fn render_view(
+    scene: &Scene,
+    lungs: Option<&LungRegion>,
+    renderer: &Renderer,
+    s: &SetSettings,
+    index: usize,
+) -> Result<View> {
+    // 1. pose
+    let (pose, mut rng) = draw_pose(s, index);
+    let projection = Projection::new(s.geometry, &pose, scene.isocentre)?;
+    // 2. the nodule-free view
+    let clean = renderer.render(scene, &projection)?;
+    // 3. nodules, each traced through its own window only
+    let mut nodules = Vec::with_capacity(s.nodules);
+    let mut with_nodules = clean.clone();
+    if s.nodules > 0 {
+        let lungs = lungs.ok_or_else(|| Error::Drr("nodules need a lung region".into()))?;
+        for _ in 0..s.nodules {
+            let n = lungs.place(&mut rng, &scene.ct, &s.nodule, &nodules)?;
+            let block = scene.nodule_block(&n)?;
+            n.add_to(&mut with_nodules, &block, &scene.ct, &projection);
+            nodules.push(n);
+        }
+    }
+    let labels = nodules
+        .iter()
+        .enumerate()
+        .filter_map(|(k, n)| n.label(k, &scene.ct, &projection))
+        .collect();
+    let window = s.window.range(&clean);
+    Ok(View {
+        name: format!("{:05}", s.first_index + index),
+        projection,
+        pose,
+        nodules,
+        clean,
+        with_nodules,
+        labels,
+        window,
+    })
+}
+
+/// Label file of one view.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ViewLabel {
+    pub image: String,
+    pub image_8bit: String,
+    pub clean_image: Option<String>,
+    pub raw: Option<String>,
+    pub width: usize,
+    pub height: usize,
+    pub geometry: Geometry,
+    pub pose: Pose,
+    /// Line integrals shown as black and white.
+    pub window: [f64; 2],
+    pub nodules: Vec<NoduleLabel>,
+}
+
+/// What [`write_set`] did.
+pub struct SetSummary {
+    pub written: usize,
+    pub cancelled: bool,
+    pub renderer: String,
+}
+
+/// Renders and writes views `0..count`; `progress(done, total)` returns false to stop after
+/// the current view (what was written stays valid: every file is written atomically and the set
+/// files list only finished views).
+pub fn write_set(
+    scene: &Scene,
+    lungs: Option<&LungRegion>,
+    renderer: &Renderer,
+    s: &SetSettings,
+    out: &Path,
+    progress: &mut dyn FnMut(usize, usize) -> bool,
+) -> Result<SetSummary> {
+    s.geometry.validate()?;
+    s.nodule.validate()?;
+    let [w, h] = s.geometry.pixels;
+    let dirs: Vec<&str> = {
+        let mut d = vec!["png16", "png8", "labels"];
+        if s.nodules > 0 {
+            d.extend(["clean/png16", "clean/png8"]);
+        }
+        if s.raw {
+            d.push("raw");
+            if s.nodules > 0 {
+                d.push("clean/raw");
+            }
+        }
+        d
+    };
+    for d in &dirs {
+        std::fs::create_dir_all(out.join(d)).map_err(|e| Error::io(out.join(d), e))?;
+    }
+    let mut labels = Vec::new();
+    let mut sheet = Vec::new();
+    let mut cancelled = false;
+    for i in 0..s.count {
+        let v = render_view(scene, lungs, renderer, s, i)?;
+        let rel = |d: &str, ext: &str| format!("{d}/{}.{ext}", v.name);
+        let put = |rel: &str, bytes: &[u8]| write_atomic(&out.join(rel), bytes);
+        let shown = display(&v.with_nodules, [w, h], v.window);
+        put(
+            &rel("png16", "png"),
+            &encode_png(&shown, BitDepth::Sixteen)?,
+        )?;
+        put(&rel("png8", "png"), &encode_png(&shown, BitDepth::Eight)?)?;
+        let shown_clean = display(&v.clean, [w, h], v.window);
+        if s.nodules > 0 {
+            put(
+                &rel("clean/png16", "png"),
+                &encode_png(&shown_clean, BitDepth::Sixteen)?,
+            )?;
+            put(
+                &rel("clean/png8", "png"),
+                &encode_png(&shown_clean, BitDepth::Eight)?,
+            )?;
+        }
+        if s.raw {
+            put(&rel("raw", "npy"), &npy_bytes(&v.with_nodules, h, w))?;
+            if s.nodules > 0 {
+                put(&rel("clean/raw", "npy"), &npy_bytes(&v.clean, h, w))?;
+            }
+        }
+        let label = ViewLabel {
+            image: rel("png16", "png"),
+            image_8bit: rel("png8", "png"),
+            clean_image: (s.nodules > 0).then(|| rel("clean/png16", "png")),
+            raw: s.raw.then(|| rel("raw", "npy")),
+            width: w,
+            height: h,
+            geometry: s.geometry,
+            pose: v.pose,
+            window: v.window,
+            nodules: v.labels.clone(),
+        };
+        put(
+            &rel("labels", "json"),
+            &serde_json::to_vec_pretty(&label).expect("serialisable"),
+        )?;
+        labels.push(label);
+        if sheet.len() < s.contact_sheet {
+            sheet.push((shown_clean, shown, v.labels));
+        }
+        if !progress(i + 1, s.count) {
+            cancelled = i + 1 < s.count;
+            break;
+        }
+    }
+    // set files: only finished views
+    write_atomic(
+        &out.join("coco.json"),
+        &serde_json::to_vec_pretty(&coco(&labels)).expect("serialisable"),
+    )?;
+    let meta = serde_json::json!({
+        "settings": s,
+        "renderer": renderer.name(),
+        "views": labels.len(),
+        "mu_water_per_mm": scene.mu_water,
+        "isocentre_mm": scene.isocentre,
+        "pixel_convention": "pixel i covers [i, i+1); the centre of pixel i is i + 0.5",
+    });
+    write_atomic(
+        &out.join("meta.json"),
+        &serde_json::to_vec_pretty(&meta).expect("serialisable"),
+    )?;
+    if !sheet.is_empty() {
+        let png = contact_sheet(&sheet)?;
+        write_atomic(&out.join("contact_sheet.png"), &png)?;
+    }
+    Ok(SetSummary {
+        written: labels.len(),
+        cancelled,
+        renderer: renderer.name(),
+    })
+}
+
+/// COCO detection file: one category, boxes as `[x, y, width, height]` in pixels.
+pub fn coco(labels: &[ViewLabel]) -> serde_json::Value {
+    let mut annotations = Vec::new();
+    let images: Vec<_> = labels
+        .iter()
+        .enumerate()
+        .map(|(id, l)| {
+            for n in &l.nodules {
+                let [x0, y0, x1, y1] = n.bbox_px;
+                annotations.push(serde_json::json!({
+                    "id": annotations.len() + 1,
+                    "image_id": id + 1,
+                    "category_id": 1,
+                    "bbox": [x0, y0, x1 - x0, y1 - y0],
+                    "area": (x1 - x0) * (y1 - y0),
+                    "iscrowd": 0,
+                    "centre_px": n.centre_px,
+                    "radius_px": n.radius_px,
+                    "radius_mm": n.radius_mm,
+                    "hu": n.hu,
+                    "shape": n.shape,
+                }));
+            }
+            serde_json::json!({"id": id + 1, "file_name": l.image, "width": l.width, "height": l.height})
+        })
+        .collect();
+    serde_json::json!({
+        "info": {"description": "DiffusionXRay synthetic DRRs with inserted lung nodules"},
+        "images": images,
+        "annotations": annotations,
+        "categories": [{"id": 1, "name": "nodule", "supercategory": "lung"}],
+    })
+}
+
+/// Grid of views, each as [without | with nodules], nodule boxes drawn in red.
+fn contact_sheet(items: &[(GrayImage, GrayImage, Vec<NoduleLabel>)]) -> Result<Vec<u8>> {
+    const THUMB: usize = 256;
+    const GAP: usize = 4;
+    let (w, h) = (items[0].0.width, items[0].0.height);
+    let scale = (THUMB as f64 / w.max(h) as f64).min(1.0);
+    let (tw, th) = (
+        ((w as f64) * scale).round() as usize,
+        ((h as f64) * scale).round() as usize,
+    );
+    let cols = (items.len() as f64).sqrt().ceil() as usize;
+    let rows = items.len().div_ceil(cols);
+    let (sw, sh) = (cols * (2 * tw + 3 * GAP), rows * (th + 2 * GAP));
+    let mut sheet = image::RgbImage::from_pixel(sw as u32, sh as u32, image::Rgb([32, 32, 32]));
+    let thumb = |g: &GrayImage| {
+        let img = image::GrayImage::from_raw(
+            g.width as u32,
+            g.height as u32,
+            g.data
+                .iter()
+                .map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8)
+                .collect(),
+        )
+        .expect("sizes match");
+        image::imageops::resize(
+            &img,
+            tw as u32,
+            th as u32,
+            image::imageops::FilterType::Triangle,
+        )
+    };
+    for (k, (clean, with, labels)) in items.iter().enumerate() {
+        let (cx, cy) = (
+            (k % cols) * (2 * tw + 3 * GAP) + GAP,
+            (k / cols) * (th + 2 * GAP) + GAP,
+        );
+        for (n, img) in [clean, with].into_iter().enumerate() {
+            let t = thumb(img);
+            let x0 = cx + n * (tw + GAP);
+            for (x, y, p) in t.enumerate_pixels() {
+                sheet.put_pixel(
+                    (x0 + x as usize) as u32,
+                    (cy + y as usize) as u32,
+                    image::Rgb([p[0]; 3]),
+                );
+            }
+            if n == 1 {
+                for l in labels {
+                    let b = l.bbox_px.map(|v| v * scale);
+                    draw_rect(
+                        &mut sheet,
+                        [
+                            x0 as f64 + b[0],
+                            cy as f64 + b[1],
+                            x0 as f64 + b[2],
+                            cy as f64 + b[3],
+                        ],
+                        [x0, cy, x0 + tw, cy + th],
+                    );
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    image::DynamicImage::ImageRgb8(sheet)
+        .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+        .map_err(|e| Error::Image(format!("contact sheet: {e}")))?;
+    Ok(out)
+}
+
+fn draw_rect(img: &mut image::RgbImage, b: [f64; 4], clip: [usize; 4]) {
+    let red = image::Rgb([255, 40, 40]);
+    let cl =
+        |v: f64, lo: usize, hi: usize| (v.round() as i64).clamp(lo as i64, hi as i64 - 1) as u32;
+    let (x0, y0) = (
+        cl(b[0] - 1.0, clip[0], clip[2]),
+        cl(b[1] - 1.0, clip[1], clip[3]),
+    );
+    let (x1, y1) = (
+        cl(b[2] + 1.0, clip[0], clip[2]),
+        cl(b[3] + 1.0, clip[1], clip[3]),
+    );
+    for x in x0..=x1 {
+        img.put_pixel(x, y0, red);
+        img.put_pixel(x, y1, red);
+    }
+    for y in y0..=y1 {
+        img.put_pixel(x0, y, red);
+        img.put_pixel(x1, y, red);
+    }
+}
+
+/// The files of a set folder that a later stage reads as images (16-bit PNGs).
+pub fn image_dir(out: &Path) -> PathBuf {
+    out.join("png16")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn npy_header_is_numpy_format_1() {
+        let b = npy_bytes(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 2, 3);
+        assert_eq!(&b[..8], b"\x93NUMPY\x01\x00");
+        let hl = u16::from_le_bytes([b[8], b[9]]) as usize;
+        assert_eq!((10 + hl) % 64, 0, "data starts 64-byte aligned");
+        let header = std::str::from_utf8(&b[10..10 + hl]).unwrap();
+        assert!(header.starts_with("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }"));
+        assert!(header.ends_with('\n'));
+        assert_eq!(b.len(), 10 + hl + 24);
+        assert_eq!(
+            f32::from_le_bytes(b[10 + hl + 20..].try_into().unwrap()),
+            6.0
+        );
+    }
+
+    #[test]
+    fn auto_window_spans_the_body_not_the_air() {
+        let mut img = vec![0.0f32; 1000];
+        for (k, v) in img.iter_mut().enumerate().skip(500) {
+            *v = 1.0 + (k - 500) as f32 / 100.0;
+        }
+        let [lo, hi] = Window::default().range(&img);
+        assert!(lo > 1.0 && lo < 1.1 && hi > 5.8 && hi <= 5.99, "{lo} {hi}");
+        let shown = display(&img, [100, 10], [lo, hi]);
+        assert_eq!(shown.data[0], 0.0);
+        assert_eq!(shown.data[999], 1.0);
+    }
+}

@@ -1,0 +1,341 @@
+//! A CT as a folder of DICOM slices: slices sorted by their position along the slice normal,
+//! modality rescale applied, spacing taken from Pixel Spacing and the positions themselves
+//! (Slice Thickness is not the spacing when slices overlap or have gaps).
+
+use std::io::Cursor;
+use std::path::Path;
+
+use dicom_dictionary_std::tags;
+use dicom_object::OpenFileOptions;
+use dicom_object::file::ReadPreamble;
+use dicom_pixeldata::PixelDecoder;
+
+use super::volume::{MAX_VOLUME_SIDE, Volume};
+use crate::io::dicom::{check_declared_lengths, looks_like_dicom};
+use crate::{Error, Result};
+
+/// Largest slice file read.
+const MAX_SLICE_BYTES: u64 = 256 << 20;
+/// Slice spacings may differ by this fraction before the series is refused.
+const SPACING_TOLERANCE: f64 = 0.01;
+
+struct Slice {
+    name: String,
+    position: [f64; 3],
+    rows: usize,
+    cols: usize,
+    orientation: [f64; 6],
+    spacing: [f64; 2],
+    values: Vec<f32>,
+}
+
+/// Reads every DICOM file of `dir` (files without the DICM magic are skipped, so a DICOMDIR
+/// folder's stray files do not matter) as one volume.
+pub fn read_series(dir: &Path) -> Result<Volume> {
+    let err = |m: String| Error::Volume(format!("{}: {m}", dir.display()));
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    paths.sort();
+    let mut slices = Vec::new();
+    for path in &paths {
+        let size = std::fs::metadata(path)
+            .map_err(|e| Error::io(path, e))?
+            .len();
+        if size > MAX_SLICE_BYTES {
+            return Err(err(format!(
+                "{} is {size} bytes, larger than a CT slice can be ({MAX_SLICE_BYTES})",
+                path.display()
+            )));
+        }
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        if !looks_like_dicom(&bytes) {
+            continue;
+        }
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        slices.push(read_slice(&bytes, &name).map_err(err)?);
+        if slices.len() > MAX_VOLUME_SIDE {
+            return Err(err(format!("more than {MAX_VOLUME_SIDE} slices")));
+        }
+    }
+    if slices.len() < 2 {
+        return Err(err(format!(
+            "a CT series needs at least 2 DICOM slices, found {}",
+            slices.len()
+        )));
+    }
+    assemble(slices).map_err(err)
+}
+
+fn read_slice(bytes: &[u8], name: &str) -> std::result::Result<Slice, String> {
+    check_declared_lengths(bytes).map_err(|e| format!("{name}: {e}"))?;
+    let preamble = if bytes.starts_with(b"DICM") {
+        ReadPreamble::Never
+    } else {
+        ReadPreamble::Always
+    };
+    let obj = OpenFileOptions::new()
+        .read_preamble(preamble)
+        .from_reader(Cursor::new(bytes))
+        .map_err(|e| format!("{name}: not a readable DICOM file ({e})"))?;
+    let floats = |tag, what: &str, n: usize| -> std::result::Result<Vec<f64>, String> {
+        let v: Vec<f64> = obj
+            .element(tag)
+            .map_err(|_| format!("{name}: missing {what} {tag}"))?
+            .to_multi_float64()
+            .map_err(|e| format!("{name}: {what} {tag} is not numeric ({e})"))?;
+        if v.len() != n || v.iter().any(|x| !x.is_finite()) {
+            return Err(format!(
+                "{name}: {what} {tag} must hold {n} finite numbers, holds {v:?}"
+            ));
+        }
+        Ok(v)
+    };
+    let position = floats(tags::IMAGE_POSITION_PATIENT, "Image Position (Patient)", 3)?;
+    let orientation = floats(
+        tags::IMAGE_ORIENTATION_PATIENT,
+        "Image Orientation (Patient)",
+        6,
+    )?;
+    let spacing = floats(tags::PIXEL_SPACING, "Pixel Spacing", 2)?;
+    if spacing.iter().any(|s| *s <= 0.0) {
+        return Err(format!(
+            "{name}: Pixel Spacing {spacing:?} must be positive"
+        ));
+    }
+    let pixels = obj
+        .decode_pixel_data()
+        .map_err(|e| format!("{name}: pixel data cannot be decoded ({e})"))?;
+    if pixels.samples_per_pixel() != 1 || pixels.number_of_frames() != 1 {
+        return Err(format!(
+            "{name}: a CT slice has one greyscale frame, this has {} frames of {} samples",
+            pixels.number_of_frames(),
+            pixels.samples_per_pixel()
+        ));
+    }
+    let (rows, cols) = (pixels.rows() as usize, pixels.columns() as usize);
+    let values: Vec<f32> = pixels
+        .to_vec_frame(0)
+        .map_err(|e| format!("{name}: pixel conversion failed ({e})"))?;
+    if values.len() != rows * cols || rows == 0 || cols == 0 {
+        return Err(format!("{name}: {} values for {rows}×{cols}", values.len()));
+    }
+    Ok(Slice {
+        name: name.to_string(),
+        position: [position[0], position[1], position[2]],
+        rows,
+        cols,
+        orientation: std::array::from_fn(|k| orientation[k]),
+        spacing: [spacing[0], spacing[1]],
+        values,
+    })
+}
+
+fn assemble(mut slices: Vec<Slice>) -> std::result::Result<Volume, String> {
+    // 1. every slice on the same in-plane grid
+    let first = &slices[0];
+    let (rows, cols, orient, spacing) = (first.rows, first.cols, first.orientation, first.spacing);
+    for s in &slices[1..] {
+        if (s.rows, s.cols) != (rows, cols) {
+            return Err(format!(
+                "{} is {}×{} but {} is {rows}×{cols}: slices of different sizes",
+                s.name, s.rows, s.cols, first.name
+            ));
+        }
+        let d = (0..6)
+            .map(|k| (s.orientation[k] - orient[k]).abs())
+            .fold(0.0, f64::max);
+        let ds = (0..2)
+            .map(|k| (s.spacing[k] - spacing[k]).abs())
+            .fold(0.0, f64::max);
+        if d > 1e-4 || ds > 1e-4 {
+            return Err(format!(
+                "{} has a different orientation or pixel spacing than {}: not one series",
+                s.name, first.name
+            ));
+        }
+    }
+    // 2. sort along the normal, check the spacing is regular
+    let row_dir = [orient[0], orient[1], orient[2]];
+    let col_dir = [orient[3], orient[4], orient[5]];
+    let normal = cross(row_dir, col_dir);
+    let norm = dot(normal, normal).sqrt();
+    if !(0.99..1.01).contains(&norm) || dot(row_dir, col_dir).abs() > 1e-3 {
+        return Err(format!(
+            "Image Orientation (Patient) {orient:?} is not two orthogonal unit vectors"
+        ));
+    }
+    let along = |s: &Slice| dot(s.position, normal);
+    slices.sort_by(|a, b| along(a).total_cmp(&along(b)));
+    let gaps: Vec<f64> = slices
+        .windows(2)
+        .map(|w| along(&w[1]) - along(&w[0]))
+        .collect();
+    let mean = gaps.iter().sum::<f64>() / gaps.len() as f64;
+    for (k, g) in gaps.iter().enumerate() {
+        if *g < 1e-3 {
+            return Err(format!(
+                "{} and {} are at the same position: duplicate slices",
+                slices[k].name,
+                slices[k + 1].name
+            ));
+        }
+        if (g - mean).abs() > SPACING_TOLERANCE * mean {
+            return Err(format!(
+                "uneven slice spacing: {:.3} mm between {} and {}, {mean:.3} mm on average (missing slice?)",
+                g,
+                slices[k].name,
+                slices[k + 1].name
+            ));
+        }
+    }
+    // 3. voxel (i = column, j = row, k = slice) → LPS, then LPS → RAS (negate x and y)
+    let origin = slices[0].position;
+    let step = [
+        row_dir.map(|v| v * spacing[1]),
+        col_dir.map(|v| v * spacing[0]),
+        normal.map(|v| v * mean),
+    ];
+    let mut affine = [[0.0; 4]; 4];
+    for r in 0..3 {
+        let flip = if r < 2 { -1.0 } else { 1.0 };
+        for c in 0..3 {
+            affine[r][c] = flip * step[c][r];
+        }
+        affine[r][3] = flip * origin[r];
+    }
+    affine[3][3] = 1.0;
+    let dims = [cols, rows, slices.len()];
+    let mut data = Vec::with_capacity(cols * rows * slices.len());
+    for s in &slices {
+        data.extend_from_slice(&s.values);
+    }
+    Volume::new(dims, data, affine).map_err(|e| e.to_string())
+}
+
+fn dot(a: [f64; 3], b: [f64; 3]) -> f64 {
+    a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
+}
+
+fn cross(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
+    [
+        a[1] * b[2] - a[2] * b[1],
+        a[2] * b[0] - a[0] * b[2],
+        a[0] * b[1] - a[1] * b[0],
+    ]
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::io::dicom::{DicomWriteOptions, write_u16};
+
+    /// Writes a series of `n` 6×5 slices (rows × cols) with HU = 10·k + column − 1024
+    /// (rescale intercept −1024) in shuffled file order; returns the folder.
+    pub(crate) fn write_series(
+        dir: &Path,
+        n: usize,
+        gap: impl Fn(usize) -> f64,
+    ) -> std::path::PathBuf {
+        std::fs::create_dir_all(dir).unwrap();
+        let mut z = 0.0;
+        for k in 0..n {
+            let px: Vec<u16> = (0..30).map(|p| (10 * k + p % 5) as u16).collect();
+            let opts = DicomWriteOptions {
+                rescale: Some((1.0, -1024.0)),
+                modality: Some("CT".into()),
+                position: Some([-100.0, -50.0, z]),
+                orientation: Some([1.0, 0.0, 0.0, 0.0, 1.0, 0.0]),
+                pixel_spacing: Some([0.8, 0.6]),
+                ..Default::default()
+            };
+            let bytes = write_u16(6, 5, &px, "MONOCHROME2", &opts).unwrap();
+            // file names deliberately out of anatomical order
+            std::fs::write(dir.join(format!("IM{:03}", n - k)), bytes).unwrap();
+            z += gap(k);
+        }
+        std::fs::write(dir.join("README.txt"), "not a slice").unwrap();
+        dir.to_path_buf()
+    }
+
+    fn tmp(tag: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("dxr-series-{tag}-{}", std::process::id()));
+        std::fs::remove_dir_all(&d).ok();
+        d
+    }
+
+    #[test]
+    fn series_is_sorted_rescaled_and_placed() {
+        let dir = write_series(&tmp("ok"), 4, |_| 2.0);
+        let vol = read_series(&dir).unwrap();
+        assert_eq!(vol.dims, [5, 6, 4]);
+        // voxel (2, 3, k) = 10 k + 2 − 1024
+        for k in 0..4 {
+            assert_eq!(vol.data[vol.index(2, 3, k)], (10 * k + 2) as f32 - 1024.0);
+        }
+        let sp = vol.spacing();
+        assert!(
+            (sp[0] - 0.6).abs() < 1e-9 && (sp[1] - 0.8).abs() < 1e-9 && (sp[2] - 2.0).abs() < 1e-9
+        );
+        // LPS (−100, −50, 2) → RAS (100, 50, 2)
+        let w = vol.world([0.0, 0.0, 1.0]);
+        assert!(
+            (w[0] - 100.0).abs() < 1e-9 && (w[1] - 50.0).abs() < 1e-9 && (w[2] - 2.0).abs() < 1e-9
+        );
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn broken_series_are_named() {
+        let dir = write_series(&tmp("gap"), 4, |k| if k == 1 { 4.0 } else { 2.0 });
+        let msg = read_series(&dir).unwrap_err().to_string();
+        assert!(msg.contains("uneven slice spacing"), "{msg}");
+        let dir = write_series(&tmp("dup"), 3, |k| if k == 0 { 0.0 } else { 2.0 });
+        let msg = read_series(&dir).unwrap_err().to_string();
+        assert!(msg.contains("duplicate slices"), "{msg}");
+        let dir = tmp("empty");
+        std::fs::create_dir_all(&dir).unwrap();
+        let msg = read_series(&dir).unwrap_err().to_string();
+        assert!(msg.contains("at least 2 DICOM slices, found 0"), "{msg}");
+        // a slice without a position
+        let dir = write_series(&tmp("nopos"), 3, |_| 2.0);
+        let bytes =
+            write_u16(6, 5, &[0; 30], "MONOCHROME2", &DicomWriteOptions::default()).unwrap();
+        std::fs::write(dir.join("zz"), bytes).unwrap();
+        let msg = read_series(&dir).unwrap_err().to_string();
+        assert!(msg.contains("Image Position (Patient)"), "{msg}");
+        // a truncated slice
+        let dir = write_series(&tmp("trunc"), 3, |_| 2.0);
+        let first = std::fs::read_dir(&dir)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let first = if first.ends_with("README.txt") {
+            std::fs::read_dir(&dir)
+                .unwrap()
+                .nth(1)
+                .unwrap()
+                .unwrap()
+                .path()
+        } else {
+            first
+        };
+        let b = std::fs::read(&first).unwrap();
+        std::fs::write(&first, &b[..b.len() - 20]).unwrap();
+        let msg = read_series(&dir).unwrap_err().to_string();
+        assert!(
+            msg.contains("truncated") || msg.contains("damaged") || msg.contains("declares"),
+            "{msg}"
+        );
+        for t in ["gap", "dup", "empty", "nopos", "trunc"] {
+            std::fs::remove_dir_all(tmp(t)).ok();
+        }
+    }
+}
