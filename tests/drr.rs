@@ -141,6 +141,24 @@ fn ray_distance(proj: &Projection, x: usize, y: usize, c: [f64; 3]) -> f64 {
     dot(sub(foot, c), sub(foot, c)).sqrt()
 }
 
+/// Rays checked and the worst |got − expected| / expected over the pixels `expected` covers.
+fn worst_relative(
+    img: &[f32],
+    n: usize,
+    expected: impl Fn(usize, usize) -> Option<f64>,
+) -> (usize, f64) {
+    let (mut checked, mut worst) = (0, 0.0f64);
+    for y in 0..n {
+        for x in 0..n {
+            if let Some(e) = expected(x, y) {
+                worst = worst.max((img[y * n + x] as f64 - e).abs() / e);
+                checked += 1;
+            }
+        }
+    }
+    (checked, worst)
+}
+
 #[test]
 fn sphere_line_integrals_match_the_closed_form() {
     let (centre, r) = ([0.3, -2.0, 1.2], 40.0);
@@ -149,18 +167,10 @@ fn sphere_line_integrals_match_the_closed_form() {
     });
     let scene = Scene::new(ct, None, &raw_cleanup(), MU_WATER).unwrap();
     let proj = aligned_parallel(&scene, 96, centre[1]);
-    let img = scene.render(&proj);
-    let (mut checked, mut worst) = (0, 0.0f64);
-    for y in 0..96 {
-        for x in 0..96 {
-            let b = ray_distance(&proj, x, y, centre);
-            if b < 0.8 * r {
-                let expected = MU_WATER * 2.0 * (r * r - b * b).sqrt();
-                worst = worst.max((img[y * 96 + x] as f64 - expected).abs() / expected);
-                checked += 1;
-            }
-        }
-    }
+    let (checked, worst) = worst_relative(&scene.render(&proj), 96, |x, y| {
+        let b = ray_distance(&proj, x, y, centre);
+        (b < 0.8 * r).then(|| MU_WATER * 2.0 * (r * r - b * b).sqrt())
+    });
     println!("sphere: {checked} rays, worst relative error {worst:.2e}");
     assert!(checked > 3000, "{checked}");
     assert!(
@@ -180,20 +190,13 @@ fn cylinder_line_integrals_match_the_closed_form() {
     let mu = 2.0 * MU_WATER;
     let scene = Scene::new(ct, None, &raw_cleanup(), MU_WATER).unwrap();
     let proj = aligned_parallel(&scene, 96, ax[1]);
-    let img = scene.render(&proj);
-    let (mut checked, mut worst) = (0, 0.0f64);
-    for y in 0..96 {
-        for x in 0..96 {
-            let p = proj.pixel(x as f64 + 0.0, y as f64);
-            let z = p[2];
-            let b = (p[0] - ax[0]).abs();
-            if b < 0.8 * r && z > z0 + 1.5 && z < z1 - 1.5 {
-                let expected = mu * 2.0 * (r * r - b * b).sqrt();
-                worst = worst.max((img[y * 96 + x] as f64 - expected).abs() / expected);
-                checked += 1;
-            }
-        }
-    }
+    let (checked, worst) = worst_relative(&scene.render(&proj), 96, |x, y| {
+        // the rays are parallel to y: the pixel's x and z are the ray's
+        let p = proj.pixel(x as f64, y as f64);
+        let b = (p[0] - ax[0]).abs();
+        (b < 0.8 * r && p[2] > z0 + 1.5 && p[2] < z1 - 1.5)
+            .then(|| mu * 2.0 * (r * r - b * b).sqrt())
+    });
     println!("cylinder: {checked} rays, worst relative error {worst:.2e}");
     assert!(checked > 2000, "{checked}");
     assert!(

@@ -7,11 +7,10 @@ use std::path::Path;
 
 use dicom_dictionary_std::tags;
 use dicom_object::OpenFileOptions;
-use dicom_object::file::ReadPreamble;
 use dicom_pixeldata::PixelDecoder;
 
 use super::volume::{MAX_VOLUME_SIDE, Volume};
-use crate::io::dicom::{check_declared_lengths, looks_like_dicom};
+use crate::io::dicom::{check_declared_lengths, looks_like_dicom, preamble_of};
 use crate::{Error, Result};
 
 /// Largest slice file read.
@@ -74,13 +73,8 @@ pub fn read_series(dir: &Path) -> Result<Volume> {
 
 fn read_slice(bytes: &[u8], name: &str) -> std::result::Result<Slice, String> {
     check_declared_lengths(bytes).map_err(|e| format!("{name}: {e}"))?;
-    let preamble = if bytes.starts_with(b"DICM") {
-        ReadPreamble::Never
-    } else {
-        ReadPreamble::Always
-    };
     let obj = OpenFileOptions::new()
-        .read_preamble(preamble)
+        .read_preamble(preamble_of(bytes))
         .from_reader(Cursor::new(bytes))
         .map_err(|e| format!("{name}: not a readable DICOM file ({e})"))?;
     let floats = |tag, what: &str, n: usize| -> std::result::Result<Vec<f64>, String> {

@@ -88,17 +88,22 @@ pub(crate) fn check_declared_lengths(bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Files written without the 128-byte preamble start with the magic itself.
+pub(crate) fn preamble_of(bytes: &[u8]) -> ReadPreamble {
+    if bytes.starts_with(b"DICM") {
+        ReadPreamble::Never
+    } else {
+        ReadPreamble::Always
+    }
+}
+
 /// Decodes the first frame of a single-channel DICOM image to [0, 1].
 pub fn decode(bytes: &[u8]) -> Result<GrayImage> {
     check_declared_lengths(bytes)?;
     use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
     use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
     let bad = |m: String| Error::Dicom(m);
-    let preamble = if bytes.starts_with(b"DICM") {
-        ReadPreamble::Never
-    } else {
-        ReadPreamble::Always
-    };
+    let preamble = preamble_of(bytes);
 
     // 1. header only: check the transfer syntax and the size before touching pixel data
     let header = OpenFileOptions::new()
