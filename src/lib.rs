@@ -17,6 +17,8 @@ pub mod io;
 pub mod metrics;
 pub mod model;
 pub mod restore;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod train;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
 

@@ -20,6 +20,7 @@ use dxr::restore::Restorer;
 use dxr::{Error, Result};
 
 mod drr;
+mod train;
 
 #[derive(Parser)]
 #[command(
@@ -90,6 +91,15 @@ enum Command {
     Drr(Box<drr::DrrArgs>),
     /// DRRs per second: exact traversal (CPU, GPU) against a plain trilinear march.
     DrrBench(Box<drr::BenchArgs>),
+    /// Train a model: ddpm-hq (restoration, on pairs) or ddpm-lq (the LQ look, unpaired).
+    #[command(subcommand)]
+    Train(train::TrainCommand),
+    /// Make a pair set (lq/, hq/) from HQ radiographs with a degradation.
+    Pairs(Box<train::PairsArgs>),
+    /// Translate HQ images to the LQ look with a trained LQ model.
+    SynthLq(Box<train::SynthArgs>),
+    /// PSNR/SSIM per image and mean ± std, as a Markdown table and CSV.
+    Eval(Box<train::EvalArgs>),
     /// Time one UNet evaluation (one sampler step) on every available backend.
     Bench {
         /// Model config JSON.
@@ -145,6 +155,10 @@ fn main() -> ExitCode {
             f16,
         } => convert(&input, &output, config.as_deref(), f16),
         Command::Drr(a) => drr::run(&a),
+        Command::Train(t) => train::run_train(&t),
+        Command::Pairs(a) => train::run_pairs(&a),
+        Command::SynthLq(a) => train::run_synth(&a),
+        Command::Eval(a) => train::run_eval(&a),
         Command::DrrBench(a) => drr::bench(&a),
         Command::Bench {
             config,

@@ -1,0 +1,506 @@
+//! `dxr train`, `dxr pairs`, `dxr synth-lq`, `dxr eval`: the paper's two training stages and
+//! their evaluation.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use burn::prelude::*;
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use dxr::checkpoint::{LoadedModel, load_bytes, read_checkpoint};
+use dxr::device::{self, DeviceChoice};
+use dxr::diffusion::sampler::{SamplerKind, SamplerSettings};
+use dxr::io::{self, BitDepth, GrayImage, encode_png, write_atomic};
+use dxr::restore::Restorer;
+use dxr::train::data::{Augment, Columns, Domain, PairSet};
+use dxr::train::ddpm::{
+    DdpmData, DdpmSettings, DdpmTrainer, DdpmVal, bicubic_degrade, sdedit, val_pairs,
+};
+use dxr::train::{self, RunOptions, Trainer, eval};
+use dxr::{Error, Result};
+
+/// Options every trainer takes.
+#[derive(Args, Clone)]
+pub struct Common {
+    /// Network size: tiny, small, base (the authors' 8-level UNet) or a config JSON file.
+    #[arg(long, default_value = "small")]
+    config: String,
+    /// Train until this many steps in total (a resumed run continues to it).
+    #[arg(long)]
+    steps: u64,
+    /// Run folder: state.safetensors, model.safetensors, log.csv, loss.png.
+    #[arg(long)]
+    out: PathBuf,
+    /// Continue the run in --out from its last save, with the same settings.
+    #[arg(long)]
+    resume: bool,
+    #[arg(long, default_value_t = 4)]
+    batch: usize,
+    /// Side of the random training crops.
+    #[arg(long, default_value_t = 64)]
+    patch: usize,
+    /// Adam learning rate.
+    #[arg(long, default_value_t = 5e-5)]
+    lr: f64,
+    /// EMA decay of the exported weights.
+    #[arg(long, default_value_t = 0.999)]
+    ema: f64,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Validate every N steps (and at the end).
+    #[arg(long, default_value_t = 500)]
+    val_every: u64,
+    /// Save the state every N steps (and at the end, and on Ctrl-C).
+    #[arg(long, default_value_t = 500)]
+    save_every: u64,
+    /// DPM-Solver++ steps of the validation restorations.
+    #[arg(long, default_value_t = 10)]
+    val_steps: usize,
+    /// cpu or gpu (wgpu).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+#[derive(Subcommand)]
+pub enum TrainCommand {
+    /// The restoration model: conditional on LQ (input cat[x_t, LQ]), trained on a pair set.
+    DdpmHq {
+        #[command(flatten)]
+        common: Common,
+        /// Pair set: a folder with lq/ and hq/ whose files match by name.
+        #[arg(long)]
+        pairs: PathBuf,
+        /// Held-out pair set for validation (PSNR/SSIM of fast restorations).
+        #[arg(long)]
+        val: Option<PathBuf>,
+    },
+    /// The LQ domain's model: unconditional, trained on any folder of LQ images (DRRs).
+    DdpmLq {
+        #[command(flatten)]
+        common: Common,
+        /// LQ images: a folder (e.g. a `dxr drr` set's png16/) or one image.
+        #[arg(long)]
+        lq: PathBuf,
+        /// Held-out LQ images for validation (noise-prediction loss).
+        #[arg(long)]
+        val: Option<PathBuf>,
+    },
+}
+
+fn open_device(name: &str) -> Result<Device> {
+    device::open(name.parse::<DeviceChoice>()?)
+}
+
+fn ddpm_settings(c: &Common, channels: usize) -> Result<DdpmSettings> {
+    Ok(DdpmSettings {
+        spec: train::preset(&c.config, channels)?,
+        batch: c.batch,
+        patch: c.patch,
+        lr: c.lr,
+        betas: (0.9, 0.999),
+        ema_decay: c.ema,
+        seed: c.seed,
+        val_steps: c.val_steps,
+    })
+}
+
+pub fn run_train(cmd: &TrainCommand) -> Result<()> {
+    let (common, mut trainer): (&Common, Box<dyn Trainer>) = match cmd {
+        TrainCommand::DdpmHq { common, pairs, val } => {
+            let device = open_device(&common.device)?;
+            let settings = ddpm_settings(common, 2)?;
+            let val = match val {
+                Some(v) => DdpmVal::Pairs(val_pairs(&PairSet::load(v)?, settings.patch.max(64))),
+                None => DdpmVal::None,
+            };
+            let data = DdpmData::Pairs(PairSet::load(pairs)?);
+            (
+                common,
+                Box::new(DdpmTrainer::new(settings, data, val, &device)?),
+            )
+        }
+        TrainCommand::DdpmLq { common, lq, val } => {
+            let device = open_device(&common.device)?;
+            let settings = ddpm_settings(common, 1)?;
+            let val = match val {
+                Some(v) => {
+                    let d = Domain::load(v, Columns::All)?;
+                    d.check_patch(settings.patch)?;
+                    DdpmVal::Patches(
+                        (0..8)
+                            .map(|k| d.patch(99, 0, k, settings.patch, &Augment::NONE))
+                            .collect(),
+                    )
+                }
+                None => DdpmVal::None,
+            };
+            let data = DdpmData::Domain(Domain::load(lq, Columns::All)?, Augment::FLIP);
+            (
+                common,
+                Box::new(DdpmTrainer::new(settings, data, val, &device)?),
+            )
+        }
+    };
+    drive(trainer.as_mut(), common)
+}
+
+/// The run loop with a progress bar and Ctrl-C (save and stop).
+fn drive(trainer: &mut dyn Trainer, c: &Common) -> Result<()> {
+    let opts = RunOptions {
+        out: c.out.clone(),
+        steps: c.steps,
+        resume: c.resume,
+        val_every: c.val_every,
+        save_every: c.save_every,
+    };
+    let cancel = Arc::new(AtomicBool::new(false));
+    {
+        let flag = cancel.clone();
+        let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
+    }
+    let bar = ProgressBar::new(c.steps);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} steps, ETA {eta} {msg}",
+        )
+        .expect("valid template"),
+    );
+    let mut last_val = String::new();
+    let summary = train::run(trainer, &opts, &mut |p| {
+        bar.set_position(p.step);
+        if let Some(v) = p.val {
+            last_val = match (v.psnr, v.ssim, v.loss) {
+                (Some(a), Some(b), _) => format!(" val PSNR {a:.2} dB SSIM {b:.4}"),
+                (_, _, Some(l)) => format!(" val loss {l:.4}"),
+                _ => String::new(),
+            };
+        }
+        bar.set_message(format!("loss {:.4}{last_val}", p.loss));
+        !cancel.load(Ordering::SeqCst)
+    })?;
+    bar.finish_and_clear();
+    let first = summary.rows.iter().find(|r| r.step > summary.first_step);
+    let last = summary.rows.last();
+    if let (Some(a), Some(b)) = (first, last) {
+        eprintln!(
+            "{}: steps {}→{}, loss {:.4} (step {}) → {:.4} (step {}); state and model in {}",
+            trainer.kind(),
+            summary.first_step,
+            summary.last_step,
+            a.loss,
+            a.step,
+            b.loss,
+            b.step,
+            c.out.display()
+        );
+    }
+    if summary.cancelled {
+        eprintln!(
+            "stopped at step {}: state saved, continue with --resume",
+            summary.last_step
+        );
+        return Err(Error::Cancelled);
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct PairsArgs {
+    /// bicubic (the baseline), ddpm (SDEdit with a DDPM-LQ model) or munit.
+    #[arg(long)]
+    method: String,
+    /// HQ images: a radiograph or a folder of them.
+    #[arg(long)]
+    hq: PathBuf,
+    /// Output pair set (lq/, hq/).
+    #[arg(long)]
+    out: PathBuf,
+    /// Number of pairs (random crops).
+    #[arg(long, default_value_t = 64)]
+    count: usize,
+    /// Crop side.
+    #[arg(long, default_value_t = 256)]
+    size: usize,
+    /// Which columns the crops come from: train (left of the hold-out), heldout, or all.
+    #[arg(long, default_value = "train")]
+    region: String,
+    /// Fraction of columns (right-most, as displayed) held out from training.
+    #[arg(long, default_value_t = 1.0 / 3.0)]
+    holdout: f64,
+    /// bicubic: down- and up-sampling factor.
+    #[arg(long, default_value_t = 4.0)]
+    scale: f64,
+    /// ddpm / munit: the trained model (model.safetensors of its run).
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// ddpm: SDEdit strength (fraction of T the HQ crop is noised to).
+    #[arg(long, default_value_t = 0.4)]
+    strength: f64,
+    /// ddpm: ILVR low-pass block size (0 = no guidance).
+    #[arg(long, default_value_t = 8)]
+    ilvr: usize,
+    /// ddpm: DDIM steps.
+    #[arg(long, default_value_t = 25)]
+    steps: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+fn columns(region: &str, holdout: f64) -> Result<Columns> {
+    if !(0.0..1.0).contains(&holdout) {
+        return Err(Error::Image(format!(
+            "--holdout {holdout} must be in [0, 1)"
+        )));
+    }
+    match region {
+        "train" => Ok(Columns::Train(holdout)),
+        "heldout" => Ok(Columns::HeldOut(holdout)),
+        "all" => Ok(Columns::All),
+        r => Err(Error::Image(format!(
+            "--region {r:?}: use train, heldout or all"
+        ))),
+    }
+}
+
+/// A degradation HQ → LQ.
+enum Degrade {
+    Bicubic(f64),
+    Ddpm {
+        model: LoadedModel,
+        schedule: dxr::diffusion::schedule::Schedule,
+        strength: f64,
+        steps: usize,
+        ilvr: Option<usize>,
+        device: Device,
+    },
+}
+
+impl Degrade {
+    fn apply(&self, img: &GrayImage, seed: u64) -> Result<GrayImage> {
+        match self {
+            Degrade::Bicubic(k) => bicubic_degrade(img, *k),
+            Degrade::Ddpm {
+                model,
+                schedule,
+                strength,
+                steps,
+                ilvr,
+                device,
+            } => sdedit(model, schedule, img, *strength, *steps, *ilvr, seed, device),
+        }
+    }
+}
+
+fn degrade_for(
+    method: &str,
+    weights: Option<&Path>,
+    scale: f64,
+    strength: f64,
+    steps: usize,
+    ilvr: usize,
+    device: &str,
+) -> Result<Degrade> {
+    match method {
+        "bicubic" => Ok(Degrade::Bicubic(scale)),
+        "ddpm" => {
+            let w = weights.ok_or_else(|| {
+                Error::Config("--method ddpm needs --weights (a DDPM-LQ model.safetensors)".into())
+            })?;
+            let device = open_device(device)?;
+            let bytes = std::fs::read(w).map_err(|e| Error::io(w, e))?;
+            let model = load_bytes(&bytes, None, &device)?;
+            let schedule = model.spec.schedule.build()?;
+            Ok(Degrade::Ddpm {
+                model,
+                schedule,
+                strength,
+                steps,
+                ilvr: (ilvr > 1).then_some(ilvr),
+                device,
+            })
+        }
+        "munit" => Err(Error::Config(
+            "--method munit: the MUNIT-LQ trainer is not built yet (issue 6 is open)".into(),
+        )),
+        m => Err(Error::Config(format!(
+            "--method {m:?}: use bicubic, ddpm or munit"
+        ))),
+    }
+}
+
+pub fn run_pairs(a: &PairsArgs) -> Result<()> {
+    let degrade = degrade_for(
+        &a.method,
+        a.weights.as_deref(),
+        a.scale,
+        a.strength,
+        a.steps,
+        a.ilvr,
+        &a.device,
+    )?;
+    let hq = Domain::load(&a.hq, columns(&a.region, a.holdout)?)?;
+    hq.check_patch(a.size)?;
+    for d in ["lq", "hq"] {
+        std::fs::create_dir_all(a.out.join(d)).map_err(|e| Error::io(a.out.join(d), e))?;
+    }
+    let bar = ProgressBar::new(a.count as u64);
+    for k in 0..a.count {
+        let data = hq.patch(a.seed, k as u64, 0, a.size, &Augment::NONE);
+        let crop = GrayImage {
+            width: a.size,
+            height: a.size,
+            data,
+        };
+        let lq = degrade.apply(&crop, a.seed.wrapping_add(k as u64))?;
+        let name = format!("{k:05}.png");
+        write_atomic(
+            &a.out.join("lq").join(&name),
+            &encode_png(&lq, BitDepth::Sixteen)?,
+        )?;
+        write_atomic(
+            &a.out.join("hq").join(&name),
+            &encode_png(&crop, BitDepth::Sixteen)?,
+        )?;
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    eprintln!(
+        "{} {} pairs of {}² in {}",
+        a.count,
+        a.method,
+        a.size,
+        a.out.display()
+    );
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct SynthArgs {
+    /// ddpm (SDEdit, optionally ILVR) or munit.
+    #[arg(long)]
+    method: String,
+    /// The trained LQ model.
+    #[arg(long)]
+    weights: PathBuf,
+    /// HQ images or folders.
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    #[arg(short, long)]
+    out: PathBuf,
+    #[arg(long, default_value_t = 0.4)]
+    strength: f64,
+    #[arg(long, default_value_t = 8)]
+    ilvr: usize,
+    #[arg(long, default_value_t = 25)]
+    steps: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+pub fn run_synth(a: &SynthArgs) -> Result<()> {
+    let degrade = degrade_for(
+        &a.method,
+        Some(&a.weights),
+        1.0,
+        a.strength,
+        a.steps,
+        a.ilvr,
+        &a.device,
+    )?;
+    std::fs::create_dir_all(&a.out).map_err(|e| Error::io(&a.out, e))?;
+    let mut files = Vec::new();
+    for i in &a.inputs {
+        files.extend(dxr::train::data::image_files(i)?);
+    }
+    let bar = ProgressBar::new(files.len() as u64);
+    for f in &files {
+        let img = io::read(f)?;
+        let out = degrade.apply(&img, a.seed)?;
+        let stem = f.file_stem().unwrap_or_default().to_string_lossy();
+        write_atomic(
+            &a.out.join(format!("{stem}.png")),
+            &encode_png(&out, BitDepth::Sixteen)?,
+        )?;
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    eprintln!("{} image(s) → {}", files.len(), a.out.display());
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct EvalArgs {
+    /// Restored images (scored against --reference by file name).
+    #[arg(long, requires = "reference", conflicts_with_all = ["weights", "pairs"])]
+    restored: Option<PathBuf>,
+    #[arg(long)]
+    reference: Option<PathBuf>,
+    /// A restoration model: restores --pairs' lq/ and scores against hq/.
+    #[arg(long, requires = "pairs")]
+    weights: Option<PathBuf>,
+    #[arg(long)]
+    pairs: Option<PathBuf>,
+    #[arg(long, default_value = "dpmpp")]
+    sampler: String,
+    #[arg(long, default_value_t = 25)]
+    steps: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Where to write the CSV (default: eval.csv in the restored folder, or beside the weights).
+    #[arg(long)]
+    csv: Option<PathBuf>,
+}
+
+pub fn run_eval(a: &EvalArgs) -> Result<()> {
+    let (rows, default_csv) = match (&a.restored, &a.reference, &a.weights, &a.pairs) {
+        (Some(r), Some(refd), None, None) => (eval::eval_dirs(r, refd)?, r.join("eval.csv")),
+        (None, None, Some(w), Some(p)) => {
+            let device = open_device(&a.device)?;
+            let bytes = std::fs::read(w).map_err(|e| Error::io(w, e))?;
+            let restorer = Restorer::new(dxr::checkpoint::load(
+                &read_checkpoint(&bytes)?,
+                None,
+                &device,
+            )?)?;
+            let settings = SamplerSettings {
+                kind: a.sampler.parse::<SamplerKind>()?,
+                steps: a.steps,
+                eta: 0.0,
+                clip_denoised: true,
+            };
+            let pairs = PairSet::load(p)?;
+            let bar = ProgressBar::new(pairs.names.len() as u64);
+            let rows = eval::eval_model(
+                &restorer,
+                &pairs,
+                &settings,
+                a.seed,
+                &device,
+                &mut |k, _| {
+                    bar.set_position(k as u64);
+                    true
+                },
+            )?;
+            bar.finish_and_clear();
+            (rows, w.with_file_name("eval.csv"))
+        }
+        _ => {
+            return Err(Error::Config(
+                "give --restored DIR --reference DIR, or --weights FILE --pairs DIR".into(),
+            ));
+        }
+    };
+    print!("{}", eval::markdown(&rows));
+    let path = a.csv.clone().unwrap_or(default_csv);
+    write_atomic(&path, eval::csv(&rows).as_bytes())?;
+    eprintln!("CSV: {}", path.display());
+    Ok(())
+}

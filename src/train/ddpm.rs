@@ -1,0 +1,520 @@
+//! Diffusion trainers on the cheff/SR3 UNet: DDPM-HQ (conditional: input cat[x_t, LQ], the
+//! restoration model) and DDPM-LQ (unconditional: the LQ domain's look), both with the L1 loss
+//! on the predicted noise; and SDEdit with optional ILVR guidance, which uses a DDPM-LQ model to
+//! turn HQ radiographs into LQ-looking ones with the anatomy in place.
+
+use std::path::Path;
+
+use burn::optim::GradientsParams;
+use burn::prelude::*;
+use rand::Rng;
+use rand_distr::StandardNormal;
+use serde::{Deserialize, Serialize};
+
+use super::data::{Augment, Domain, PairSet, draw_rng};
+use super::optim::{Adam, Ema, params, set_params};
+use super::{MODEL_FILE, StateFile, Trainer, Validation};
+use crate::checkpoint::{LoadedModel, SaveDType, to_safetensors_bytes};
+use crate::config::ModelSpec;
+use crate::diffusion::sampler::{SamplerKind, SamplerSettings, SeededNoise};
+use crate::diffusion::schedule::Schedule;
+use crate::io::{GrayImage, write_atomic};
+use crate::metrics;
+use crate::model::{Network, pad_to_multiple};
+use crate::restore::Restorer;
+use crate::{Error, Result};
+
+/// What a DDPM run is set up with (stored in its state; a resume must match).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DdpmSettings {
+    pub spec: ModelSpec,
+    pub batch: usize,
+    /// Side of the random crops (a multiple of the network's).
+    pub patch: usize,
+    /// Adam learning rate (the authors': 5e-5) and betas.
+    pub lr: f64,
+    pub betas: (f64, f64),
+    pub ema_decay: f64,
+    pub seed: u64,
+    /// Sampler steps of the validation restorations (DPM-Solver++).
+    pub val_steps: usize,
+}
+
+/// Where the training images come from.
+pub enum DdpmData {
+    /// (LQ, HQ) pairs: the conditional restoration model.
+    Pairs(PairSet),
+    /// One domain: the unconditional model.
+    Domain(Domain, Augment),
+}
+
+/// Held-out data for validation.
+pub enum DdpmVal {
+    None,
+    /// Up to 8 centre crops of held-out pairs: restored with the EMA weights, PSNR/SSIM.
+    Pairs(Vec<(GrayImage, GrayImage)>),
+    /// Held-out patches: the L1 noise loss at fixed timesteps and noise with the EMA weights.
+    Patches(Vec<Vec<f32>>),
+}
+
+pub struct DdpmTrainer {
+    pub settings: DdpmSettings,
+    schedule: Schedule,
+    net: Network,
+    adam: Adam,
+    ema: Ema,
+    device: Device,
+    data: DdpmData,
+    val: DdpmVal,
+    conditional: bool,
+}
+
+/// Side `patch` centre crops of the first 8 pairs of a set.
+pub fn val_pairs(set: &PairSet, patch: usize) -> Vec<(GrayImage, GrayImage)> {
+    let crop = |img: &GrayImage| {
+        let s = patch.min(img.width).min(img.height);
+        let (x0, y0) = ((img.width - s) / 2, (img.height - s) / 2);
+        GrayImage {
+            width: s,
+            height: s,
+            data: (0..s * s)
+                .map(|p| img.data[(y0 + p / s) * img.width + x0 + p % s])
+                .collect(),
+        }
+    };
+    set.lq
+        .iter()
+        .zip(&set.hq)
+        .take(8)
+        .map(|(l, h)| (crop(l), crop(h)))
+        .collect()
+}
+
+impl DdpmTrainer {
+    /// `device` is the plain device; training runs on its autodiff twin.
+    pub fn new(
+        settings: DdpmSettings,
+        data: DdpmData,
+        val: DdpmVal,
+        device: &Device,
+    ) -> Result<Self> {
+        let net_cfg = &settings.spec.network;
+        net_cfg.validate()?;
+        let conditional = net_cfg.cond_channels().is_ok();
+        match (&data, conditional) {
+            (DdpmData::Pairs(p), true) => p.check_patch(settings.patch)?,
+            (DdpmData::Domain(d, _), false) => d.check_patch(settings.patch)?,
+            (DdpmData::Pairs(_), false) => {
+                return Err(Error::Config("a pair set trains a conditional network: its input needs 2 channels (x_t and LQ)".into()));
+            }
+            (DdpmData::Domain(..), true) => {
+                return Err(Error::Config(
+                    "a single domain trains an unconditional network: its input needs 1 channel"
+                        .into(),
+                ));
+            }
+        }
+        if net_cfg.image_channels() != 1 {
+            return Err(Error::Config(
+                "training is for greyscale radiographs: the network must predict 1 channel".into(),
+            ));
+        }
+        let m = net_cfg.input_multiple();
+        if settings.patch % m != 0 || settings.batch == 0 {
+            return Err(Error::Config(format!(
+                "the patch side {} must be a multiple of {m} for this network, and the batch ≥ 1",
+                settings.patch
+            )));
+        }
+        let schedule = settings.spec.schedule.build()?;
+        let ad = device.clone().autodiff();
+        let net = super::init_seeded(net_cfg, &ad, settings.seed)?;
+        let ema = Ema::new(&net, settings.ema_decay);
+        Ok(Self {
+            adam: Adam::new(settings.lr, settings.betas),
+            settings,
+            schedule,
+            net,
+            ema,
+            device: device.clone(),
+            data,
+            val,
+            conditional,
+        })
+    }
+
+    /// The network with the EMA weights, for sampling (plain device).
+    pub fn ema_network(&self) -> Result<Network> {
+        set_params(self.net.valid(), &self.ema.values)
+    }
+
+    /// Batch of draw `step`: x_t, the conditioning, the noise and the timesteps.
+    fn batch(&self, step: u64) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<i64>) {
+        let s = &self.settings;
+        let (b, p) = (s.batch, s.patch);
+        let (mut xt, mut cond, mut noise, mut ts) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for item in 0..b {
+            let (lq, hq) = match &self.data {
+                DdpmData::Pairs(set) => {
+                    let (l, h) = set.crop(s.seed, step, item, p);
+                    (Some(l), h)
+                }
+                DdpmData::Domain(d, aug) => (None, d.patch(s.seed, step, item, p, aug)),
+            };
+            let mut rng = draw_rng(s.seed ^ 0xd1ff, step, item);
+            let t = rng.random_range(0..self.schedule.len());
+            let (a, c) = coefs(&self.schedule, t);
+            for v in &hq {
+                let e: f32 = rng.sample(StandardNormal);
+                xt.push(a * (v * 2.0 - 1.0) + c * e);
+                noise.push(e);
+            }
+            if let Some(l) = lq {
+                cond.extend(l.iter().map(|v| v * 2.0 - 1.0));
+            }
+            ts.push(t as i64);
+        }
+        (xt, cond, noise, ts)
+    }
+
+    /// ε prediction for a host batch (x_t and, for the conditional model, LQ), on `net`.
+    fn predict(
+        &self,
+        net: &Network,
+        xt: Vec<f32>,
+        cond: Vec<f32>,
+        ts: &[i64],
+        device: &Device,
+    ) -> Tensor<4> {
+        let (b, p) = (ts.len(), xt.len() / ts.len());
+        let side = (p as f64).sqrt() as usize;
+        let x = Tensor::<4>::from_data(TensorData::new(xt, [b, 1, side, side]), device);
+        let times: Vec<f32> = ts
+            .iter()
+            .map(|&t| net.time_value(t, &self.schedule))
+            .collect();
+        let input = if self.conditional {
+            let c = Tensor::<4>::from_data(TensorData::new(cond, [b, 1, side, side]), device);
+            net.join_input(x, c)
+        } else {
+            x
+        };
+        net.forward_raw(input, &times)
+    }
+}
+
+impl Trainer for DdpmTrainer {
+    fn kind(&self) -> &'static str {
+        if self.conditional {
+            "ddpm-hq"
+        } else {
+            "ddpm-lq"
+        }
+    }
+
+    fn settings_json(&self) -> String {
+        serde_json::to_string(&self.settings).expect("serialisable")
+    }
+
+    fn step(&mut self, step: u64) -> Result<f64> {
+        let (xt, cond, noise, ts) = self.batch(step);
+        let ad = self.device.clone().autodiff();
+        let n = noise.len();
+        let pred = self.predict(&self.net, xt, cond, &ts, &ad);
+        let target = Tensor::<1>::from_data(TensorData::new(noise, [n]), &ad).reshape(pred.dims());
+        let loss = (pred - target).abs().mean();
+        let value = loss.clone().into_scalar::<f32>() as f64;
+        let grads = GradientsParams::from_grads(loss.backward(), &self.net);
+        self.net = self.adam.step(self.net.clone(), grads);
+        self.ema.update(&self.net);
+        Ok(value)
+    }
+
+    fn validate(&mut self) -> Result<Option<Validation>> {
+        match &self.val {
+            DdpmVal::None => Ok(None),
+            DdpmVal::Pairs(pairs) => {
+                let restorer = Restorer::new(LoadedModel {
+                    network: self.ema_network()?,
+                    spec: self.settings.spec.clone(),
+                })?;
+                let settings = SamplerSettings {
+                    kind: SamplerKind::Dpmpp,
+                    steps: self.settings.val_steps.clamp(1, self.schedule.len()),
+                    eta: 0.0,
+                    clip_denoised: true,
+                };
+                let (mut p, mut s) = (0.0, 0.0);
+                for (lq, hq) in pairs {
+                    let mut noise = SeededNoise::new(self.settings.seed);
+                    let out =
+                        restorer.restore(lq, &settings, &mut noise, &self.device, &mut |_| {
+                            std::ops::ControlFlow::Continue(())
+                        })?;
+                    let (a, b) = (to_f64(&hq.data), to_f64(&out.data));
+                    p += metrics::psnr(&a, &b, 1.0)?.min(100.0);
+                    s += metrics::ssim(&a, &b, hq.width, hq.height, 1.0)?;
+                }
+                let n = pairs.len().max(1) as f64;
+                Ok(Some(Validation {
+                    psnr: Some(p / n),
+                    ssim: Some(s / n),
+                    loss: None,
+                }))
+            }
+            DdpmVal::Patches(patches) => {
+                let net = self.ema_network()?;
+                let mut total = 0.0;
+                let fixed = [100usize, 500, 1000, 1500].map(|t| t.min(self.schedule.len() - 1));
+                for (k, patch) in patches.iter().enumerate() {
+                    for &t in &fixed {
+                        let mut rng = draw_rng(0x7a1, k as u64, t);
+                        let (a, c) = coefs(&self.schedule, t);
+                        let noise: Vec<f32> =
+                            patch.iter().map(|_| rng.sample(StandardNormal)).collect();
+                        let xt: Vec<f32> = patch
+                            .iter()
+                            .zip(&noise)
+                            .map(|(v, e)| a * (v * 2.0 - 1.0) + c * e)
+                            .collect();
+                        let pred: Vec<f32> = self
+                            .predict(&net, xt, Vec::new(), &[t as i64], &self.device)
+                            .into_data()
+                            .try_to_vec::<f32>()
+                            .map_err(|e| Error::Device(format!("{e:?}")))?;
+                        total += pred
+                            .iter()
+                            .zip(&noise)
+                            .map(|(p, e)| (p - e).abs() as f64)
+                            .sum::<f64>()
+                            / noise.len() as f64;
+                    }
+                }
+                Ok(Some(Validation {
+                    psnr: None,
+                    ssim: None,
+                    loss: Some(total / (patches.len() * fixed.len()).max(1) as f64),
+                }))
+            }
+        }
+    }
+
+    fn save(&self, file: &mut StateFile) -> Result<()> {
+        file.put("model", &params(&self.net))?;
+        file.put("ema", &self.ema.values)?;
+        file.put("adam.m", &self.adam.m)?;
+        file.put("adam.v", &self.adam.v)?;
+        file.meta.insert("adam_t".into(), self.adam.t.to_string());
+        file.meta.insert(
+            crate::checkpoint::SPEC_KEY.into(),
+            self.settings.spec.to_json(),
+        );
+        Ok(())
+    }
+
+    fn load(&mut self, file: &StateFile) -> Result<()> {
+        let plain = self.device.clone();
+        self.net = set_params(self.net.clone(), &file.take("model", &plain))?;
+        self.ema.values = file.take("ema", &plain);
+        self.adam.m = file.take("adam.m", &plain);
+        self.adam.v = file.take("adam.v", &plain);
+        self.adam.t = file
+            .meta
+            .get("adam_t")
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(0);
+        if self.ema.values.len() != self.adam.m.len().max(self.ema.values.len()) {
+            return Err(Error::CheckpointMismatch(
+                "EMA and optimizer state disagree".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn export(&self, dir: &Path) -> Result<()> {
+        let bytes =
+            to_safetensors_bytes(&self.ema_network()?, &self.settings.spec, SaveDType::F32)?;
+        write_atomic(&dir.join(MODEL_FILE), &bytes)
+    }
+}
+
+/// √ᾱ_t and √(1 − ᾱ_t).
+fn coefs(schedule: &Schedule, t: usize) -> (f32, f32) {
+    let ac = schedule.alphas_cumprod[t];
+    (ac.sqrt(), (1.0 - ac).max(0.0).sqrt())
+}
+
+fn to_f64(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|x| *x as f64).collect()
+}
+
+/// SDEdit: noise `image` to strength `s` (t₀ = s·(T−1)), then denoise with the unconditional
+/// `net` by deterministic DDIM over `steps` steps. With `ilvr = Some(n)`, every step replaces the
+/// sample's low frequencies (n×n block means) by those of the input noised to the same level
+/// (ILVR), which keeps the anatomy where it was.
+pub fn sdedit(
+    model: &LoadedModel,
+    schedule: &Schedule,
+    image: &GrayImage,
+    strength: f64,
+    steps: usize,
+    ilvr: Option<usize>,
+    seed: u64,
+    device: &Device,
+) -> Result<GrayImage> {
+    if !(strength > 0.0 && strength <= 1.0) {
+        return Err(Error::Sampler(format!(
+            "SDEdit strength {strength} must be in (0, 1]"
+        )));
+    }
+    if steps == 0 {
+        return Err(Error::Sampler("SDEdit needs at least one step".into()));
+    }
+    if model.spec.network.cond_channels().is_ok() {
+        return Err(Error::Config(
+            "SDEdit needs an unconditional (DDPM-LQ) model; this one takes a conditioning image"
+                .into(),
+        ));
+    }
+    let net = &model.network;
+    let factor = ilvr.unwrap_or(1).max(1);
+    let (w, h) = (image.width, image.height);
+    let multiple = model
+        .spec
+        .network
+        .input_multiple()
+        .max(factor)
+        .next_power_of_two();
+    let y = Tensor::<4>::from_data(
+        TensorData::new(
+            image
+                .data
+                .iter()
+                .map(|v| v * 2.0 - 1.0)
+                .collect::<Vec<f32>>(),
+            [1, 1, h, w],
+        ),
+        device,
+    );
+    let y = pad_to_multiple(y, multiple);
+    let dims = y.dims();
+    let t_len = schedule.len();
+    let t0 = ((strength * (t_len - 1) as f64).round() as usize).min(t_len - 1);
+    // timesteps t0 > … > 0, evenly spaced
+    let n = steps.min(t0 + 1);
+    let ts: Vec<usize> = (0..n)
+        .map(|k| (t0 as f64 * (1.0 - k as f64 / n as f64)).round() as usize)
+        .collect();
+    let mut rng = draw_rng(seed, 0, 0);
+    let mut gauss = |device: &Device| {
+        let v: Vec<f32> = (0..dims.iter().product::<usize>())
+            .map(|_| rng.sample(StandardNormal))
+            .collect();
+        Tensor::<4>::from_data(TensorData::new(v, dims), device)
+    };
+    let ac = |t: Option<usize>| -> f32 { t.map(|t| schedule.alphas_cumprod[t]).unwrap_or(1.0) };
+    let noised = |y: &Tensor<4>, t: Option<usize>, e: Tensor<4>| {
+        y.clone() * ac(t).sqrt() + e * (1.0 - ac(t)).max(0.0).sqrt()
+    };
+    let mut x = noised(&y, Some(t0), gauss(device));
+    for (k, &t) in ts.iter().enumerate() {
+        let prev = ts.get(k + 1).copied();
+        let eps = net.forward_raw(x.clone(), &[net.time_value(t as i64, schedule)]);
+        let x0 =
+            ((x - eps.clone() * (1.0 - ac(Some(t))).sqrt()) / ac(Some(t)).sqrt()).clamp(-1.0, 1.0);
+        x = x0.clone() * ac(prev).sqrt() + eps * (1.0 - ac(prev)).max(0.0).sqrt();
+        if ilvr.is_some() {
+            let target = if prev.is_some() {
+                noised(&y, prev, gauss(device))
+            } else {
+                y.clone()
+            };
+            x = x.clone() - low_pass(x, factor) + low_pass(target, factor);
+        }
+    }
+    let out: Vec<f32> = ((x.slice([0..1, 0..1, 0..h, 0..w]) + 1.0) / 2.0)
+        .clamp(0.0, 1.0)
+        .into_data()
+        .try_to_vec::<f32>()
+        .map_err(|e| Error::Device(format!("{e:?}")))?;
+    Ok(GrayImage {
+        width: w,
+        height: h,
+        data: out,
+    })
+}
+
+/// Block means of `n×n` tiles, repeated back to full size (H, W multiples of n).
+///
+/// # Shapes
+/// - x: `[b, c, h, w]` → `[b, c, h, w]`
+fn low_pass(x: Tensor<4>, n: usize) -> Tensor<4> {
+    if n <= 1 {
+        return x;
+    }
+    let [b, c, h, w] = x.dims();
+    let blocks = x
+        .reshape([b * c, h / n, n, w / n, n])
+        .mean_dim(4)
+        .mean_dim(2); // [bc, h/n, 1, w/n, 1]
+    blocks
+        .repeat_dim(2, n)
+        .repeat_dim(4, n)
+        .reshape([b, c, h, w])
+}
+
+/// The paper's baseline degradation: bicubic downsampling by `factor`, then bicubic upsampling
+/// back to the original size.
+pub fn bicubic_degrade(image: &GrayImage, factor: f64) -> Result<GrayImage> {
+    if !(factor >= 1.0 && factor.is_finite()) {
+        return Err(Error::Image(format!("bicubic factor {factor} must be ≥ 1")));
+    }
+    use image::{ImageBuffer, Luma, imageops};
+    let (w, h) = (image.width as u32, image.height as u32);
+    let buf: ImageBuffer<Luma<f32>, Vec<f32>> =
+        ImageBuffer::from_raw(w, h, image.data.clone()).expect("sizes match");
+    let (sw, sh) = (
+        ((w as f64 / factor).round() as u32).max(1),
+        ((h as f64 / factor).round() as u32).max(1),
+    );
+    let small = imageops::resize(&buf, sw, sh, imageops::FilterType::CatmullRom);
+    let back = imageops::resize(&small, w, h, imageops::FilterType::CatmullRom);
+    Ok(GrayImage {
+        width: image.width,
+        height: image.height,
+        data: back
+            .into_raw()
+            .into_iter()
+            .map(|v| v.clamp(0.0, 1.0))
+            .collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn low_pass_keeps_block_means_and_is_flat_inside_blocks() {
+        let device = crate::device::cpu();
+        let v: Vec<f32> = (0..2 * 8 * 12)
+            .map(|k| ((k * 37) % 11) as f32 / 11.0)
+            .collect();
+        let x = Tensor::<4>::from_data(TensorData::new(v.clone(), [2, 1, 8, 12]), &device);
+        let lp: Vec<f32> = low_pass(x, 4).into_data().try_to_vec::<f32>().unwrap();
+        for b in 0..2 {
+            for by in 0..2 {
+                for bx in 0..3 {
+                    let at = |src: &[f32], y: usize, x: usize| {
+                        src[b * 96 + (by * 4 + y) * 12 + bx * 4 + x]
+                    };
+                    let mean: f32 = (0..16).map(|k| at(&v, k / 4, k % 4)).sum::<f32>() / 16.0;
+                    for k in 0..16 {
+                        assert!((at(&lp, k / 4, k % 4) - mean).abs() < 1e-6);
+                    }
+                }
+            }
+        }
+    }
+}
