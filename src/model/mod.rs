@@ -2,6 +2,8 @@
 //! behind one [`Network`] that the samplers call.
 
 pub mod cheff;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod munit;
 pub mod sr3;
 
 use burn::prelude::*;

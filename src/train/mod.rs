@@ -6,6 +6,7 @@
 pub mod data;
 pub mod ddpm;
 pub mod eval;
+pub mod munit;
 pub mod optim;
 pub mod plot;
 

@@ -13,11 +13,13 @@ use dxr::checkpoint::{LoadedModel, load_bytes, read_checkpoint};
 use dxr::device::{self, DeviceChoice};
 use dxr::diffusion::sampler::{SamplerKind, SamplerSettings};
 use dxr::io::{self, BitDepth, GrayImage, encode_png, write_atomic};
+use dxr::model::munit::{MunitConfig, MunitGen, MunitWeights};
 use dxr::restore::Restorer;
 use dxr::train::data::{Augment, Columns, Domain, PairSet};
 use dxr::train::ddpm::{
     DdpmData, DdpmSettings, DdpmTrainer, DdpmVal, bicubic_degrade, sdedit, val_pairs,
 };
+use dxr::train::munit::{MunitSettings, MunitTrainer, Style, load_munit, translate};
 use dxr::train::{self, RunOptions, Trainer, eval};
 use dxr::{Error, Result};
 
@@ -41,9 +43,9 @@ pub struct Common {
     /// Side of the random training crops.
     #[arg(long, default_value_t = 64)]
     patch: usize,
-    /// Adam learning rate.
-    #[arg(long, default_value_t = 5e-5)]
-    lr: f64,
+    /// Adam learning rate (default: 5e-5 for the diffusion models, the authors'; 1e-4 for MUNIT).
+    #[arg(long)]
+    lr: Option<f64>,
     /// EMA decay of the exported weights.
     #[arg(long, default_value_t = 0.999)]
     ema: f64,
@@ -87,6 +89,20 @@ pub enum TrainCommand {
         #[arg(long)]
         val: Option<PathBuf>,
     },
+    /// MUNIT-LQ: unpaired HQ ↔ LQ translation (GAN); --config picks the MUNIT size.
+    Munit {
+        #[command(flatten)]
+        common: Common,
+        /// HQ radiographs (a file or folder); the right-most --holdout of each is not used.
+        #[arg(long)]
+        hq: PathBuf,
+        /// LQ images (DRRs).
+        #[arg(long)]
+        lq: PathBuf,
+        /// Fraction of HQ columns (right-most, as displayed) held out; validated on.
+        #[arg(long, default_value_t = 1.0 / 3.0)]
+        holdout: f64,
+    },
 }
 
 fn open_device(name: &str) -> Result<Device> {
@@ -98,7 +114,7 @@ fn ddpm_settings(c: &Common, channels: usize) -> Result<DdpmSettings> {
         spec: train::preset(&c.config, channels)?,
         batch: c.batch,
         patch: c.patch,
-        lr: c.lr,
+        lr: c.lr.unwrap_or(5e-5),
         betas: (0.9, 0.999),
         ema_decay: c.ema,
         seed: c.seed,
@@ -140,6 +156,38 @@ pub fn run_train(cmd: &TrainCommand) -> Result<()> {
             (
                 common,
                 Box::new(DdpmTrainer::new(settings, data, val, &device)?),
+            )
+        }
+        TrainCommand::Munit {
+            common,
+            hq,
+            lq,
+            holdout,
+        } => {
+            let device = open_device(&common.device)?;
+            let settings = MunitSettings {
+                config: MunitConfig::preset(&common.config)?,
+                weights: MunitWeights::default(),
+                batch: common.batch,
+                patch: common.patch,
+                lr: common.lr.unwrap_or(1e-4),
+                betas: (0.5, 0.999),
+                ema_decay: common.ema,
+                seed: common.seed,
+            };
+            let held = Domain::load(hq, columns("heldout", *holdout)?)?;
+            let val = if *holdout > 0.0 && held.check_patch(settings.patch).is_ok() {
+                (0..4)
+                    .map(|k| held.patch(77, 0, k, settings.patch, &Augment::NONE))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let hq = Domain::load(hq, columns("train", *holdout)?)?;
+            let lq = Domain::load(lq, Columns::All)?;
+            (
+                common,
+                Box::new(MunitTrainer::new(settings, hq, lq, val, &device)?),
             )
         }
     };
@@ -244,6 +292,9 @@ pub struct PairsArgs {
     /// ddpm: DDIM steps.
     #[arg(long, default_value_t = 25)]
     steps: usize,
+    /// munit: an LQ image whose style every pair takes (default: a random style per pair).
+    #[arg(long)]
+    style: Option<PathBuf>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     #[arg(long, default_value = "cpu")]
@@ -277,6 +328,13 @@ enum Degrade {
         ilvr: Option<usize>,
         device: Device,
     },
+    Munit {
+        config: MunitConfig,
+        generator: MunitGen,
+        /// An LQ image whose style every translation takes; else a random style per image.
+        style: Option<GrayImage>,
+        device: Device,
+    },
 }
 
 impl Degrade {
@@ -291,10 +349,23 @@ impl Degrade {
                 ilvr,
                 device,
             } => sdedit(model, schedule, img, *strength, *steps, *ilvr, seed, device),
+            Degrade::Munit {
+                config,
+                generator,
+                style,
+                device,
+            } => {
+                let style = match style {
+                    Some(s) => Style::Of(s),
+                    None => Style::Random(seed),
+                };
+                translate(config, generator, img, style, device)
+            }
         }
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn degrade_for(
     method: &str,
     weights: Option<&Path>,
@@ -302,6 +373,7 @@ fn degrade_for(
     strength: f64,
     steps: usize,
     ilvr: usize,
+    style: Option<&Path>,
     device: &str,
 ) -> Result<Degrade> {
     match method {
@@ -323,9 +395,20 @@ fn degrade_for(
                 device,
             })
         }
-        "munit" => Err(Error::Config(
-            "--method munit: the MUNIT-LQ trainer is not built yet (issue 6 is open)".into(),
-        )),
+        "munit" => {
+            let w = weights.ok_or_else(|| {
+                Error::Config("--method munit needs --weights (a munit.safetensors)".into())
+            })?;
+            let device = open_device(device)?;
+            let (config, generator) = load_munit(w, &device)?;
+            let style = style.map(io::read).transpose()?;
+            Ok(Degrade::Munit {
+                config,
+                generator,
+                style,
+                device,
+            })
+        }
         m => Err(Error::Config(format!(
             "--method {m:?}: use bicubic, ddpm or munit"
         ))),
@@ -340,6 +423,7 @@ pub fn run_pairs(a: &PairsArgs) -> Result<()> {
         a.strength,
         a.steps,
         a.ilvr,
+        a.style.as_deref(),
         &a.device,
     )?;
     let hq = Domain::load(&a.hq, columns(&a.region, a.holdout)?)?;
@@ -397,6 +481,9 @@ pub struct SynthArgs {
     ilvr: usize,
     #[arg(long, default_value_t = 25)]
     steps: usize,
+    /// munit: `random` (a style code per seed) or an LQ image whose style to take.
+    #[arg(long, default_value = "random")]
+    style: String,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     #[arg(long, default_value = "cpu")]
@@ -404,6 +491,10 @@ pub struct SynthArgs {
 }
 
 pub fn run_synth(a: &SynthArgs) -> Result<()> {
+    let style = match a.style.as_str() {
+        "random" => None,
+        file => Some(PathBuf::from(file)),
+    };
     let degrade = degrade_for(
         &a.method,
         Some(&a.weights),
@@ -411,6 +502,7 @@ pub fn run_synth(a: &SynthArgs) -> Result<()> {
         a.strength,
         a.steps,
         a.ilvr,
+        style.as_deref(),
         &a.device,
     )?;
     std::fs::create_dir_all(&a.out).map_err(|e| Error::io(&a.out, e))?;
