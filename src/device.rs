@@ -31,12 +31,19 @@ pub fn cpu() -> Device {
     Device::ndarray()
 }
 
-/// A wgpu device on the best adapter, or an error that says why there is none.
+/// A wgpu device on the best adapter, or an error that says why there is none. The runtime can
+/// be registered once per process, so the first answer is kept.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn gpu() -> Result<Device> {
-    Device::wgpu_options()
-        .init()
-        .map_err(|e| Error::Device(format!("no usable wgpu adapter: {e}")))
+    static GPU: std::sync::OnceLock<std::result::Result<Device, String>> =
+        std::sync::OnceLock::new();
+    GPU.get_or_init(|| {
+        Device::wgpu_options()
+            .init()
+            .map_err(|e| format!("no usable wgpu adapter: {e}"))
+    })
+    .clone()
+    .map_err(Error::Device)
 }
 
 /// Resolves a choice to a device.

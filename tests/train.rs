@@ -555,3 +555,31 @@ fn the_commands_chain_and_refuse_mixed_up_runs() {
     ]);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("lq/ and hq/"));
 }
+
+#[test]
+fn training_on_wgpu_follows_training_on_the_cpu() {
+    let Ok(gpu) = dxr::device::gpu() else {
+        panic!("a wgpu adapter (Mesa's llvmpipe Vulkan from scripts/setup.sh is enough)");
+    };
+    let dir = Scratch::new("train-wgpu");
+    pair_set(&dir.path("pairs"));
+    let make = |device: &Device| {
+        let set = PairSet::load(&dir.path("pairs")).unwrap();
+        DdpmTrainer::new(settings(2), DdpmData::Pairs(set), DdpmVal::None, device).unwrap()
+    };
+    use dxr::train::Trainer;
+    let mut cpu = make(&dxr::device::cpu());
+    let mut on_gpu = make(&gpu);
+    // the same starting weights on both
+    let mut state = StateFile::default();
+    cpu.save(&mut state).unwrap();
+    on_gpu.load(&state).unwrap();
+    for step in 0..3 {
+        let (a, b) = (cpu.step(step).unwrap(), on_gpu.step(step).unwrap());
+        println!("step {step}: ndarray loss {a:.6}, wgpu loss {b:.6}");
+        assert!(
+            (a - b).abs() < 1e-4 * a.abs().max(1.0),
+            "step {step}: {a} vs {b}"
+        );
+    }
+}

@@ -98,6 +98,8 @@ enum Command {
     Pairs(Box<train::PairsArgs>),
     /// Translate HQ images to the LQ look with a trained LQ model.
     SynthLq(Box<train::SynthArgs>),
+    /// Training images per second (DDPM-HQ and MUNIT) on every backend.
+    TrainBench(Box<train::TrainBenchArgs>),
     /// PSNR/SSIM per image and mean ± std, as a Markdown table and CSV.
     Eval(Box<train::EvalArgs>),
     /// Time one UNet evaluation (one sampler step) on every available backend.
@@ -159,6 +161,7 @@ fn main() -> ExitCode {
         Command::Pairs(a) => train::run_pairs(&a),
         Command::SynthLq(a) => train::run_synth(&a),
         Command::Eval(a) => train::run_eval(&a),
+        Command::TrainBench(a) => train::run_train_bench(&a),
         Command::DrrBench(a) => drr::bench(&a),
         Command::Bench {
             config,

@@ -596,3 +596,147 @@ pub fn run_eval(a: &EvalArgs) -> Result<()> {
     eprintln!("CSV: {}", path.display());
     Ok(())
 }
+
+#[derive(Args)]
+pub struct TrainBenchArgs {
+    /// Network size (tiny, small, base or a config file), for DDPM-HQ and MUNIT alike.
+    #[arg(long, default_value = "small")]
+    config: String,
+    #[arg(long, default_value_t = 4)]
+    batch: usize,
+    #[arg(long, default_value_t = 64)]
+    patch: usize,
+    /// Timed steps per backend (median reported) after one warm-up step.
+    #[arg(long, default_value_t = 5)]
+    steps: usize,
+    /// Backends (cpu, gpu); default both when a wgpu adapter exists.
+    #[arg(long)]
+    device: Vec<String>,
+}
+
+/// Synthetic training data: smooth random images (no files needed).
+fn synthetic(n: usize, side: usize, seed: u64) -> Vec<GrayImage> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    (0..n)
+        .map(|_| {
+            let (fx, fy, ph) = (
+                rng.random_range(0.02..0.2),
+                rng.random_range(0.02..0.2),
+                rng.random_range(0.0..6.0),
+            );
+            GrayImage {
+                width: side,
+                height: side,
+                data: (0..side * side)
+                    .map(|p| {
+                        let (x, y) = ((p % side) as f32, (p / side) as f32);
+                        0.5 + 0.4 * ((x * fx + ph).sin() * (y * fy).cos())
+                    })
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+pub fn run_train_bench(a: &TrainBenchArgs) -> Result<()> {
+    let devices: Vec<String> = if a.device.is_empty() {
+        let mut v = vec!["cpu".to_string()];
+        if device::gpu().is_ok() {
+            v.push("gpu".into());
+        }
+        v
+    } else {
+        a.device.clone()
+    };
+    let side = a.patch * 2;
+    let images = synthetic(4, side, 1);
+    println!(
+        "training benchmark: {} config, batch {}, {}² crops, median of {} steps after a warm-up",
+        a.config, a.batch, a.patch, a.steps
+    );
+    println!("| trainer | device | s/step | images/s | vs cpu |");
+    println!("|---|---|---|---|---|");
+    for trainer in ["ddpm-hq", "munit"] {
+        let mut cpu_rate = None;
+        for dev_name in &devices {
+            let device = open_device(dev_name)?;
+            let mut t: Box<dyn Trainer> = if trainer == "ddpm-hq" {
+                let set = PairSet {
+                    lq: images
+                        .iter()
+                        .map(|i| bicubic_degrade(i, 4.0))
+                        .collect::<Result<_>>()?,
+                    hq: images.clone(),
+                    names: (0..images.len()).map(|k| k.to_string()).collect(),
+                };
+                let mut c = ddpm_settings_for_bench(&a.config, a.batch, a.patch)?;
+                c.val_steps = 1;
+                Box::new(DdpmTrainer::new(
+                    c,
+                    DdpmData::Pairs(set),
+                    DdpmVal::None,
+                    &device,
+                )?)
+            } else {
+                let dom = |imgs: Vec<GrayImage>| Domain {
+                    names: (0..imgs.len()).map(|k| k.to_string()).collect(),
+                    images: imgs,
+                    columns: Columns::All,
+                };
+                let settings = MunitSettings {
+                    config: MunitConfig::preset(&a.config)?,
+                    weights: MunitWeights::default(),
+                    batch: a.batch,
+                    patch: a.patch,
+                    lr: 1e-4,
+                    betas: (0.5, 0.999),
+                    ema_decay: 0.999,
+                    seed: 0,
+                };
+                let lq = images
+                    .iter()
+                    .map(|i| bicubic_degrade(i, 4.0))
+                    .collect::<Result<Vec<_>>>()?;
+                Box::new(MunitTrainer::new(
+                    settings,
+                    dom(images.clone()),
+                    dom(lq),
+                    Vec::new(),
+                    &device,
+                )?)
+            };
+            t.step(0)?;
+            device.sync().map_err(|e| Error::Device(format!("{e:?}")))?;
+            let mut times = Vec::new();
+            for k in 0..a.steps.max(1) {
+                let t0 = std::time::Instant::now();
+                t.step(k as u64 + 1)?;
+                device.sync().map_err(|e| Error::Device(format!("{e:?}")))?;
+                times.push(t0.elapsed().as_secs_f64());
+            }
+            times.sort_by(f64::total_cmp);
+            let med = times[times.len() / 2];
+            let rate = a.batch as f64 / med;
+            let base = *cpu_rate.get_or_insert(rate);
+            println!(
+                "| {trainer} | {dev_name} | {med:.3} | {rate:.2} | {:.2}× |",
+                rate / base
+            );
+        }
+    }
+    Ok(())
+}
+
+fn ddpm_settings_for_bench(config: &str, batch: usize, patch: usize) -> Result<DdpmSettings> {
+    Ok(DdpmSettings {
+        spec: train::preset(config, 2)?,
+        batch,
+        patch,
+        lr: 5e-5,
+        betas: (0.9, 0.999),
+        ema_decay: 0.999,
+        seed: 0,
+        val_steps: 1,
+    })
+}
