@@ -9,7 +9,7 @@ SHARED ?= $(CURDIR)/../shared
 export SHARED
 DXR := $(CARGO_TARGET_DIR)/release/dxr
 
-.PHONY: serve test deps data build web wasm-check browser-test bench bench-web bench-drr demo drr-demo
+.PHONY: serve test deps data build web wasm-check browser-test bench bench-web bench-drr bench-train demo drr-demo
 
 deps:
 	@scripts/setup.sh
@@ -60,3 +60,7 @@ drr-demo: build data
 # DRRs per second at 256² and 512²: exact traversal (CPU; GPU when present) vs a trilinear march.
 bench-drr: build data
 	$(DXR) drr-bench --ct data/ct/cxr.nii.gz --mask data/ct/mask.nii.gz --size 256 512 --repeats 5
+
+# Training images per second, DDPM-HQ and MUNIT, small config, ndarray vs wgpu.
+bench-train: build
+	$(DXR) train-bench --config small --batch 4 --patch 64 --steps 3
