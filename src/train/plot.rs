@@ -61,12 +61,80 @@ pub fn loss_plot(rows: &[LogRow]) -> Result<Vec<u8>> {
             })
             .collect();
         polyline(&mut img, smooth.into_iter().map(to_px), Rgb([20, 70, 200]));
+        // axis labels: loss at the top and bottom (log scale), first and last step
+        let ink = Rgb([40, 40, 40]);
+        text(
+            &mut img,
+            2,
+            MARGIN / 2,
+            &format!("{:.3}", 10f64.powf(hi)),
+            ink,
+        );
+        text(
+            &mut img,
+            2,
+            H - MARGIN - 12,
+            &format!("{:.3}", 10f64.powf(lo)),
+            ink,
+        );
+        text(
+            &mut img,
+            MARGIN,
+            H - MARGIN + 6,
+            &format!("{}", x0 as u64),
+            ink,
+        );
+        let last = format!("{}", x1 as u64);
+        text(
+            &mut img,
+            W - MARGIN / 2 - 8 * last.len() as u32,
+            H - MARGIN + 6,
+            &last,
+            ink,
+        );
     }
     let mut out = Vec::new();
     image::DynamicImage::ImageRgb8(img)
         .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
         .map_err(|e| Error::Image(format!("loss plot: {e}")))?;
     Ok(out)
+}
+
+/// 3×5 glyphs of the characters the labels use, drawn at twice the size.
+fn glyph(c: char) -> [u8; 5] {
+    match c {
+        '0' => [7, 5, 5, 5, 7],
+        '1' => [2, 6, 2, 2, 7],
+        '2' => [7, 1, 7, 4, 7],
+        '3' => [7, 1, 7, 1, 7],
+        '4' => [5, 5, 7, 1, 1],
+        '5' => [7, 4, 7, 1, 7],
+        '6' => [7, 4, 7, 5, 7],
+        '7' => [7, 1, 1, 1, 1],
+        '8' => [7, 5, 7, 5, 7],
+        '9' => [7, 5, 7, 1, 7],
+        '.' => [0, 0, 0, 0, 2],
+        '-' => [0, 0, 7, 0, 0],
+        'e' => [7, 5, 7, 4, 7],
+        _ => [0; 5],
+    }
+}
+
+fn text(img: &mut RgbImage, x: u32, y: u32, s: &str, color: Rgb<u8>) {
+    for (k, c) in s.chars().enumerate() {
+        for (row, bits) in glyph(c).iter().enumerate() {
+            for col in 0..3 {
+                if bits >> (2 - col) & 1 == 1 {
+                    for (dx, dy) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
+                        let (px, py) = (x + 8 * k as u32 + 2 * col + dx, y + 2 * row as u32 + dy);
+                        if px < img.width() && py < img.height() {
+                            img.put_pixel(px, py, color);
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 fn polyline(img: &mut RgbImage, pts: impl Iterator<Item = (f64, f64)>, color: Rgb<u8>) {
@@ -83,5 +151,38 @@ fn polyline(img: &mut RgbImage, pts: impl Iterator<Item = (f64, f64)>, color: Rg
             }
         }
         last = Some(p);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plot_draws_the_curve_and_labels() {
+        let rows: Vec<LogRow> = (1..=100)
+            .map(|k| LogRow {
+                step: k,
+                loss: 1.0 / k as f64,
+                val: None,
+                seconds: 0.0,
+            })
+            .collect();
+        let png = loss_plot(&rows).unwrap();
+        let img = image::load_from_memory(&png).unwrap().to_rgb8();
+        assert_eq!(img.dimensions(), (W, H));
+        let blue = img.pixels().filter(|p| p.0 == [20, 70, 200]).count();
+        let ink = img.pixels().filter(|p| p.0 == [40, 40, 40]).count();
+        assert!(blue > 300 && ink > 50, "{blue} {ink}");
+        // a falling loss: the curve starts high (small y) on the left and ends low on the right
+        let ys = |x0: u32, x1: u32| -> Vec<u32> {
+            img.enumerate_pixels()
+                .filter(|(x, _, p)| *x >= x0 && *x < x1 && p.0 == [20, 70, 200])
+                .map(|(_, y, _)| y)
+                .collect()
+        };
+        let (left, right) = (ys(MARGIN, MARGIN + 20), ys(W - 60, W - 20));
+        assert!(left.iter().min() < right.iter().min());
+        assert!(loss_plot(&[]).is_ok());
     }
 }
