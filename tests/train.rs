@@ -583,3 +583,72 @@ fn training_on_wgpu_follows_training_on_the_cpu() {
         );
     }
 }
+
+#[test]
+fn ctrl_c_saves_the_run_and_it_resumes() {
+    let dir = Scratch::new("train-sigint");
+    pair_set(&dir.path("pairs"));
+    let p = |s: &str| dir.path(s).to_str().unwrap().to_string();
+    let args = |steps: &str, resume: bool| {
+        let mut a: Vec<String> = [
+            "train",
+            "ddpm-hq",
+            "--config",
+            "tiny",
+            "--patch",
+            "16",
+            "--batch",
+            "2",
+            "--save-every",
+            "0",
+            "--steps",
+            steps,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        a.extend(["--pairs".into(), p("pairs"), "--out".into(), p("run")]);
+        if resume {
+            a.push("--resume".into());
+        }
+        a
+    };
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dxr"))
+        .args(args("1000000", false))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(err.contains("state saved"), "{err}");
+    let state = StateFile::read(&dir.path("run/state.safetensors")).unwrap();
+    let meta: serde_json::Value = serde_json::from_str(&state.meta["dxr_train"]).unwrap();
+    let step = meta["step"].as_u64().unwrap();
+    assert!(step >= 1, "no step was saved");
+    let log = std::fs::read_to_string(dir.path("run/log.csv")).unwrap();
+    assert_eq!(log.lines().count() as u64, step + 1);
+    let target = (step + 2).to_string();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dxr"))
+        .args(args(&target, true))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path("run/log.csv"))
+            .unwrap()
+            .lines()
+            .count() as u64,
+        step + 3
+    );
+}

@@ -277,6 +277,7 @@ pub fn run(a: &DrrArgs) -> Result<()> {
         summary.renderer
     );
     if summary.cancelled {
+        eprintln!("stopped: the finished views are complete and listed; no partial file was left");
         return Err(Error::Cancelled);
     }
     Ok(())

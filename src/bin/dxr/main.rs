@@ -174,7 +174,8 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(Error::Cancelled) => {
-            eprintln!("dxr: cancelled; no partial output was written");
+            // restore and drr write atomically; train has saved its state (each says so)
+            eprintln!("dxr: cancelled");
             ExitCode::from(130)
         }
         Err(e) => {
@@ -361,6 +362,7 @@ fn restore(
             Ok(()) => bar.suspend(|| println!("{} -> {}", input.display(), output.display())),
             Err(Error::Cancelled) => {
                 bar.abandon();
+                eprintln!("stopped: no partial output was written");
                 return Err(Error::Cancelled);
             }
             Err(e) => {
