@@ -281,7 +281,19 @@ fn sdedit_with_ilvr_keeps_the_low_frequencies_and_bicubic_blurs() {
         }
         v
     };
-    let out = sdedit(&model, &schedule, &img, 0.5, 6, Some(4), 1, &device).unwrap();
+    let out = sdedit(
+        &model,
+        &schedule,
+        &img,
+        &Sdedit {
+            strength: 0.5,
+            steps: 6,
+            ilvr: Some(4),
+            seed: 1,
+        },
+        &device,
+    )
+    .unwrap();
     assert_eq!((out.width, out.height), (30, 22));
     let (a, b) = (block_means(&img, 4), block_means(&out, 4));
     let mean_abs = |p: &[f32], q: &[f32]| {
@@ -289,14 +301,40 @@ fn sdedit_with_ilvr_keeps_the_low_frequencies_and_bicubic_blurs() {
     };
     let guided = mean_abs(&a, &b);
     // without guidance the (untrained) model drifts away from the input's layout
-    let free = sdedit(&model, &schedule, &img, 0.5, 6, None, 1, &device).unwrap();
+    let free = sdedit(
+        &model,
+        &schedule,
+        &img,
+        &Sdedit {
+            strength: 0.5,
+            steps: 6,
+            ilvr: None,
+            seed: 1,
+        },
+        &device,
+    )
+    .unwrap();
     let drift = mean_abs(&a, &block_means(&free, 4));
     println!("4×4 block means vs the input: ILVR {guided:.4}, unguided {drift:.4}");
     assert!(
         guided < 0.25 * drift,
         "ILVR should pin the block means: {guided} vs {drift}"
     );
-    assert!(sdedit(&model, &schedule, &img, 1.5, 6, None, 1, &device).is_err());
+    assert!(
+        sdedit(
+            &model,
+            &schedule,
+            &img,
+            &Sdedit {
+                strength: 1.5,
+                steps: 6,
+                ilvr: None,
+                seed: 1
+            },
+            &device
+        )
+        .is_err()
+    );
     // bicubic ×4: same size, less high-frequency energy (on a textured image)
     let img = GrayImage {
         data: img

@@ -7,7 +7,7 @@
 //! without, when K > 0), `raw/NAME.npy` and `clean/raw/NAME.npy` (`--raw`), `labels/NAME.json`,
 //! `coco.json`, `meta.json`, `contact_sheet.png`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -495,11 +495,6 @@ fn draw_rect(img: &mut image::RgbImage, b: [f64; 4], clip: [usize; 4]) {
         img.put_pixel(x0, y, red);
         img.put_pixel(x1, y, red);
     }
-}
-
-/// The files of a set folder that a later stage reads as images (16-bit PNGs).
-pub fn image_dir(out: &Path) -> PathBuf {
-    out.join("png16")
 }
 
 #[cfg(test)]

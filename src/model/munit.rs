@@ -176,6 +176,7 @@ const ACT_LRELU: usize = 2;
 const ACT_TANH: usize = 3;
 
 impl ConvBlock {
+    #[allow(clippy::too_many_arguments)]
     fn new(
         c_in: usize,
         c_out: usize,

@@ -120,7 +120,7 @@ impl DdpmTrainer {
             ));
         }
         let m = net_cfg.input_multiple();
-        if settings.patch % m != 0 || settings.batch == 0 {
+        if !settings.patch.is_multiple_of(m) || settings.batch == 0 {
             return Err(Error::Config(format!(
                 "the patch side {} must be a multiple of {m} for this network, and the batch ≥ 1",
                 settings.patch
@@ -349,6 +349,18 @@ fn to_f64(v: &[f32]) -> Vec<f64> {
     v.iter().map(|x| *x as f64).collect()
 }
 
+/// How SDEdit translates.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sdedit {
+    /// Fraction of T the input is noised to (0, 1].
+    pub strength: f64,
+    /// Deterministic DDIM steps from there to 0.
+    pub steps: usize,
+    /// ILVR low-pass block size; `None` = no guidance.
+    pub ilvr: Option<usize>,
+    pub seed: u64,
+}
+
 /// SDEdit: noise `image` to strength `s` (t₀ = s·(T−1)), then denoise with the unconditional
 /// `net` by deterministic DDIM over `steps` steps. With `ilvr = Some(n)`, every step replaces the
 /// sample's low frequencies (n×n block means) by those of the input noised to the same level
@@ -357,12 +369,15 @@ pub fn sdedit(
     model: &LoadedModel,
     schedule: &Schedule,
     image: &GrayImage,
-    strength: f64,
-    steps: usize,
-    ilvr: Option<usize>,
-    seed: u64,
+    settings: &Sdedit,
     device: &Device,
 ) -> Result<GrayImage> {
+    let Sdedit {
+        strength,
+        steps,
+        ilvr,
+        seed,
+    } = *settings;
     if !(strength > 0.0 && strength <= 1.0) {
         return Err(Error::Sampler(format!(
             "SDEdit strength {strength} must be in (0, 1]"

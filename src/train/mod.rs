@@ -366,11 +366,12 @@ pub fn run(
             )));
         }
         step += 1;
-        let val = if (opts.val_every > 0 && step % opts.val_every == 0) || step == opts.steps {
-            trainer.validate()?
-        } else {
-            None
-        };
+        let val =
+            if (opts.val_every > 0 && step.is_multiple_of(opts.val_every)) || step == opts.steps {
+                trainer.validate()?
+            } else {
+                None
+            };
         rows.push(LogRow {
             step,
             loss,
@@ -387,7 +388,7 @@ pub fn run(
             cancelled = step < opts.steps;
             break;
         }
-        if opts.save_every > 0 && step % opts.save_every == 0 && step < opts.steps {
+        if opts.save_every > 0 && step.is_multiple_of(opts.save_every) && step < opts.steps {
             save(trainer, step, &rows)?;
         }
     }

@@ -60,7 +60,7 @@ impl MunitTrainer {
         device: &Device,
     ) -> Result<Self> {
         let m = settings.config.multiple();
-        if settings.patch % m != 0 || settings.batch == 0 {
+        if !settings.patch.is_multiple_of(m) || settings.batch == 0 {
             return Err(Error::Config(format!(
                 "the patch side {} must be a multiple of {m} for this MUNIT, and the batch ≥ 1",
                 settings.patch

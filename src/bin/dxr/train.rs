@@ -17,7 +17,7 @@ use dxr::model::munit::{MunitConfig, MunitGen, MunitWeights};
 use dxr::restore::Restorer;
 use dxr::train::data::{Augment, Columns, Domain, PairSet};
 use dxr::train::ddpm::{
-    DdpmData, DdpmSettings, DdpmTrainer, DdpmVal, bicubic_degrade, sdedit, val_pairs,
+    DdpmData, DdpmSettings, DdpmTrainer, DdpmVal, Sdedit, bicubic_degrade, sdedit, val_pairs,
 };
 use dxr::train::munit::{MunitSettings, MunitTrainer, Style, load_munit, translate};
 use dxr::train::{self, RunOptions, Trainer, eval};
@@ -348,7 +348,18 @@ impl Degrade {
                 steps,
                 ilvr,
                 device,
-            } => sdedit(model, schedule, img, *strength, *steps, *ilvr, seed, device),
+            } => sdedit(
+                model,
+                schedule,
+                img,
+                &Sdedit {
+                    strength: *strength,
+                    steps: *steps,
+                    ilvr: *ilvr,
+                    seed,
+                },
+                device,
+            ),
             Degrade::Munit {
                 config,
                 generator,
