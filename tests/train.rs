@@ -12,7 +12,7 @@ use common::Scratch;
 use dxr::io::{BitDepth, GrayImage, encode_png};
 use dxr::train::data::{Augment, Columns, Domain, PairSet};
 use dxr::train::ddpm::{
-    DdpmData, DdpmSettings, DdpmTrainer, DdpmVal, bicubic_degrade, sdedit, val_pairs,
+    DdpmData, DdpmSettings, DdpmTrainer, DdpmVal, Sdedit, bicubic_degrade, sdedit, val_pairs,
 };
 use dxr::train::optim::{grads_in_order, params, set_params};
 use dxr::train::{self, RunOptions, StateFile, eval};
@@ -651,7 +651,7 @@ fn ctrl_c_saves_the_run_and_it_resumes() {
         }
         a
     };
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dxr"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_dxr"))
         .args(args("1000000", false))
         .stderr(std::process::Stdio::piped())
         .spawn()
