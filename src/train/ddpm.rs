@@ -303,6 +303,8 @@ impl Trainer for DdpmTrainer {
     fn save(&self, file: &mut StateFile) -> Result<()> {
         file.put("model", &params(&self.net))?;
         file.put("ema", &self.ema.values)?;
+        file.meta
+            .insert("ema_updates".into(), self.ema.updates.to_string());
         file.put("adam.m", &self.adam.m)?;
         file.put("adam.v", &self.adam.v)?;
         file.meta.insert("adam_t".into(), self.adam.t.to_string());
@@ -317,6 +319,11 @@ impl Trainer for DdpmTrainer {
         let plain = self.device.clone();
         self.net = set_params(self.net.clone(), &file.take("model", &plain))?;
         self.ema.values = file.take("ema", &plain);
+        self.ema.updates = file
+            .meta
+            .get("ema_updates")
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(0);
         self.adam.m = file.take("adam.m", &plain);
         self.adam.v = file.take("adam.v", &plain);
         self.adam.t = file

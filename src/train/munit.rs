@@ -207,6 +207,8 @@ impl Trainer for MunitTrainer {
         file.put("gen", &params(&self.generator))?;
         file.put("dis", &params(&self.dis))?;
         file.put("ema", &self.ema.values)?;
+        file.meta
+            .insert("ema_updates".into(), self.ema.updates.to_string());
         for (name, a) in [("adam_g", &self.adam_g), ("adam_d", &self.adam_d)] {
             file.put(&format!("{name}.m"), &a.m)?;
             file.put(&format!("{name}.v"), &a.v)?;
@@ -220,6 +222,11 @@ impl Trainer for MunitTrainer {
         self.generator = set_params(self.generator.clone(), &file.take("gen", &plain))?;
         self.dis = set_params(self.dis.clone(), &file.take("dis", &plain))?;
         self.ema.values = file.take("ema", &plain);
+        self.ema.updates = file
+            .meta
+            .get("ema_updates")
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(0);
         for (name, a) in [("adam_g", &mut self.adam_g), ("adam_d", &mut self.adam_d)] {
             a.m = file.take(&format!("{name}.m"), &plain);
             a.v = file.take(&format!("{name}.v"), &plain);

@@ -175,11 +175,15 @@ pub fn set_params<M: Module>(module: M, values: &[Flat]) -> crate::Result<M> {
     Ok(out)
 }
 
-/// Exponential moving average of the parameters: `ema ← d·ema + (1 − d)·θ`.
+/// Exponential moving average of the parameters: `ema ← d·ema + (1 − d)·θ`, with the usual
+/// warm-up `d = min(decay, (1 + n) / (10 + n))` after n updates, so that a short run's EMA
+/// weights are not mostly its initial ones.
 #[derive(Clone)]
 pub struct Ema {
     pub decay: f64,
     pub values: Vec<Flat>,
+    /// Updates so far (stored in checkpoints for an exact resume).
+    pub updates: u64,
 }
 
 impl Ema {
@@ -187,14 +191,23 @@ impl Ema {
         Self {
             decay,
             values: params(module),
+            updates: 0,
         }
     }
 
+    /// The decay the next update uses.
+    pub fn current_decay(&self) -> f64 {
+        let n = self.updates as f64;
+        self.decay.min((1.0 + n) / (10.0 + n))
+    }
+
     pub fn update<M: Module>(&mut self, module: &M) {
+        let d = self.current_decay();
         let now = params(module);
         for (e, p) in self.values.iter_mut().zip(now) {
-            *e = e.clone() * self.decay + p * (1.0 - self.decay);
+            *e = e.clone() * d + p * (1.0 - d);
         }
+        self.updates += 1;
     }
 }
 
@@ -213,6 +226,11 @@ mod tests {
         let grads = GradientsParams::from_grads(loss.backward(), &lin);
         let mut adam = Adam::new(0.1, (0.9, 0.999));
         let mut ema = Ema::new(&lin, 0.5);
+        assert!(
+            (ema.current_decay() - 0.1).abs() < 1e-12,
+            "warm-up: (1 + 0) / (10 + 0)"
+        );
+        ema.updates = 100; // past the warm-up: the configured decay
         let lin = adam.step(lin, grads);
         let after = params(&lin);
         // first Adam step moves every parameter with a non-zero gradient by lr·sign(g)
