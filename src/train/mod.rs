@@ -9,6 +9,7 @@ pub mod eval;
 pub mod munit;
 pub mod optim;
 pub mod plot;
+pub mod realism;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
