@@ -55,7 +55,8 @@ pub enum Columns {
 }
 
 impl Columns {
-    fn range(&self, width: usize) -> (usize, usize) {
+    /// The first and one-past-last column for an image of `width`.
+    pub fn range(&self, width: usize) -> (usize, usize) {
         let cut = |f: f64| ((width as f64) * (1.0 - f)).round() as usize;
         match *self {
             Columns::All => (0, width),

@@ -17,24 +17,33 @@ use crate::{Error, Result};
 /// Bins of the histograms compared.
 const BINS: usize = 256;
 
-/// Wasserstein-1 distance between the intensity distributions of two images (values in [0, 1]).
-pub fn histogram_distance(a: &GrayImage, b: &GrayImage) -> f64 {
-    let cdf = |g: &GrayImage| -> Vec<f64> {
-        let mut h = vec![0.0; BINS];
+/// Cumulative intensity distribution of one or more images (values in [0, 1], 256 bins).
+pub fn cdf(images: &[&GrayImage]) -> Vec<f64> {
+    let mut h = vec![0.0; BINS];
+    let mut n = 0usize;
+    for g in images {
         for v in &g.data {
             h[((v.clamp(0.0, 1.0) * (BINS - 1) as f32).round()) as usize] += 1.0;
         }
-        let n = g.data.len().max(1) as f64;
-        let mut acc = 0.0;
-        h.iter()
-            .map(|c| {
-                acc += c / n;
-                acc
-            })
-            .collect()
-    };
-    let (ca, cb) = (cdf(a), cdf(b));
-    ca.iter().zip(&cb).map(|(x, y)| (x - y).abs()).sum::<f64>() / (BINS - 1) as f64
+        n += g.data.len();
+    }
+    let mut acc = 0.0;
+    h.iter()
+        .map(|c| {
+            acc += c / n.max(1) as f64;
+            acc
+        })
+        .collect()
+}
+
+/// Wasserstein-1 distance between two distributions given by their [`cdf`]s.
+pub fn wasserstein(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).sum::<f64>() / (BINS - 1) as f64
+}
+
+/// Wasserstein-1 distance between the intensity distributions of two images.
+pub fn histogram_distance(a: &GrayImage, b: &GrayImage) -> f64 {
+    wasserstein(&cdf(&[a]), &cdf(&[b]))
 }
 
 /// Slope of log radial power against log frequency between `f_lo` and `f_hi` cycles/pixel.

@@ -98,6 +98,9 @@ enum Command {
     Pairs(Box<train::PairsArgs>),
     /// Translate HQ images to the LQ look with a trained LQ model.
     SynthLq(Box<train::SynthArgs>),
+    /// Realism of images (histogram distance to a real radiograph, spectrum slope, edge
+    /// sharpness) and nodule CNR from a DRR set's labels.
+    Realism(Box<train::RealismArgs>),
     /// Training images per second (DDPM-HQ and MUNIT) on every backend.
     TrainBench(Box<train::TrainBenchArgs>),
     /// PSNR/SSIM per image and mean ± std, as a Markdown table and CSV.
@@ -162,6 +165,7 @@ fn main() -> ExitCode {
         Command::SynthLq(a) => train::run_synth(&a),
         Command::Eval(a) => train::run_eval(&a),
         Command::TrainBench(a) => train::run_train_bench(&a),
+        Command::Realism(a) => train::run_realism(&a),
         Command::DrrBench(a) => drr::bench(&a),
         Command::Bench {
             config,

@@ -751,3 +751,131 @@ fn ddpm_settings_for_bench(config: &str, batch: usize, patch: usize) -> Result<D
         val_steps: 1,
     })
 }
+
+#[derive(Args)]
+pub struct RealismArgs {
+    /// Images (a folder or files).
+    #[arg(required = true)]
+    images: Vec<PathBuf>,
+    /// Real radiograph(s) whose intensity distribution the images are compared with.
+    #[arg(long)]
+    reference: Option<PathBuf>,
+    /// Use only the held-out right-most fraction of the reference's columns (0 = all).
+    #[arg(long, default_value_t = 0.0)]
+    reference_holdout: f64,
+    /// A `dxr drr` set folder: its labels/NAME.json give the nodules of the image NAME.png.
+    #[arg(long)]
+    labels: Option<PathBuf>,
+    /// CSV with one row per image.
+    #[arg(long)]
+    csv: Option<PathBuf>,
+}
+
+pub fn run_realism(a: &RealismArgs) -> Result<()> {
+    use dxr::train::realism;
+    let mut files = Vec::new();
+    for i in &a.images {
+        files.extend(dxr::train::data::image_files(i)?);
+    }
+    let reference_cdf = match &a.reference {
+        Some(r) => {
+            let cols = if a.reference_holdout > 0.0 {
+                Columns::HeldOut(a.reference_holdout)
+            } else {
+                Columns::All
+            };
+            let dom = Domain::load(r, cols)?;
+            let crops: Vec<GrayImage> = dom
+                .images
+                .iter()
+                .map(|img| {
+                    let (c0, c1) = cols.range(img.width);
+                    GrayImage {
+                        width: c1 - c0,
+                        height: img.height,
+                        data: (0..img.height)
+                            .flat_map(|y| img.data[y * img.width + c0..y * img.width + c1].to_vec())
+                            .collect(),
+                    }
+                })
+                .collect();
+            Some(realism::cdf(&crops.iter().collect::<Vec<_>>()))
+        }
+        None => None,
+    };
+    let mut csv =
+        String::from("image,hist_distance,spectrum_slope,edge_sharpness,nodules,mean_cnr\n");
+    let (mut hd, mut sl, mut es, mut cnrs) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for f in &files {
+        let img = io::read(f)?;
+        let h = reference_cdf
+            .as_ref()
+            .map(|c| realism::wasserstein(&realism::cdf(&[&img]), c));
+        let slope = realism::spectrum_slope(&img)?;
+        let edge = realism::edge_sharpness(&img);
+        let mut these = Vec::new();
+        if let Some(dir) = &a.labels {
+            let stem = f.file_stem().unwrap_or_default().to_string_lossy();
+            let path = dir.join("labels").join(format!("{stem}.json"));
+            let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+            let label: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| Error::Image(format!("{}: {e}", path.display())))?;
+            let sx = img.width as f64 / label["width"].as_f64().unwrap_or(img.width as f64);
+            let sy = img.height as f64 / label["height"].as_f64().unwrap_or(img.height as f64);
+            for n in label["nodules"].as_array().into_iter().flatten() {
+                let c = [
+                    n["centre_px"][0].as_f64().unwrap_or(0.0) * sx,
+                    n["centre_px"][1].as_f64().unwrap_or(0.0) * sy,
+                ];
+                let r = n["radius_px"].as_f64().unwrap_or(0.0) * 0.5 * (sx + sy);
+                if let Some(v) = realism::nodule_cnr(&img, c, r) {
+                    these.push(v);
+                }
+            }
+        }
+        let mean_cnr = (!these.is_empty()).then(|| these.iter().sum::<f64>() / these.len() as f64);
+        let name = f.file_name().unwrap_or_default().to_string_lossy();
+        let opt = |v: Option<f64>| v.map(|x| format!("{x:.6}")).unwrap_or_default();
+        csv.push_str(&format!(
+            "{name},{},{slope:.6},{edge:.6},{},{}\n",
+            opt(h),
+            these.len(),
+            opt(mean_cnr)
+        ));
+        if let Some(h) = h {
+            hd.push(h);
+        }
+        sl.push(slope);
+        es.push(edge);
+        cnrs.extend(these);
+    }
+    let ms = |v: &[f64]| -> String {
+        if v.is_empty() {
+            return "–".into();
+        }
+        let (m, s) = eval::mean_std(v.iter().copied());
+        format!("{m:.4} ± {s:.4}")
+    };
+    println!(
+        "| images | histogram distance to the reference | spectrum slope | edge sharpness | nodule CNR (n) |"
+    );
+    println!("|---|---|---|---|---|");
+    println!(
+        "| {} ({}) | {} | {} | {} | {} ({}) |",
+        a.images
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        files.len(),
+        ms(&hd),
+        ms(&sl),
+        ms(&es),
+        ms(&cnrs),
+        cnrs.len()
+    );
+    if let Some(p) = &a.csv {
+        write_atomic(p, csv.as_bytes())?;
+    }
+    Ok(())
+}
