@@ -690,3 +690,72 @@ fn ctrl_c_saves_the_run_and_it_resumes() {
         step + 3
     );
 }
+
+#[test]
+fn realism_command_reports_every_measure_and_the_nodules() {
+    let dir = Scratch::new("realism");
+    // a fake DRR set: two images with one bright disk each, labels in the drr layout
+    std::fs::create_dir_all(dir.path("set/labels")).unwrap();
+    for k in 0..2 {
+        let img = GrayImage {
+            width: 64,
+            height: 64,
+            data: (0..64 * 64)
+                .map(|p| {
+                    let (x, y) = ((p % 64) as f64 + 0.5, (p / 64) as f64 + 0.5);
+                    let noise = ((p * 7919 + k * 31) % 97) as f32 / 97.0 * 0.05;
+                    let disk = if (x - 30.0).powi(2) + (y - 34.0).powi(2) < 36.0 {
+                        0.2
+                    } else {
+                        0.0
+                    };
+                    0.3 + disk + noise + 0.2 * (x / 64.0) as f32
+                })
+                .collect(),
+        };
+        write_png(&dir.path(&format!("set/png16/{k:05}.png")), &img);
+        let label = serde_json::json!({"width": 64, "height": 64, "nodules": [{"centre_px": [30.0, 34.0], "radius_px": 6.0}]});
+        std::fs::write(
+            dir.path(&format!("set/labels/{k:05}.json")),
+            label.to_string(),
+        )
+        .unwrap();
+    }
+    write_png(&dir.path("real.png"), &blobs(70, 90, 60));
+    let p = |s: &str| dir.path(s).to_str().unwrap().to_string();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dxr"))
+        .args([
+            "realism",
+            &p("set/png16"),
+            "--reference",
+            &p("real.png"),
+            "--reference-holdout",
+            "0.333",
+            "--labels",
+            &p("set"),
+            "--csv",
+            &p("r.csv"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let csv = std::fs::read_to_string(dir.path("r.csv")).unwrap();
+    let rows: Vec<Vec<String>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').map(String::from).collect())
+        .collect();
+    assert_eq!(rows.len(), 2);
+    for r in &rows {
+        let h: f64 = r[1].parse().unwrap();
+        let cnr: f64 = r[5].parse().unwrap();
+        assert!(h > 0.0 && h < 1.0, "histogram distance {h}");
+        assert_eq!(r[4], "1", "one nodule per image");
+        assert!(cnr > 3.0, "a 0.2 disk over ±0.03 texture: CNR {cnr}");
+    }
+    assert!(String::from_utf8_lossy(&out.stdout).contains("nodule CNR"));
+}
