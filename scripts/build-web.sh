@@ -17,13 +17,19 @@ fi
 rm -rf www/pkg
 wasm-bindgen --target web --no-typescript --out-dir www/pkg "$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/dxr.wasm"
 
-# Default model: until the trained one ships, the cheff `small` fixture (random weights),
-# converted to our self-describing safetensors.
+# Default model: the shipped one (models/default.safetensors, the same `dxr restore` uses);
+# while there is none, the cheff `small` fixture (random weights) converted to our
+# self-describing safetensors.
 mkdir -p www/models
-cargo build --release --bin dxr
-"$CARGO_TARGET_DIR/release/dxr" convert "$shared/fixtures/cheff/small/weights.pt" www/models/default.safetensors \
-  --config "$shared/fixtures/cheff/small/config.json"
-cat > www/models/default.json <<'JSON'
+if [[ -f models/default.safetensors ]]; then
+  cp models/default.safetensors www/models/default.safetensors
+  if [[ -f models/default.json ]]; then cp models/default.json www/models/default.json; else rm -f www/models/default.json; fi
+else
+  cargo build --release --bin dxr
+  "$CARGO_TARGET_DIR/release/dxr" convert "$shared/fixtures/cheff/small/weights.pt" www/models/default.safetensors \
+    --config "$shared/fixtures/cheff/small/config.json"
+  cat > www/models/default.json <<'JSON'
 {"note": "demo network with random weights (the cheff 'small' test fixture): it shows the pipeline, its output is noise; the trained default model is not built yet"}
 JSON
+fi
 echo "web app built: www/pkg, www/models"

@@ -329,3 +329,61 @@ fn never_overwrites_an_input() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("overwrite"));
     assert_eq!(std::fs::read(&input).unwrap(), before);
 }
+
+#[test]
+fn restore_without_weights_uses_the_default_model_or_says_where_it_looked() {
+    let dir = Scratch::new("default-model");
+    let tiny = case("cheff", "tiny");
+    let input = dir.write(
+        "scan.png",
+        &encode_png(&synthetic(24, 16), BitDepth::Eight).unwrap(),
+    );
+    let model = dir.path("default.safetensors");
+    let conv = dxr(&[
+        "convert",
+        &s(&tiny.join("weights.pt")),
+        &s(&model),
+        "--config",
+        &s(&tiny.join("config.json")),
+    ]);
+    assert!(
+        conv.status.success(),
+        "{}",
+        String::from_utf8_lossy(&conv.stderr)
+    );
+    let run = |out: &str, env: &Path, weights: bool| {
+        let mut args = vec![
+            "restore".to_string(),
+            s(&input),
+            "-o".into(),
+            out.into(),
+            "--sampler".into(),
+            "ddim".into(),
+            "--steps".into(),
+            "3".into(),
+        ];
+        if weights {
+            args.extend(["--weights".into(), s(&model)]);
+        }
+        Command::new(env!("CARGO_BIN_EXE_dxr"))
+            .args(&args)
+            .env("DXR_DEFAULT_MODEL", env)
+            .output()
+            .unwrap()
+    };
+    let implicit = run(&s(&dir.path("a")), &model, false);
+    assert!(
+        implicit.status.success(),
+        "{}",
+        String::from_utf8_lossy(&implicit.stderr)
+    );
+    assert!(run(&s(&dir.path("b")), &model, true).status.success());
+    assert_eq!(
+        std::fs::read(dir.path("a/scan.png")).unwrap(),
+        std::fs::read(dir.path("b/scan.png")).unwrap()
+    );
+    let missing = dir.path("nowhere/default.safetensors");
+    let o = run(&s(&dir.path("c")), &missing, false);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("nowhere/default.safetensors"));
+}

@@ -43,7 +43,8 @@ enum Command {
         /// Output folder (created if missing).
         #[arg(short, long)]
         out: PathBuf,
-        /// Checkpoint: `.pt` (authors), `.pth` (SR3) or `.safetensors`.
+        /// Checkpoint: `.pt` (authors), `.pth` (SR3) or `.safetensors`; default: the bundled
+        /// model (`models/default.safetensors`, or `$DXR_DEFAULT_MODEL`).
         #[arg(long)]
         weights: Option<PathBuf>,
         /// Model config JSON (needed unless the checkpoint carries its own).
@@ -189,6 +190,14 @@ fn main() -> ExitCode {
     }
 }
 
+/// The model `dxr restore` uses without `--weights`: `$DXR_DEFAULT_MODEL`, else the repository's
+/// `models/default.safetensors` (which the page serves too).
+fn default_model() -> PathBuf {
+    std::env::var_os("DXR_DEFAULT_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default.safetensors"))
+}
+
 fn read_spec(config: Option<&Path>) -> Result<Option<ModelSpec>> {
     config
         .map(|p| {
@@ -309,11 +318,17 @@ fn restore(
     };
     let kind: SamplerKind = sampler.parse()?;
     let device = device::open(device.parse::<DeviceChoice>()?)?;
-    let weights = weights.ok_or_else(|| {
-        Error::Config(
-            "no --weights given, and no default model is bundled yet: pass a checkpoint".into(),
-        )
-    })?;
+    let default = default_model();
+    let weights = match weights {
+        Some(w) => w,
+        None if default.is_file() => default.as_path(),
+        None => {
+            return Err(Error::Config(format!(
+                "no --weights given and no default model at {} (set DXR_DEFAULT_MODEL or pass a checkpoint)",
+                default.display()
+            )));
+        }
+    };
     let restorer = Restorer::new(read_model(weights, config, &device)?)?;
     let t_total = restorer.schedule.len();
     if steps == 0 || steps > t_total {
