@@ -31,12 +31,24 @@ pub fn init_seeded(
     device: &Device,
     seed: u64,
 ) -> Result<crate::model::Network> {
+    seeded(device, seed, |d| {
+        let net = config.init(d)?;
+        let _ = optim::params(&net);
+        Ok(net)
+    })
+}
+
+/// Runs `build` (which must materialise every parameter it draws) right after seeding the
+/// backend, under the lock every seeded initialisation shares.
+pub fn seeded<T>(
+    device: &Device,
+    seed: u64,
+    build: impl FnOnce(&Device) -> Result<T>,
+) -> Result<T> {
     static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
     device.seed(seed);
-    let net = config.init(device)?;
-    let _ = optim::params(&net);
-    Ok(net)
+    build(device)
 }
 
 /// The state file of a run folder.

@@ -69,16 +69,12 @@ impl MunitTrainer {
         hq.check_patch(settings.patch)?;
         lq.check_patch(settings.patch)?;
         let ad = device.clone().autodiff();
-        let (generator, dis) = {
-            // seeded, materialised under the same lock as the diffusion networks
-            static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
-            let _g = INIT.lock().unwrap_or_else(|e| e.into_inner());
-            ad.seed(settings.seed);
-            let generator = settings.config.init_gen(&ad)?;
-            let dis = settings.config.init_dis(&ad)?;
+        let (generator, dis) = super::seeded(&ad, settings.seed, |d| {
+            let generator = settings.config.init_gen(d)?;
+            let dis = settings.config.init_dis(d)?;
             let _ = (params(&generator), params(&dis));
-            (generator, dis)
-        };
+            Ok((generator, dis))
+        })?;
         Ok(Self {
             adam_g: Adam::new(settings.lr, settings.betas),
             adam_d: Adam::new(settings.lr, settings.betas),

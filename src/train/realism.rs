@@ -67,22 +67,7 @@ pub fn spectrum_slope(img: &GrayImage) -> Result<f64> {
             )
         })
         .collect();
-    let mut planner = FftPlanner::new();
-    let row = planner.plan_fft_forward(w);
-    for r in buf.chunks_mut(w) {
-        row.process(r);
-    }
-    let col = planner.plan_fft_forward(h);
-    let mut column = vec![Complex::new(0.0, 0.0); h];
-    for x in 0..w {
-        for y in 0..h {
-            column[y] = buf[y * w + x];
-        }
-        col.process(&mut column);
-        for y in 0..h {
-            buf[y * w + x] = column[y];
-        }
-    }
+    fft2(&mut buf, w, h, false);
     // 2. radial average of |F|² in frequency bins, fit a line in log–log
     let (f_lo, f_hi) = (4.0 / w.min(h) as f64, 0.4);
     let nbins = 24;
@@ -129,6 +114,33 @@ pub fn spectrum_slope(img: &GrayImage) -> Result<f64> {
     let sxy: f64 = pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
     let sxx: f64 = pts.iter().map(|p| (p.0 - mx).powi(2)).sum();
     Ok(sxy / sxx)
+}
+
+/// In-place 2-D FFT of a row-major `w × h` buffer (rows, then columns); unnormalised.
+fn fft2(buf: &mut [Complex<f64>], w: usize, h: usize, inverse: bool) {
+    let mut planner = FftPlanner::new();
+    let plan = |n: usize, planner: &mut FftPlanner<f64>| {
+        if inverse {
+            planner.plan_fft_inverse(n)
+        } else {
+            planner.plan_fft_forward(n)
+        }
+    };
+    let row = plan(w, &mut planner);
+    for r in buf.chunks_mut(w) {
+        row.process(r);
+    }
+    let col = plan(h, &mut planner);
+    let mut column = vec![Complex::new(0.0, 0.0); h];
+    for x in 0..w {
+        for y in 0..h {
+            column[y] = buf[y * w + x];
+        }
+        col.process(&mut column);
+        for y in 0..h {
+            buf[y * w + x] = column[y];
+        }
+    }
 }
 
 /// Mean of the strongest 1 % of Sobel gradient magnitudes over the 1–99 % intensity range.
@@ -230,21 +242,7 @@ mod tests {
                 buf[y * n + x] = Complex::from_polar(amp, ph);
             }
         }
-        let mut planner = FftPlanner::new();
-        let fft = planner.plan_fft_inverse(n);
-        for r in buf.chunks_mut(n) {
-            fft.process(r);
-        }
-        let mut col = vec![Complex::new(0.0, 0.0); n];
-        for x in 0..n {
-            for y in 0..n {
-                col[y] = buf[y * n + x];
-            }
-            fft.process(&mut col);
-            for y in 0..n {
-                buf[y * n + x] = col[y];
-            }
-        }
+        fft2(&mut buf, n, n, true);
         let re: Vec<f64> = buf.iter().map(|c| c.re).collect();
         let (lo, hi) = re
             .iter()

@@ -1,7 +1,7 @@
 //! `dxr train`, `dxr pairs`, `dxr synth-lq`, `dxr eval`: the paper's two training stages and
 //! their evaluation.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -254,11 +254,41 @@ fn drive(trainer: &mut dyn Trainer, c: &Common) -> Result<()> {
     Ok(())
 }
 
-#[derive(Args)]
-pub struct PairsArgs {
-    /// bicubic (the baseline), ddpm (SDEdit with a DDPM-LQ model) or munit.
+/// How HQ becomes LQ (shared by `dxr pairs` and `dxr synth-lq`).
+#[derive(Args, Clone)]
+pub struct Degradation {
+    /// bicubic (the paper's baseline), ddpm (SDEdit with a DDPM-LQ model) or munit.
     #[arg(long)]
     method: String,
+    /// ddpm / munit: the trained model (model.safetensors or munit.safetensors of its run).
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// bicubic: down- and up-sampling factor.
+    #[arg(long, default_value_t = 4.0)]
+    scale: f64,
+    /// ddpm: SDEdit strength (fraction of T the HQ image is noised to).
+    #[arg(long, default_value_t = 0.4)]
+    strength: f64,
+    /// ddpm: ILVR low-pass block size (0 = no guidance).
+    #[arg(long, default_value_t = 8)]
+    ilvr: usize,
+    /// ddpm: DDIM steps.
+    #[arg(long, default_value_t = 25)]
+    steps: usize,
+    /// munit: `random` (default: a random style per output) or an LQ image whose style every
+    /// output takes.
+    #[arg(long)]
+    style: Option<PathBuf>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+#[derive(Args)]
+pub struct PairsArgs {
+    #[command(flatten)]
+    how: Degradation,
     /// HQ images: a radiograph or a folder of them.
     #[arg(long)]
     hq: PathBuf,
@@ -277,28 +307,6 @@ pub struct PairsArgs {
     /// Fraction of columns (right-most, as displayed) held out from training.
     #[arg(long, default_value_t = 1.0 / 3.0)]
     holdout: f64,
-    /// bicubic: down- and up-sampling factor.
-    #[arg(long, default_value_t = 4.0)]
-    scale: f64,
-    /// ddpm / munit: the trained model (model.safetensors of its run).
-    #[arg(long)]
-    weights: Option<PathBuf>,
-    /// ddpm: SDEdit strength (fraction of T the HQ crop is noised to).
-    #[arg(long, default_value_t = 0.4)]
-    strength: f64,
-    /// ddpm: ILVR low-pass block size (0 = no guidance).
-    #[arg(long, default_value_t = 8)]
-    ilvr: usize,
-    /// ddpm: DDIM steps.
-    #[arg(long, default_value_t = 25)]
-    steps: usize,
-    /// munit: an LQ image whose style every pair takes (default: a random style per pair).
-    #[arg(long)]
-    style: Option<PathBuf>,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    #[arg(long, default_value = "cpu")]
-    device: String,
 }
 
 fn columns(region: &str, holdout: f64) -> Result<Columns> {
@@ -376,18 +384,22 @@ impl Degrade {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn degrade_for(
-    method: &str,
-    weights: Option<&Path>,
-    scale: f64,
-    strength: f64,
-    steps: usize,
-    ilvr: usize,
-    style: Option<&Path>,
-    device: &str,
-) -> Result<Degrade> {
-    match method {
+fn degrade_for(how: &Degradation) -> Result<Degrade> {
+    let Degradation {
+        method,
+        weights,
+        scale,
+        strength,
+        steps,
+        ilvr,
+        style,
+        device,
+        ..
+    } = how;
+    let style = style.as_deref().filter(|p| p.as_os_str() != "random");
+    let weights = weights.as_deref();
+    let (scale, strength, steps, ilvr) = (*scale, *strength, *steps, *ilvr);
+    match method.as_str() {
         "bicubic" => Ok(Degrade::Bicubic(scale)),
         "ddpm" => {
             let w = weights.ok_or_else(|| {
@@ -427,16 +439,7 @@ fn degrade_for(
 }
 
 pub fn run_pairs(a: &PairsArgs) -> Result<()> {
-    let degrade = degrade_for(
-        &a.method,
-        a.weights.as_deref(),
-        a.scale,
-        a.strength,
-        a.steps,
-        a.ilvr,
-        a.style.as_deref(),
-        &a.device,
-    )?;
+    let degrade = degrade_for(&a.how)?;
     let hq = Domain::load(&a.hq, columns(&a.region, a.holdout)?)?;
     hq.check_patch(a.size)?;
     for d in ["lq", "hq"] {
@@ -444,13 +447,13 @@ pub fn run_pairs(a: &PairsArgs) -> Result<()> {
     }
     let bar = ProgressBar::new(a.count as u64);
     for k in 0..a.count {
-        let data = hq.patch(a.seed, k as u64, 0, a.size, &Augment::NONE);
+        let data = hq.patch(a.how.seed, k as u64, 0, a.size, &Augment::NONE);
         let crop = GrayImage {
             width: a.size,
             height: a.size,
             data,
         };
-        let lq = degrade.apply(&crop, a.seed.wrapping_add(k as u64))?;
+        let lq = degrade.apply(&crop, a.how.seed.wrapping_add(k as u64))?;
         let name = format!("{k:05}.png");
         write_atomic(
             &a.out.join("lq").join(&name),
@@ -466,7 +469,7 @@ pub fn run_pairs(a: &PairsArgs) -> Result<()> {
     eprintln!(
         "{} {} pairs of {}² in {}",
         a.count,
-        a.method,
+        a.how.method,
         a.size,
         a.out.display()
     );
@@ -475,47 +478,17 @@ pub fn run_pairs(a: &PairsArgs) -> Result<()> {
 
 #[derive(Args)]
 pub struct SynthArgs {
-    /// ddpm (SDEdit, optionally ILVR) or munit.
-    #[arg(long)]
-    method: String,
-    /// The trained LQ model.
-    #[arg(long)]
-    weights: PathBuf,
+    #[command(flatten)]
+    how: Degradation,
     /// HQ images or folders.
     #[arg(required = true)]
     inputs: Vec<PathBuf>,
     #[arg(short, long)]
     out: PathBuf,
-    #[arg(long, default_value_t = 0.4)]
-    strength: f64,
-    #[arg(long, default_value_t = 8)]
-    ilvr: usize,
-    #[arg(long, default_value_t = 25)]
-    steps: usize,
-    /// munit: `random` (a style code per seed) or an LQ image whose style to take.
-    #[arg(long, default_value = "random")]
-    style: String,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    #[arg(long, default_value = "cpu")]
-    device: String,
 }
 
 pub fn run_synth(a: &SynthArgs) -> Result<()> {
-    let style = match a.style.as_str() {
-        "random" => None,
-        file => Some(PathBuf::from(file)),
-    };
-    let degrade = degrade_for(
-        &a.method,
-        Some(&a.weights),
-        1.0,
-        a.strength,
-        a.steps,
-        a.ilvr,
-        style.as_deref(),
-        &a.device,
-    )?;
+    let degrade = degrade_for(&a.how)?;
     std::fs::create_dir_all(&a.out).map_err(|e| Error::io(&a.out, e))?;
     let mut files = Vec::new();
     for i in &a.inputs {
@@ -524,7 +497,7 @@ pub fn run_synth(a: &SynthArgs) -> Result<()> {
     let bar = ProgressBar::new(files.len() as u64);
     for f in &files {
         let img = io::read(f)?;
-        let out = degrade.apply(&img, a.seed)?;
+        let out = degrade.apply(&img, a.how.seed)?;
         let stem = f.file_stem().unwrap_or_default().to_string_lossy();
         write_atomic(
             &a.out.join(format!("{stem}.png")),
