@@ -61,6 +61,6 @@ drr-demo: build data
 bench-drr: build data
 	$(DXR) drr-bench --ct data/ct/cxr.nii.gz --mask data/ct/mask.nii.gz --size 256 512 --repeats 5
 
-# Training images per second, DDPM-HQ and MUNIT, small config, ndarray vs wgpu.
+# Training images per second, DDPM-HQ and MUNIT, small config, ndarray vs flex vs wgpu.
 bench-train: build
 	$(DXR) train-bench --config small --batch 4 --patch 64 --steps 3

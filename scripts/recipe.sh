@@ -6,7 +6,7 @@
 #
 # Every knob is an environment variable (defaults in brackets); the seeds are fixed, so the same
 # knobs give the same numbers. Outputs go to $OUT, one folder per stage, plus $OUT/results/*.md.
-#   CONFIG [small]  MUNIT_CONFIG [small]  DEVICE [gpu: wgpu, a GPU or the CPU's Vulkan driver]
+#   CONFIG [small]  MUNIT_CONFIG [small]  DEVICE [flex: burn's multi-threaded CPU backend; gpu on a GPU]
 #   STEPS_LQ [4000] STEPS_MUNIT [4000] STEPS_HQ [6000]  BATCH [4] PATCH [64] LR_HQ [5e-5]
 #   N_DRR [200] N_PAIRS [400] N_EVAL [24] EVAL_SIZE [128] SAMPLER_STEPS [25]
 #   STRENGTH [0.4] ILVR [8]  CURVE_STEPS ["5 10 25 50 100 250 1000"]  OUT [runs/recipe]
@@ -19,7 +19,7 @@ if [[ "${SMOKE:-0}" == 1 ]]; then
   : "${N_DRR:=6}" "${N_PAIRS:=6}" "${N_EVAL:=2}" "${EVAL_SIZE:=64}" "${PATCH:=32}" "${BATCH:=2}"
   : "${SAMPLER_STEPS:=3}" "${CURVE_STEPS:=2 3}" "${OUT:=runs/recipe-smoke}" "${DEVICE:=cpu}"
 fi
-CONFIG=${CONFIG:-small}; MUNIT_CONFIG=${MUNIT_CONFIG:-small}; DEVICE=${DEVICE:-gpu}
+CONFIG=${CONFIG:-small}; MUNIT_CONFIG=${MUNIT_CONFIG:-small}; DEVICE=${DEVICE:-flex}
 STEPS_LQ=${STEPS_LQ:-4000}; STEPS_MUNIT=${STEPS_MUNIT:-4000}; STEPS_HQ=${STEPS_HQ:-6000}
 BATCH=${BATCH:-4}; PATCH=${PATCH:-64}; LR_HQ=${LR_HQ:-5e-5}
 N_DRR=${N_DRR:-200}; N_PAIRS=${N_PAIRS:-400}; N_EVAL=${N_EVAL:-24}; EVAL_SIZE=${EVAL_SIZE:-128}

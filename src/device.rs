@@ -12,6 +12,9 @@ pub enum DeviceChoice {
     Cpu,
     /// burn-wgpu on the best adapter wgpu finds.
     Gpu,
+    /// burn's flex CPU backend (multi-threaded GEMM convolutions): training on a CPU.
+    #[cfg(not(target_arch = "wasm32"))]
+    Flex,
 }
 
 impl std::str::FromStr for DeviceChoice {
@@ -20,7 +23,11 @@ impl std::str::FromStr for DeviceChoice {
         match s.to_ascii_lowercase().as_str() {
             "cpu" | "ndarray" => Ok(DeviceChoice::Cpu),
             "gpu" | "wgpu" => Ok(DeviceChoice::Gpu),
-            _ => Err(Error::Device(format!("unknown device '{s}' (cpu or gpu)"))),
+            #[cfg(not(target_arch = "wasm32"))]
+            "flex" => Ok(DeviceChoice::Flex),
+            _ => Err(Error::Device(format!(
+                "unknown device '{s}' (cpu, flex or gpu)"
+            ))),
         }
     }
 }
@@ -52,5 +59,6 @@ pub fn open(choice: DeviceChoice) -> Result<Device> {
     match choice {
         DeviceChoice::Cpu => Ok(cpu()),
         DeviceChoice::Gpu => gpu(),
+        DeviceChoice::Flex => Ok(Device::flex()),
     }
 }

@@ -759,3 +759,37 @@ fn realism_command_reports_every_measure_and_the_nodules() {
     }
     assert!(String::from_utf8_lossy(&out.stdout).contains("nodule CNR"));
 }
+
+#[test]
+fn training_on_flex_follows_ndarray_and_repeats_itself() {
+    let dir = Scratch::new("train-flex");
+    pair_set(&dir.path("pairs"));
+    let flex = "flex"
+        .parse::<dxr::device::DeviceChoice>()
+        .and_then(dxr::device::open)
+        .unwrap();
+    let make = |device: &Device| {
+        let set = PairSet::load(&dir.path("pairs")).unwrap();
+        DdpmTrainer::new(settings(2), DdpmData::Pairs(set), DdpmVal::None, device).unwrap()
+    };
+    use dxr::train::Trainer;
+    let mut cpu = make(&dxr::device::cpu());
+    let mut state = StateFile::default();
+    cpu.save(&mut state).unwrap();
+    let (mut f1, mut f2) = (make(&flex), make(&flex));
+    f1.load(&state).unwrap();
+    f2.load(&state).unwrap();
+    for step in 0..4 {
+        let (a, b, c) = (
+            cpu.step(step).unwrap(),
+            f1.step(step).unwrap(),
+            f2.step(step).unwrap(),
+        );
+        println!("step {step}: ndarray {a:.6}, flex {b:.6}");
+        assert!(
+            (a - b).abs() < 1e-4 * a.abs().max(1.0),
+            "step {step}: {a} vs {b}"
+        );
+        assert_eq!(b, c, "flex training is not repeatable (step {step})");
+    }
+}

@@ -60,7 +60,8 @@ pub struct Common {
     /// DPM-Solver++ steps of the validation restorations.
     #[arg(long, default_value_t = 10)]
     val_steps: usize,
-    /// cpu or gpu (wgpu).
+    /// cpu (burn-ndarray), flex (burn's multi-threaded CPU backend: the fast CPU choice for
+    /// training) or gpu (wgpu).
     #[arg(long, default_value = "cpu")]
     device: String,
 }
@@ -593,7 +594,7 @@ pub struct TrainBenchArgs {
     /// Timed steps per backend (median reported) after one warm-up step.
     #[arg(long, default_value_t = 5)]
     steps: usize,
-    /// Backends (cpu, gpu); default both when a wgpu adapter exists.
+    /// Backends (cpu, flex, gpu); default all three (gpu when a wgpu adapter exists).
     #[arg(long)]
     device: Vec<String>,
 }
@@ -625,7 +626,7 @@ fn synthetic(n: usize, side: usize, seed: u64) -> Vec<GrayImage> {
 
 pub fn run_train_bench(a: &TrainBenchArgs) -> Result<()> {
     let devices: Vec<String> = if a.device.is_empty() {
-        let mut v = vec!["cpu".to_string()];
+        let mut v = vec!["cpu".to_string(), "flex".to_string()];
         if device::gpu().is_ok() {
             v.push("gpu".into());
         }
