@@ -124,6 +124,12 @@ fn ddpm_settings(c: &Common, channels: usize) -> Result<DdpmSettings> {
 }
 
 pub fn run_train(cmd: &TrainCommand) -> Result<()> {
+    // Ctrl-C is caught from the start: while the data loads it stops the run after its first step.
+    let cancel = Arc::new(AtomicBool::new(false));
+    {
+        let flag = cancel.clone();
+        let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
+    }
     let (common, mut trainer): (&Common, Box<dyn Trainer>) = match cmd {
         TrainCommand::DdpmHq { common, pairs, val } => {
             let device = open_device(&common.device)?;
@@ -192,11 +198,11 @@ pub fn run_train(cmd: &TrainCommand) -> Result<()> {
             )
         }
     };
-    drive(trainer.as_mut(), common)
+    drive(trainer.as_mut(), common, &cancel)
 }
 
 /// The run loop with a progress bar and Ctrl-C (save and stop).
-fn drive(trainer: &mut dyn Trainer, c: &Common) -> Result<()> {
+fn drive(trainer: &mut dyn Trainer, c: &Common, cancel: &AtomicBool) -> Result<()> {
     let opts = RunOptions {
         out: c.out.clone(),
         steps: c.steps,
@@ -204,11 +210,6 @@ fn drive(trainer: &mut dyn Trainer, c: &Common) -> Result<()> {
         val_every: c.val_every,
         save_every: c.save_every,
     };
-    let cancel = Arc::new(AtomicBool::new(false));
-    {
-        let flag = cancel.clone();
-        let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
-    }
     let bar = ProgressBar::new(c.steps);
     bar.set_style(
         ProgressStyle::with_template(
