@@ -75,17 +75,7 @@ pub fn spectrum_slope(img: &GrayImage) -> Result<f64> {
     let mut count = vec![0usize; nbins];
     for y in 0..h {
         for x in 0..w {
-            let fx = if x <= w / 2 {
-                x as f64
-            } else {
-                x as f64 - w as f64
-            } / w as f64;
-            let fy = if y <= h / 2 {
-                y as f64
-            } else {
-                y as f64 - h as f64
-            } / h as f64;
-            let f = (fx * fx + fy * fy).sqrt();
+            let f = freq(x, w).hypot(freq(y, h));
             if f < f_lo || f > f_hi {
                 continue;
             }
@@ -114,6 +104,16 @@ pub fn spectrum_slope(img: &GrayImage) -> Result<f64> {
     let sxy: f64 = pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
     let sxx: f64 = pts.iter().map(|p| (p.0 - mx).powi(2)).sum();
     Ok(sxy / sxx)
+}
+
+/// Signed frequency (cycles/pixel) of FFT bin `k` of `n`.
+fn freq(k: usize, n: usize) -> f64 {
+    let k = if k <= n / 2 {
+        k as f64
+    } else {
+        k as f64 - n as f64
+    };
+    k / n as f64
 }
 
 /// In-place 2-D FFT of a row-major `w × h` buffer (rows, then columns); unnormalised.
@@ -226,17 +226,7 @@ mod tests {
         let mut buf: Vec<Complex<f64>> = vec![Complex::new(0.0, 0.0); n * n];
         for y in 0..n {
             for x in 0..n {
-                let fx = if x <= n / 2 {
-                    x as f64
-                } else {
-                    x as f64 - n as f64
-                } / n as f64;
-                let fy = if y <= n / 2 {
-                    y as f64
-                } else {
-                    y as f64 - n as f64
-                } / n as f64;
-                let f = (fx * fx + fy * fy).sqrt().max(1.0 / n as f64);
+                let f = freq(x, n).hypot(freq(y, n)).max(1.0 / n as f64);
                 let amp = f.powf(beta / 2.0);
                 let ph: f64 = rng.random_range(0.0..std::f64::consts::TAU);
                 buf[y * n + x] = Complex::from_polar(amp, ph);
