@@ -9,7 +9,7 @@ SHARED ?= $(CURDIR)/../shared
 export SHARED
 DXR := $(CARGO_TARGET_DIR)/release/dxr
 
-.PHONY: serve test deps data build web wasm-check browser-test bench bench-web bench-drr bench-train demo drr-demo
+.PHONY: serve test deps data build web wasm-check browser-test bench bench-web bench-drr bench-train demo drr-demo recipe
 
 deps:
 	@scripts/setup.sh
@@ -51,6 +51,11 @@ bench: build
 bench-web: web build
 	@scripts/setup-browser.sh
 	node scripts/bench-web.mjs --size 64 --steps 5
+
+# Retrains the default model and reproduces RESULTS.md's numbers (hours on a CPU; see the script's
+# knobs); PUBLISH=1 installs models/default.* and the sheets in docs/.
+recipe: build data
+	PUBLISH=1 DXR=$(DXR) scripts/recipe.sh
 
 # A labelled DRR set from the example CT, with a contact sheet: out/drr-demo/.
 drr-demo: build data

@@ -691,9 +691,9 @@ fn ctrl_c_saves_the_run_and_it_resumes() {
     );
 }
 
-#[test]
-fn realism_command_reports_every_measure_and_the_nodules() {
-    let dir = Scratch::new("realism");
+/// A fake `dxr drr` set under `dir/set`: two 64² images (00000, 00001) with one bright disk each
+/// (centre (30, 34), radius 6) and their labels.
+fn fake_drr_set(dir: &Scratch) {
     // a fake DRR set: two images with one bright disk each, labels in the drr layout
     std::fs::create_dir_all(dir.path("set/labels")).unwrap();
     for k in 0..2 {
@@ -714,13 +714,19 @@ fn realism_command_reports_every_measure_and_the_nodules() {
                 .collect(),
         };
         write_png(&dir.path(&format!("set/png16/{k:05}.png")), &img);
-        let label = serde_json::json!({"width": 64, "height": 64, "nodules": [{"centre_px": [30.0, 34.0], "radius_px": 6.0}]});
+        let label = serde_json::json!({"width": 64, "height": 64, "nodules": [{"centre_px": [30.0, 34.0], "radius_px": 6.0, "bbox_px": [24.0, 28.0, 36.0, 40.0]}]});
         std::fs::write(
             dir.path(&format!("set/labels/{k:05}.json")),
             label.to_string(),
         )
         .unwrap();
     }
+}
+
+#[test]
+fn realism_command_reports_every_measure_and_the_nodules() {
+    let dir = Scratch::new("realism");
+    fake_drr_set(&dir);
     write_png(&dir.path("real.png"), &blobs(70, 90, 60));
     let p = |s: &str| dir.path(s).to_str().unwrap().to_string();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_dxr"))
@@ -758,6 +764,60 @@ fn realism_command_reports_every_measure_and_the_nodules() {
         assert!(cnr > 3.0, "a 0.2 disk over ±0.03 texture: CNR {cnr}");
     }
     assert!(String::from_utf8_lossy(&out.stdout).contains("nodule CNR"));
+}
+
+#[test]
+fn sheet_command_tiles_folders_by_name_and_draws_the_nodule_boxes() {
+    let dir = Scratch::new("sheet");
+    fake_drr_set(&dir);
+    // a second column at twice the size, as a restoration of other size would be
+    for k in 0..2 {
+        write_png(
+            &dir.path(&format!("big/{k:05}.png")),
+            &blobs(k as u64, 128, 128),
+        );
+    }
+    let p = |s: &str| dir.path(s).to_str().unwrap().to_string();
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_dxr"))
+            .arg("sheet")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&[
+        &p("set/png16"),
+        &p("big"),
+        "--labels",
+        &p("set"),
+        "--thumb",
+        "32",
+        "-o",
+        &p("s.png"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sheet = image::open(dir.path("s.png")).unwrap().to_rgb8();
+    // 2 rows × 2 columns of 32² cells with 4-px gaps
+    assert_eq!((sheet.width(), sheet.height()), (76, 76));
+    // the disk's box [24,28,36,40] of 64 px → [12,14,18,20] in a 32-px cell, grown by a pixel:
+    // its left edge at x = 4 + 11 in the first column and 40 + 11 in the second (label scaled)
+    for x0 in [4, 40] {
+        assert_eq!(
+            *sheet.get_pixel(x0 + 11, 4 + 16),
+            image::Rgb([255, 40, 40]),
+            "cell at x {x0}"
+        );
+    }
+    // a folder without one of the names is refused by name, and nothing is written
+    std::fs::remove_file(dir.path("big/00001.png")).unwrap();
+    let out = run(&[&p("set/png16"), &p("big"), "-o", &p("t.png")]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no image named 00001"));
+    assert!(!dir.path("t.png").exists());
 }
 
 #[test]

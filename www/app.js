@@ -92,9 +92,12 @@ async function start() {
   await loadDefaultModel();
 }
 
-async function fetchWithProgress(url) {
-  const cache = 'caches' in self ? await caches.open('dxr-models-v1') : null;
-  const hit = cache && await cache.match(url);
+// `version` (the model's SHA-256 from default.json) keys the cache, so a new default model is
+// fetched again instead of the stale cached one; without a version nothing is cached.
+async function fetchWithProgress(url, version) {
+  const cache = version && 'caches' in self ? await caches.open('dxr-models-v1') : null;
+  const key = `${url}?v=${version}`;
+  const hit = cache && await cache.match(key);
   if (hit) { $('model-progress').value = 1; return new Uint8Array(await hit.arrayBuffer()); }
   const resp = await fetch(url);
   if (!resp.ok) throw new Error(`${url}: HTTP ${resp.status}`);
@@ -110,15 +113,16 @@ async function fetchWithProgress(url) {
   const bytes = new Uint8Array(got); let off = 0;
   for (const c of chunks) { bytes.set(c, off); off += c.length; }
   $('model-progress').value = 1;
-  if (cache) await cache.put(url, new Response(bytes.slice(), { headers: { 'content-type': 'application/octet-stream' } }));
+  if (cache) await cache.put(key, new Response(bytes.slice(), { headers: { 'content-type': 'application/octet-stream' } }));
   return bytes;
 }
 
 async function loadDefaultModel() {
   try {
-    let note = '';
-    try { note = (await (await fetch('www/models/default.json')).json()).note || ''; } catch { /* optional */ }
-    const bytes = await fetchWithProgress(MODEL_URL);
+    let meta = {};
+    try { meta = await (await fetch('www/models/default.json')).json(); } catch { /* optional */ }
+    const note = meta.note || '';
+    const bytes = await fetchWithProgress(MODEL_URL, meta.sha256);
     const label = `Default model${note ? ` — ${note}` : ''}`;
     lastModel = { bytes: bytes.buffer.slice(0), config: undefined, label };
     const info = await call('load', { bytes: bytes.buffer }, [bytes.buffer]);

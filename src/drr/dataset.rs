@@ -17,6 +17,7 @@ use super::Scene;
 use super::geometry::{Geometry, Pose, Projection};
 use super::gpu::GpuProjector;
 use super::nodule::{LungRegion, Nodule, NoduleLabel, NoduleSettings};
+use crate::io::sheet::{self, Cell};
 use crate::io::{BitDepth, GrayImage, encode_png, write_atomic};
 use crate::{Error, Result};
 
@@ -407,94 +408,27 @@ pub fn coco(labels: &[ViewLabel]) -> serde_json::Value {
 
 /// Grid of views, each as [without | with nodules], nodule boxes drawn in red.
 fn contact_sheet(items: &[(GrayImage, GrayImage, Vec<NoduleLabel>)]) -> Result<Vec<u8>> {
-    const THUMB: usize = 256;
-    const GAP: usize = 4;
-    let (w, h) = (items[0].0.width, items[0].0.height);
-    let scale = (THUMB as f64 / w.max(h) as f64).min(1.0);
-    let (tw, th) = (
-        ((w as f64) * scale).round() as usize,
-        ((h as f64) * scale).round() as usize,
-    );
     let cols = (items.len() as f64).sqrt().ceil() as usize;
-    let rows = items.len().div_ceil(cols);
-    let (sw, sh) = (cols * (2 * tw + 3 * GAP), rows * (th + 2 * GAP));
-    let mut sheet = image::RgbImage::from_pixel(sw as u32, sh as u32, image::Rgb([32, 32, 32]));
-    let thumb = |g: &GrayImage| {
-        let img = image::GrayImage::from_raw(
-            g.width as u32,
-            g.height as u32,
-            g.data
-                .iter()
-                .map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8)
-                .collect(),
-        )
-        .expect("sizes match");
-        image::imageops::resize(
-            &img,
-            tw as u32,
-            th as u32,
-            image::imageops::FilterType::Triangle,
-        )
-    };
-    for (k, (clean, with, labels)) in items.iter().enumerate() {
-        let (cx, cy) = (
-            (k % cols) * (2 * tw + 3 * GAP) + GAP,
-            (k / cols) * (th + 2 * GAP) + GAP,
-        );
-        for (n, img) in [clean, with].into_iter().enumerate() {
-            let t = thumb(img);
-            let x0 = cx + n * (tw + GAP);
-            for (x, y, p) in t.enumerate_pixels() {
-                sheet.put_pixel(
-                    (x0 + x as usize) as u32,
-                    (cy + y as usize) as u32,
-                    image::Rgb([p[0]; 3]),
-                );
-            }
-            if n == 1 {
-                for l in labels {
-                    let b = l.bbox_px.map(|v| v * scale);
-                    draw_rect(
-                        &mut sheet,
-                        [
-                            x0 as f64 + b[0],
-                            cy as f64 + b[1],
-                            x0 as f64 + b[2],
-                            cy as f64 + b[3],
-                        ],
-                        [x0, cy, x0 + tw, cy + th],
-                    );
-                }
-            }
-        }
-    }
-    let mut out = Vec::new();
-    image::DynamicImage::ImageRgb8(sheet)
-        .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
-        .map_err(|e| Error::Image(format!("contact sheet: {e}")))?;
-    Ok(out)
-}
-
-fn draw_rect(img: &mut image::RgbImage, b: [f64; 4], clip: [usize; 4]) {
-    let red = image::Rgb([255, 40, 40]);
-    let cl =
-        |v: f64, lo: usize, hi: usize| (v.round() as i64).clamp(lo as i64, hi as i64 - 1) as u32;
-    let (x0, y0) = (
-        cl(b[0] - 1.0, clip[0], clip[2]),
-        cl(b[1] - 1.0, clip[1], clip[3]),
-    );
-    let (x1, y1) = (
-        cl(b[2] + 1.0, clip[0], clip[2]),
-        cl(b[3] + 1.0, clip[1], clip[3]),
-    );
-    for x in x0..=x1 {
-        img.put_pixel(x, y0, red);
-        img.put_pixel(x, y1, red);
-    }
-    for y in y0..=y1 {
-        img.put_pixel(x0, y, red);
-        img.put_pixel(x1, y, red);
-    }
+    let rows: Vec<Vec<Cell>> = items
+        .chunks(cols)
+        .map(|row| {
+            row.iter()
+                .flat_map(|(clean, with, labels)| {
+                    [
+                        Cell {
+                            image: clean,
+                            boxes: vec![],
+                        },
+                        Cell {
+                            image: with,
+                            boxes: labels.iter().map(|l| l.bbox_px).collect(),
+                        },
+                    ]
+                })
+                .collect()
+        })
+        .collect();
+    sheet::grid_png(&rows, 256)
 }
 
 #[cfg(test)]

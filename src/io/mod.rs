@@ -2,6 +2,7 @@
 //! results as 8- or 16-bit PNG without ever leaving a half-written file behind.
 
 pub mod dicom;
+pub mod sheet;
 
 use std::io::Cursor;
 #[cfg(not(target_arch = "wasm32"))]
@@ -25,6 +26,30 @@ pub struct GrayImage {
 }
 
 impl GrayImage {
+    /// Resampled to `width`×`height` with `filter` (the filter widens when shrinking, so
+    /// downsampling averages instead of aliasing); values clamped to [0, 1].
+    pub fn resized(
+        &self,
+        width: usize,
+        height: usize,
+        filter: image::imageops::FilterType,
+    ) -> Self {
+        use image::{ImageBuffer, Luma};
+        let buf: ImageBuffer<Luma<f32>, Vec<f32>> =
+            ImageBuffer::from_raw(self.width as u32, self.height as u32, self.data.clone())
+                .expect("sizes match");
+        let out = image::imageops::resize(&buf, width as u32, height as u32, filter);
+        Self {
+            width,
+            height,
+            data: out
+                .into_raw()
+                .into_iter()
+                .map(|v| v.clamp(0.0, 1.0))
+                .collect(),
+        }
+    }
+
     /// Checks the size against [`MIN_SIDE`] and [`MAX_SIDE`].
     pub fn check_size(width: usize, height: usize) -> Result<()> {
         if width < MIN_SIDE || height < MIN_SIDE {

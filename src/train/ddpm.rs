@@ -492,25 +492,13 @@ pub fn bicubic_degrade(image: &GrayImage, factor: f64) -> Result<GrayImage> {
     if !(factor >= 1.0 && factor.is_finite()) {
         return Err(Error::Image(format!("bicubic factor {factor} must be ≥ 1")));
     }
-    use image::{ImageBuffer, Luma, imageops};
-    let (w, h) = (image.width as u32, image.height as u32);
-    let buf: ImageBuffer<Luma<f32>, Vec<f32>> =
-        ImageBuffer::from_raw(w, h, image.data.clone()).expect("sizes match");
+    use image::imageops::FilterType::CatmullRom;
+    let (w, h) = (image.width, image.height);
     let (sw, sh) = (
-        ((w as f64 / factor).round() as u32).max(1),
-        ((h as f64 / factor).round() as u32).max(1),
+        ((w as f64 / factor).round() as usize).max(1),
+        ((h as f64 / factor).round() as usize).max(1),
     );
-    let small = imageops::resize(&buf, sw, sh, imageops::FilterType::CatmullRom);
-    let back = imageops::resize(&small, w, h, imageops::FilterType::CatmullRom);
-    Ok(GrayImage {
-        width: image.width,
-        height: image.height,
-        data: back
-            .into_raw()
-            .into_iter()
-            .map(|v| v.clamp(0.0, 1.0))
-            .collect(),
-    })
+    Ok(image.resized(sw, sh, CatmullRom).resized(w, h, CatmullRom))
 }
 
 #[cfg(test)]

@@ -3,7 +3,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, mkdirSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, writeFileSync, existsSync, readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -88,6 +89,24 @@ test('loads without console errors, shows the adapter, restores like the CLI', a
     assert.deepEqual(errors, [], 'console errors');
     const foreign = requests.filter((u) => !u.startsWith(origin) && !u.startsWith('blob:') && !u.startsWith('data:'));
     assert.deepEqual(foreign, [], 'requests to other origins');
+  } finally { await ctx.close(); }
+});
+
+test('the default model is the one its manifest describes, and the page names it', async () => {
+  const meta = JSON.parse(readFileSync(join(root, 'www/models/default.json'), 'utf8'));
+  const bytes = readFileSync(join(root, 'www/models/default.safetensors'));
+  assert.ok(bytes.length <= 25 * 1024 * 1024, `default model is ${bytes.length} bytes, over 25 MB`);
+  // the hash keys the page's model cache: a stale hash would keep serving an old model
+  if (meta.sha256) assert.equal(createHash('sha256').update(bytes).digest('hex'), meta.sha256);
+  const { ctx, page, errors } = await open();
+  try {
+    const status = await page.textContent('#model-status');
+    assert.ok(status.startsWith('Default model'), status);
+    if (meta.parameters) {
+      assert.ok(status.replace(/[^0-9 ]/g, '').includes(String(meta.parameters)), `${status} vs ${meta.parameters}`);
+    }
+    assert.ok(status.includes(meta.note), `${status} lacks the manifest's note`);
+    assert.deepEqual(errors, [], 'console errors');
   } finally { await ctx.close(); }
 });
 

@@ -15,7 +15,7 @@ use dxr::checkpoint::{self, read_checkpoint};
 use dxr::config::ModelSpec;
 use dxr::device::{self, DeviceChoice};
 use dxr::diffusion::sampler::{SamplerKind, SamplerSettings, SeededNoise};
-use dxr::io::{self, BitDepth};
+use dxr::io::{self, BitDepth, GrayImage};
 use dxr::restore::Restorer;
 use dxr::{Error, Result};
 
@@ -82,6 +82,19 @@ enum Command {
     },
     /// Compare two images: max |a − b| in 8-bit steps, PSNR and SSIM (on 8-bit values).
     Compare { a: PathBuf, b: PathBuf },
+    /// Resample radiographs to a width (aspect kept), as 16-bit PNG: brings a radiograph to the
+    /// pixel scale of the DRRs before training or comparing.
+    Resize {
+        /// Image files or folders of images.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// Output folder (created if missing).
+        #[arg(short, long)]
+        out: PathBuf,
+        /// Width in pixels.
+        #[arg(long)]
+        width: usize,
+    },
     /// Show a checkpoint's family, config and parameter count.
     Info {
         file: PathBuf,
@@ -102,6 +115,8 @@ enum Command {
     /// Realism of images (histogram distance to a real radiograph, spectrum slope, edge
     /// sharpness) and nodule CNR from a DRR set's labels.
     Realism(Box<train::RealismArgs>),
+    /// Before/after sheet: a PNG grid, one column per folder, one row per image name.
+    Sheet(Box<train::SheetArgs>),
     /// Training images per second (DDPM-HQ and MUNIT) on every backend.
     TrainBench(Box<train::TrainBenchArgs>),
     /// PSNR/SSIM per image and mean ± std, as a Markdown table and CSV.
@@ -154,6 +169,7 @@ fn main() -> ExitCode {
         ),
         Command::Info { file, config } => info(&file, config.as_deref()),
         Command::Compare { a, b } => compare(&a, &b),
+        Command::Resize { inputs, out, width } => resize(&inputs, &out, width),
         Command::Convert {
             input,
             output,
@@ -167,6 +183,7 @@ fn main() -> ExitCode {
         Command::Eval(a) => train::run_eval(&a),
         Command::TrainBench(a) => train::run_train_bench(&a),
         Command::Realism(a) => train::run_realism(&a),
+        Command::Sheet(a) => train::run_sheet(&a),
         Command::DrrBench(a) => drr::bench(&a),
         Command::Bench {
             config,
@@ -537,6 +554,41 @@ fn bench(
             times[0],
             times[times.len() - 1],
             median / base
+        );
+    }
+    Ok(())
+}
+
+fn resize(inputs: &[PathBuf], out: &Path, width: usize) -> Result<()> {
+    let mut files = Vec::new();
+    for i in inputs {
+        files.extend(dxr::train::data::image_files(i)?);
+    }
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    for f in &files {
+        let img = io::read(f)?;
+        let height =
+            ((img.height as f64 * width as f64 / img.width as f64).round() as usize).max(1);
+        GrayImage::check_size(width, height)?;
+        let small = img.resized(width, height, image::imageops::FilterType::Triangle);
+        let name = format!(
+            "{}.png",
+            f.file_stem().unwrap_or_default().to_string_lossy()
+        );
+        let path = out.join(name);
+        if files.iter().any(|i| i == &path) {
+            return Err(Error::Config(format!(
+                "{}: would overwrite an input",
+                path.display()
+            )));
+        }
+        io::write_atomic(&path, &io::encode_png(&small, BitDepth::Sixteen)?)?;
+        eprintln!(
+            "{} {}×{} → {} {width}×{height}",
+            f.display(),
+            img.width,
+            img.height,
+            path.display()
         );
     }
     Ok(())

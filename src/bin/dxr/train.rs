@@ -790,20 +790,8 @@ pub fn run_realism(a: &RealismArgs) -> Result<()> {
         let edge = realism::edge_sharpness(&img);
         let mut these = Vec::new();
         if let Some(dir) = &a.labels {
-            let stem = f.file_stem().unwrap_or_default().to_string_lossy();
-            let path = dir.join("labels").join(format!("{stem}.json"));
-            let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-            let label: serde_json::Value = serde_json::from_str(&text)
-                .map_err(|e| Error::Image(format!("{}: {e}", path.display())))?;
-            let sx = img.width as f64 / label["width"].as_f64().unwrap_or(img.width as f64);
-            let sy = img.height as f64 / label["height"].as_f64().unwrap_or(img.height as f64);
-            for n in label["nodules"].as_array().into_iter().flatten() {
-                let c = [
-                    n["centre_px"][0].as_f64().unwrap_or(0.0) * sx,
-                    n["centre_px"][1].as_f64().unwrap_or(0.0) * sy,
-                ];
-                let r = n["radius_px"].as_f64().unwrap_or(0.0) * 0.5 * (sx + sy);
-                if let Some(v) = realism::nodule_cnr(&img, c, r) {
+            for n in nodule_labels(dir, f, &img)? {
+                if let Some(v) = realism::nodule_cnr(&img, n.centre, n.radius) {
                     these.push(v);
                 }
             }
@@ -852,5 +840,123 @@ pub fn run_realism(a: &RealismArgs) -> Result<()> {
     if let Some(p) = &a.csv {
         write_atomic(p, csv.as_bytes())?;
     }
+    Ok(())
+}
+
+/// A nodule of a `dxr drr` label, in the pixels of the image it is used on.
+struct NoduleBox {
+    centre: [f64; 2],
+    radius: f64,
+    bbox: [f64; 4],
+}
+
+/// The nodules of `image` (a file named like a view of the DRR set `dir`, at any size: the label's
+/// pixels are scaled to the image's).
+fn nodule_labels(
+    dir: &std::path::Path,
+    image: &std::path::Path,
+    img: &GrayImage,
+) -> Result<Vec<NoduleBox>> {
+    let stem = image.file_stem().unwrap_or_default().to_string_lossy();
+    let path = dir.join("labels").join(format!("{stem}.json"));
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let label: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| Error::Image(format!("{}: {e}", path.display())))?;
+    let sx = img.width as f64 / label["width"].as_f64().unwrap_or(img.width as f64);
+    let sy = img.height as f64 / label["height"].as_f64().unwrap_or(img.height as f64);
+    let num = |v: &serde_json::Value| v.as_f64().unwrap_or(0.0);
+    Ok(label["nodules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|n| NoduleBox {
+            centre: [num(&n["centre_px"][0]) * sx, num(&n["centre_px"][1]) * sy],
+            radius: num(&n["radius_px"]) * 0.5 * (sx + sy),
+            bbox: [
+                num(&n["bbox_px"][0]) * sx,
+                num(&n["bbox_px"][1]) * sy,
+                num(&n["bbox_px"][2]) * sx,
+                num(&n["bbox_px"][3]) * sy,
+            ],
+        })
+        .collect())
+}
+
+#[derive(Args)]
+pub struct SheetArgs {
+    /// Folders of images, one per column (a row is the images of the same name, matched by file
+    /// stem, in the order of the first folder).
+    #[arg(required = true)]
+    columns: Vec<PathBuf>,
+    /// Output PNG.
+    #[arg(short, long)]
+    out: PathBuf,
+    /// Rows (the first N names of the first folder).
+    #[arg(long, default_value_t = 6)]
+    count: usize,
+    /// A `dxr drr` set folder: draws each image's nodule boxes from its labels/NAME.json.
+    #[arg(long)]
+    labels: Option<PathBuf>,
+    /// Longer side of a cell, in pixels.
+    #[arg(long, default_value_t = 256)]
+    thumb: usize,
+}
+
+/// Before/after sheets: rows = images, columns = folders (input, restorations, reference).
+pub fn run_sheet(a: &SheetArgs) -> Result<()> {
+    use dxr::io::sheet::{Cell, grid_png};
+    let stem = |p: &std::path::Path| {
+        p.file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned()
+    };
+    let lists = a
+        .columns
+        .iter()
+        .map(|c| dxr::train::data::image_files(c))
+        .collect::<Result<Vec<_>>>()?;
+    let mut rows = Vec::new();
+    for first in lists[0].iter().take(a.count.max(1)) {
+        let name = stem(first);
+        let mut row = Vec::new();
+        for (col, list) in a.columns.iter().zip(&lists) {
+            let file = list.iter().find(|p| stem(p) == name).ok_or_else(|| {
+                Error::Image(format!(
+                    "{}: no image named {name} (as in {})",
+                    col.display(),
+                    a.columns[0].display()
+                ))
+            })?;
+            let img = io::read(file)?;
+            let boxes = match &a.labels {
+                Some(dir) => nodule_labels(dir, file, &img)?
+                    .into_iter()
+                    .map(|n| n.bbox)
+                    .collect(),
+                None => vec![],
+            };
+            row.push((img, boxes));
+        }
+        rows.push(row);
+    }
+    let cells: Vec<Vec<Cell>> = rows
+        .iter()
+        .map(|r| {
+            r.iter()
+                .map(|(image, boxes)| Cell {
+                    image,
+                    boxes: boxes.clone(),
+                })
+                .collect()
+        })
+        .collect();
+    write_atomic(&a.out, &grid_png(&cells, a.thumb)?)?;
+    eprintln!(
+        "wrote {} ({} rows × {} columns)",
+        a.out.display(),
+        rows.len(),
+        a.columns.len()
+    );
     Ok(())
 }
