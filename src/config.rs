@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::diffusion::sampler::Prediction;
 use crate::diffusion::schedule::{BetaKind, ScheduleConfig};
 use crate::error::{Error, Result};
 use crate::model::{CheffUnetConfig, Family, NetworkConfig, Sr3UnetConfig};
@@ -13,6 +14,9 @@ use crate::model::{CheffUnetConfig, Family, NetworkConfig, Sr3UnetConfig};
 pub struct ModelSpec {
     pub network: NetworkConfig,
     pub schedule: ScheduleConfig,
+    /// The training objective (ε unless the file says `"prediction": "x0"`).
+    #[serde(default, skip_serializing_if = "Prediction::is_eps")]
+    pub prediction: Prediction,
 }
 
 impl ModelSpec {
@@ -28,6 +32,7 @@ impl ModelSpec {
         Self {
             network: NetworkConfig::Cheff(CheffUnetConfig::new()),
             schedule: ScheduleConfig::cheff_default(),
+            prediction: Prediction::Eps,
         }
     }
 
@@ -109,6 +114,7 @@ impl ModelSpec {
         let spec = Self {
             network: NetworkConfig::Cheff(network),
             schedule,
+            prediction: Prediction::Eps,
         };
         spec.network.validate()?;
         Ok(spec)
@@ -133,6 +139,7 @@ impl ModelSpec {
         let spec = Self {
             network: NetworkConfig::Sr3(cfg),
             schedule,
+            prediction: Prediction::Eps,
         };
         spec.network.validate()?;
         Ok(spec)
@@ -184,6 +191,20 @@ fn with_defaults<T: Serialize + serde::de::DeserializeOwned>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_objective_is_saved_only_when_it_is_not_the_authors() {
+        let eps = ModelSpec::authors_default();
+        let text = serde_json::to_string(&eps).unwrap();
+        assert!(!text.contains("prediction"), "{text}");
+        let x0 = ModelSpec {
+            prediction: Prediction::X0,
+            ..eps
+        };
+        let text = serde_json::to_string(&x0).unwrap();
+        assert!(text.contains(r#""prediction":"x0""#), "{text}");
+        assert_eq!(serde_json::from_str::<ModelSpec>(&text).unwrap(), x0);
+    }
 
     #[test]
     fn parses_the_three_layouts() {

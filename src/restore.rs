@@ -90,6 +90,7 @@ impl Restorer {
         let den = Denoiser {
             net: &self.model.network,
             schedule: &self.schedule,
+            prediction: self.model.spec.prediction,
         };
         let run = SamplerRun::new(den, cond, net_cfg.image_channels(), settings, noise)?;
         Ok(RestoreRun {

@@ -22,6 +22,7 @@ fn specs() -> Vec<(&'static str, ModelSpec)> {
             beta_start: 1e-4,
             beta_end: 0.02,
         },
+        prediction: Default::default(),
     };
     let sr3 = |c: Sr3UnetConfig, kind| ModelSpec {
         network: NetworkConfig::Sr3(c),
@@ -32,6 +33,7 @@ fn specs() -> Vec<(&'static str, ModelSpec)> {
             beta_start: 1e-4,
             beta_end: 0.05,
         },
+        prediction: Default::default(),
     };
     let small = CheffUnetConfig::new()
         .with_dim(8)
@@ -119,6 +121,7 @@ fn run(spec: &ModelSpec, bytes: &[u8], device: &Device, kind: SamplerKind) -> Ve
     let den = Denoiser {
         net: &model.network,
         schedule: &schedule,
+        prediction: Default::default(),
     };
     let settings = SamplerSettings {
         kind,

@@ -169,6 +169,7 @@ fn run_case(case: &Case, device: &Device, report: &mut Report) {
         let den = Denoiser {
             net: &model.network,
             schedule: &schedule,
+            prediction: Default::default(),
         };
         // The network alone, from every weight file.
         let unet_in = case.tensor4("unet_in", device);
@@ -315,6 +316,7 @@ fn cheff_samplers(
     let short_den = Denoiser {
         net: den.net,
         schedule: &short,
+        prediction: Default::default(),
     };
     let settings = SamplerSettings {
         kind: SamplerKind::Ddpm,
@@ -361,6 +363,7 @@ fn sr3_samplers(
     let short_den = Denoiser {
         net: den.net,
         schedule: &short,
+        prediction: Default::default(),
     };
     let settings = SamplerSettings {
         kind: SamplerKind::Ddpm,

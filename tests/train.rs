@@ -9,6 +9,7 @@ use std::path::Path;
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use common::Scratch;
+use dxr::diffusion::Prediction;
 use dxr::io::{BitDepth, GrayImage, encode_png};
 use dxr::train::data::{Augment, Columns, Domain, PairSet};
 use dxr::train::ddpm::{
@@ -154,6 +155,38 @@ fn ddpm_hq_learns_and_a_resumed_run_equals_an_uninterrupted_one() {
     let bytes = std::fs::read(dir.path("a/model.safetensors")).unwrap();
     let model = dxr::checkpoint::load_bytes(&bytes, None, &device).unwrap();
     assert_eq!(model.spec, settings(2).spec);
+}
+
+#[test]
+fn an_x0_objective_restores_better_than_eps_after_the_same_short_training() {
+    let dir = Scratch::new("train-x0");
+    pair_set(&dir.path("pairs"));
+    let device = dxr::device::cpu();
+    let run = |prediction: Prediction, out: &str| {
+        let set = PairSet::load(&dir.path("pairs")).unwrap();
+        let val = DdpmVal::Pairs(val_pairs(&set, 16));
+        let mut s = settings(2);
+        s.spec.prediction = prediction;
+        let mut t = DdpmTrainer::new(s, DdpmData::Pairs(set), val, &device).unwrap();
+        let r = train::run(&mut t, &opts(&dir.path(out), 60, false), &mut |_| true).unwrap();
+        let losses: Vec<f64> = r.rows.iter().map(|r| r.loss).collect();
+        let psnr = r.rows.last().unwrap().val.unwrap().psnr.unwrap();
+        (mean(&losses[..10]), mean(&losses[50..]), psnr)
+    };
+    let (e0, e1, eps_psnr) = run(Prediction::Eps, "eps");
+    let (x0, x1, x0_psnr) = run(Prediction::X0, "x0");
+    println!(
+        "60 tiny steps: eps loss {e0:.3} → {e1:.3}, {eps_psnr:.2} dB; x0 loss {x0:.3} → {x1:.3}, {x0_psnr:.2} dB"
+    );
+    assert!(x1 < 0.9 * x0, "x0 loss did not go down: {x0} → {x1}");
+    assert!(
+        x0_psnr > eps_psnr + 3.0,
+        "x0 {x0_psnr} dB vs eps {eps_psnr} dB"
+    );
+    // the objective travels with the export, and the engine samples with it
+    let bytes = std::fs::read(dir.path("x0/model.safetensors")).unwrap();
+    let model = dxr::checkpoint::load_bytes(&bytes, None, &device).unwrap();
+    assert_eq!(model.spec.prediction, Prediction::X0);
 }
 
 #[test]

@@ -4,6 +4,7 @@ pub mod sampler;
 pub mod schedule;
 
 pub use sampler::{
-    Denoiser, FixedNoise, NoiseSource, SamplerKind, SamplerSettings, SeededNoise, StepInfo, sample,
+    Denoiser, FixedNoise, NoiseSource, Prediction, SamplerKind, SamplerSettings, SeededNoise,
+    StepInfo, sample,
 };
 pub use schedule::{BetaKind, Schedule, ScheduleConfig};

@@ -156,12 +156,14 @@ impl Network {
         }
     }
 
-    /// Predicts ε for noisy `x` given the conditioning image at timestep `t` (one per item).
+    /// The network's output (ε, or x₀ for an x₀-objective model: see
+    /// [`Prediction`](crate::diffusion::sampler::Prediction)) for noisy `x` given the
+    /// conditioning image at timestep `t` (one per item).
     ///
     /// # Shapes
     /// - x: `[batch, image_channels, height, width]`, cond: `[batch, cond_channels, height, width]`
     /// - output: `[batch, image_channels, height, width]`
-    pub fn predict_eps(
+    pub fn predict(
         &self,
         x: Tensor<4>,
         cond: Tensor<4>,

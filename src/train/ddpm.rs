@@ -16,7 +16,7 @@ use super::optim::{Adam, Ema, params, set_params};
 use super::{MODEL_FILE, StateFile, Trainer, Validation};
 use crate::checkpoint::{LoadedModel, SaveDType, to_safetensors_bytes};
 use crate::config::ModelSpec;
-use crate::diffusion::sampler::{SamplerKind, SamplerSettings, SeededNoise};
+use crate::diffusion::sampler::{Prediction, SamplerKind, SamplerSettings, SeededNoise};
 use crate::diffusion::schedule::Schedule;
 use crate::io::{GrayImage, write_atomic};
 use crate::metrics;
@@ -148,11 +148,13 @@ impl DdpmTrainer {
         set_params(self.net.valid(), &self.ema.values)
     }
 
-    /// Batch of draw `step`: x_t, the conditioning, the noise and the timesteps.
+    /// Batch of draw `step`: x_t, the conditioning, the target (the noise, or x₀ for an x₀
+    /// model) and the timesteps.
     fn batch(&self, step: u64) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<i64>) {
         let s = &self.settings;
         let (b, p) = (s.batch, s.patch);
-        let (mut xt, mut cond, mut noise, mut ts) =
+        let x0_target = s.spec.prediction == Prediction::X0;
+        let (mut xt, mut cond, mut target, mut ts) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for item in 0..b {
             let (lq, hq) = match &self.data {
@@ -168,14 +170,14 @@ impl DdpmTrainer {
             for v in &hq {
                 let e: f32 = rng.sample(StandardNormal);
                 xt.push(a * (v * 2.0 - 1.0) + c * e);
-                noise.push(e);
+                target.push(if x0_target { v * 2.0 - 1.0 } else { e });
             }
             if let Some(l) = lq {
                 cond.extend(l.iter().map(|v| v * 2.0 - 1.0));
             }
             ts.push(t as i64);
         }
-        (xt, cond, noise, ts)
+        (xt, cond, target, ts)
     }
 
     /// ε prediction for a host batch (x_t and, for the conditional model, LQ), on `net`.
@@ -218,11 +220,11 @@ impl Trainer for DdpmTrainer {
     }
 
     fn step(&mut self, step: u64) -> Result<f64> {
-        let (xt, cond, noise, ts) = self.batch(step);
+        let (xt, cond, target, ts) = self.batch(step);
         let ad = self.device.clone().autodiff();
-        let n = noise.len();
+        let n = target.len();
         let pred = self.predict(&self.net, xt, cond, &ts, &ad);
-        let target = Tensor::<1>::from_data(TensorData::new(noise, [n]), &ad).reshape(pred.dims());
+        let target = Tensor::<1>::from_data(TensorData::new(target, [n]), &ad).reshape(pred.dims());
         let loss = (pred - target).abs().mean();
         let value = loss.clone().into_scalar::<f32>() as f64;
         let grads = GradientsParams::from_grads(loss.backward(), &self.net);
@@ -283,12 +285,16 @@ impl Trainer for DdpmTrainer {
                             .into_data()
                             .try_to_vec::<f32>()
                             .map_err(|e| Error::Device(format!("{e:?}")))?;
+                        let target: Vec<f32> = match self.settings.spec.prediction {
+                            Prediction::Eps => noise,
+                            Prediction::X0 => patch.iter().map(|v| v * 2.0 - 1.0).collect(),
+                        };
                         total += pred
                             .iter()
-                            .zip(&noise)
+                            .zip(&target)
                             .map(|(p, e)| (p - e).abs() as f64)
                             .sum::<f64>()
-                            / noise.len() as f64;
+                            / target.len() as f64;
                     }
                 }
                 Ok(Some(Validation {
@@ -442,7 +448,8 @@ pub fn sdedit(
     let mut x = noised(&y, Some(t0), gauss(device));
     for (k, &t) in ts.iter().enumerate() {
         let prev = ts.get(k + 1).copied();
-        let eps = net.forward_raw(x.clone(), &[net.time_value(t as i64, schedule)]);
+        let out = net.forward_raw(x.clone(), &[net.time_value(t as i64, schedule)]);
+        let eps = model.spec.prediction.eps(out, x.clone(), t, schedule);
         let x0 =
             ((x - eps.clone() * (1.0 - ac(Some(t))).sqrt()) / ac(Some(t)).sqrt()).clamp(-1.0, 1.0);
         x = x0.clone() * ac(prev).sqrt() + eps * (1.0 - ac(prev)).max(0.0).sqrt();

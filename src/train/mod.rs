@@ -92,6 +92,7 @@ pub fn preset(name: &str, channels: usize) -> Result<ModelSpec> {
     let spec = ModelSpec {
         network: NetworkConfig::Cheff(network),
         schedule: ScheduleConfig::cheff_default(),
+        prediction: Default::default(),
     };
     spec.network.validate()?;
     Ok(spec)

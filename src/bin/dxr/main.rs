@@ -524,6 +524,7 @@ fn bench(
         let den = dxr::diffusion::Denoiser {
             net: &net,
             schedule: &schedule,
+            prediction: spec.prediction,
         };
         let multiple = spec.network.input_multiple();
         let (ph, pw) = (h.next_multiple_of(multiple), w.next_multiple_of(multiple));
