@@ -387,3 +387,77 @@ fn restore_without_weights_uses_the_default_model_or_says_where_it_looked() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("nowhere/default.safetensors"));
 }
+
+/// The model the repository ships as the default (`models/default.safetensors`, described by
+/// `models/default.json`): small enough for the page, stored as f16, its manifest right, and
+/// `dxr restore` without `--weights` uses it.
+#[test]
+fn shipped_default_model_is_f16_under_25_mb_and_matches_its_manifest() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let (model, manifest) = (
+        root.join("models/default.safetensors"),
+        root.join("models/default.json"),
+    );
+    let bytes =
+        std::fs::read(&model).expect("models/default.safetensors ships with the repository");
+    assert!(bytes.len() <= 25 << 20, "{} bytes", bytes.len());
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    assert!(st.len() > 10);
+    for (name, t) in st.tensors() {
+        assert_eq!(t.dtype(), safetensors::Dtype::F16, "{name}");
+    }
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+    let info = dxr(&["info", &s(&model)]);
+    let text = String::from_utf8_lossy(&info.stdout);
+    let params = text
+        .lines()
+        .find_map(|l| l.strip_prefix("parameters:"))
+        .map(|v| v.trim().to_string())
+        .unwrap();
+    assert_eq!(
+        meta["parameters"].as_u64().map(|v| v.to_string()),
+        Some(params)
+    );
+    assert!(
+        meta["note"]
+            .as_str()
+            .unwrap()
+            .contains("not for clinical use")
+    );
+
+    // without --weights and without $DXR_DEFAULT_MODEL, restore takes the shipped model
+    let dir = Scratch::new("shipped-default");
+    let input = dir.write(
+        "scan.png",
+        &encode_png(&synthetic(32, 32), BitDepth::Sixteen).unwrap(),
+    );
+    let run = |out: &str, weights: bool| {
+        let mut args = vec![
+            "restore".to_string(),
+            s(&input),
+            "-o".into(),
+            out.into(),
+            "--steps".into(),
+            "3".into(),
+        ];
+        if weights {
+            args.extend(["--weights".into(), s(&model)]);
+        }
+        Command::new(env!("CARGO_BIN_EXE_dxr"))
+            .args(&args)
+            .env_remove("DXR_DEFAULT_MODEL")
+            .output()
+            .unwrap()
+    };
+    let (a, b) = (
+        run(&s(&dir.path("a")), false),
+        run(&s(&dir.path("b")), true),
+    );
+    assert!(a.status.success(), "{}", String::from_utf8_lossy(&a.stderr));
+    assert!(b.status.success());
+    assert_eq!(
+        std::fs::read(dir.path("a/scan.png")).unwrap(),
+        std::fs::read(dir.path("b/scan.png")).unwrap()
+    );
+}
