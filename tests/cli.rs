@@ -330,6 +330,35 @@ fn never_overwrites_an_input() {
     assert_eq!(std::fs::read(&input).unwrap(), before);
 }
 
+/// `dxr restore INPUT -o OUT` with 3 DDIM steps, `--weights` when given, and
+/// `$DXR_DEFAULT_MODEL` set to `default_env` (or unset).
+fn restore_3_steps(
+    input: &Path,
+    out: &str,
+    weights: Option<&Path>,
+    default_env: Option<&Path>,
+) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dxr"));
+    cmd.args([
+        "restore",
+        &s(input),
+        "-o",
+        out,
+        "--sampler",
+        "ddim",
+        "--steps",
+        "3",
+    ]);
+    if let Some(w) = weights {
+        cmd.args(["--weights", &s(w)]);
+    }
+    match default_env {
+        Some(e) => cmd.env("DXR_DEFAULT_MODEL", e),
+        None => cmd.env_remove("DXR_DEFAULT_MODEL"),
+    };
+    cmd.output().unwrap()
+}
+
 #[test]
 fn restore_without_weights_uses_the_default_model_or_says_where_it_looked() {
     let dir = Scratch::new("default-model");
@@ -352,24 +381,7 @@ fn restore_without_weights_uses_the_default_model_or_says_where_it_looked() {
         String::from_utf8_lossy(&conv.stderr)
     );
     let run = |out: &str, env: &Path, weights: bool| {
-        let mut args = vec![
-            "restore".to_string(),
-            s(&input),
-            "-o".into(),
-            out.into(),
-            "--sampler".into(),
-            "ddim".into(),
-            "--steps".into(),
-            "3".into(),
-        ];
-        if weights {
-            args.extend(["--weights".into(), s(&model)]);
-        }
-        Command::new(env!("CARGO_BIN_EXE_dxr"))
-            .args(&args)
-            .env("DXR_DEFAULT_MODEL", env)
-            .output()
-            .unwrap()
+        restore_3_steps(&input, out, weights.then_some(model.as_path()), Some(env))
     };
     let implicit = run(&s(&dir.path("a")), &model, false);
     assert!(
@@ -433,22 +445,7 @@ fn shipped_default_model_is_f16_under_25_mb_and_matches_its_manifest() {
         &encode_png(&synthetic(32, 32), BitDepth::Sixteen).unwrap(),
     );
     let run = |out: &str, weights: bool| {
-        let mut args = vec![
-            "restore".to_string(),
-            s(&input),
-            "-o".into(),
-            out.into(),
-            "--steps".into(),
-            "3".into(),
-        ];
-        if weights {
-            args.extend(["--weights".into(), s(&model)]);
-        }
-        Command::new(env!("CARGO_BIN_EXE_dxr"))
-            .args(&args)
-            .env_remove("DXR_DEFAULT_MODEL")
-            .output()
-            .unwrap()
+        restore_3_steps(&input, out, weights.then_some(model.as_path()), None)
     };
     let (a, b) = (
         run(&s(&dir.path("a")), false),
