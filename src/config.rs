@@ -17,6 +17,46 @@ pub struct ModelSpec {
     /// The training objective (ε unless the file says `"prediction": "x0"`).
     #[serde(default, skip_serializing_if = "Prediction::is_eps")]
     pub prediction: Prediction,
+    /// The pixel scale of the training images; `None` for a checkpoint that does not say (then
+    /// an input is restored at its own scale).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale: Option<ModelScale>,
+}
+
+/// The pixel scale a model was trained at. A diffusion UNet learns textures of a given size in
+/// pixels, so an input is brought to this scale before it is restored.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ModelScale {
+    /// Millimetres per pixel at the detector (DRR detector pitch; DICOM Imager Pixel Spacing),
+    /// when the training images said it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pixel_mm: Option<f64>,
+    /// Typical chest width, in pixels, of the training images (always known: it is measured on
+    /// the images themselves, see [`crate::scale::estimate_chest_px`]).
+    pub chest_px: f64,
+}
+
+impl ModelScale {
+    /// Refuses scales that cannot describe an image (non-finite, not positive).
+    pub fn validate(&self) -> Result<()> {
+        let ok = |v: f64| v.is_finite() && v > 0.0;
+        if !ok(self.chest_px) || self.pixel_mm.is_some_and(|p| !ok(p)) {
+            return Err(Error::Config(format!(
+                "model scale {:?} mm/px, {} px across the chest: both must be positive numbers",
+                self.pixel_mm, self.chest_px
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Display for ModelScale {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.pixel_mm {
+            Some(mm) => write!(f, "{mm:.3} mm/px, ~{:.0} px across the chest", self.chest_px),
+            None => write!(f, "~{:.0} px across the chest (mm/px not known)", self.chest_px),
+        }
+    }
 }
 
 impl ModelSpec {
@@ -33,6 +73,7 @@ impl ModelSpec {
             network: NetworkConfig::Cheff(CheffUnetConfig::new()),
             schedule: ScheduleConfig::cheff_default(),
             prediction: Prediction::Eps,
+            scale: None,
         }
     }
 
@@ -44,7 +85,12 @@ impl ModelSpec {
         let v: Value = serde_json::from_str(text)
             .map_err(|e| Error::Config(format!("config is not valid JSON: {e}")))?;
         if v.get("network").is_some() {
-            return serde_json::from_value(v).map_err(|e| Error::Config(format!("config: {e}")));
+            let spec: Self =
+                serde_json::from_value(v).map_err(|e| Error::Config(format!("config: {e}")))?;
+            if let Some(s) = &spec.scale {
+                s.validate()?;
+            }
+            return Ok(spec);
         }
         let model = v.get("model").ok_or_else(|| {
             Error::Config(
@@ -115,6 +161,7 @@ impl ModelSpec {
             network: NetworkConfig::Cheff(network),
             schedule,
             prediction: Prediction::Eps,
+            scale: None,
         };
         spec.network.validate()?;
         Ok(spec)
@@ -140,6 +187,7 @@ impl ModelSpec {
             network: NetworkConfig::Sr3(cfg),
             schedule,
             prediction: Prediction::Eps,
+            scale: None,
         };
         spec.network.validate()?;
         Ok(spec)

@@ -1,5 +1,6 @@
-//! Choosing where tensors live: the CPU backend (always there) or wgpu (native GPU, or the CPU's
-//! Vulkan driver), picked at run time.
+//! Choosing where tensors live: a CPU backend (always there) or wgpu (native GPU, the CPU's
+//! Vulkan driver, or WebGPU in the browser), picked at run time, and how much memory a network
+//! call may take there.
 
 use burn::prelude::*;
 
@@ -8,32 +9,135 @@ use crate::error::{Error, Result};
 /// Which backend to run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeviceChoice {
-    /// burn-ndarray on the CPU.
-    Cpu,
+    /// burn-ndarray on the CPU: the reference the parity tests run on (single-threaded).
+    Ndarray,
     /// burn-wgpu on the best adapter wgpu finds.
     Gpu,
-    /// burn's flex CPU backend (multi-threaded GEMM convolutions): training on a CPU.
+    /// burn's flex CPU backend (multi-threaded GEMM convolutions): the fastest CPU backend
+    /// built natively, and what `cpu` means there.
     #[cfg(not(target_arch = "wasm32"))]
     Flex,
+}
+
+impl DeviceChoice {
+    /// The fastest CPU backend built into this binary.
+    pub fn fastest_cpu() -> Self {
+        #[cfg(not(target_arch = "wasm32"))]
+        return DeviceChoice::Flex;
+        #[cfg(target_arch = "wasm32")]
+        return DeviceChoice::Ndarray;
+    }
+
+    /// Its name, as `--device` takes it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            DeviceChoice::Ndarray => "ndarray",
+            DeviceChoice::Gpu => "wgpu",
+            #[cfg(not(target_arch = "wasm32"))]
+            DeviceChoice::Flex => "flex",
+        }
+    }
+
+    /// The default memory budget of one network call on this backend.
+    pub fn budget(&self) -> MemoryBudget {
+        match self {
+            DeviceChoice::Gpu => MemoryBudget::NATIVE_GPU,
+            _ => MemoryBudget::cpu(),
+        }
+    }
 }
 
 impl std::str::FromStr for DeviceChoice {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
         match s.to_ascii_lowercase().as_str() {
-            "cpu" | "ndarray" => Ok(DeviceChoice::Cpu),
+            "cpu" => Ok(DeviceChoice::fastest_cpu()),
+            "ndarray" => Ok(DeviceChoice::Ndarray),
             "gpu" | "wgpu" => Ok(DeviceChoice::Gpu),
             #[cfg(not(target_arch = "wasm32"))]
             "flex" => Ok(DeviceChoice::Flex),
             _ => Err(Error::Device(format!(
-                "unknown device '{s}' (cpu, flex or gpu)"
+                "unknown device '{s}' (cpu = the fastest CPU backend, flex, ndarray, gpu/wgpu)"
             ))),
         }
     }
 }
 
-/// The CPU device.
-#[allow(deprecated)] // burn-ndarray is deprecated in favour of flex; it is what we measured and ship.
+/// How much memory one network call may use on a device: the sampler cuts an image into tiles
+/// (see [`crate::diffusion::tiles`]) when the whole image would need more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryBudget {
+    /// All activations of one call, bytes.
+    pub total: u64,
+    /// The largest single tensor, bytes (WebGPU's storage-binding and buffer limits).
+    pub largest_buffer: u64,
+    /// Whether convolutions unfold their input (im2col: 9× a 3×3 conv's input), as the CPU
+    /// backends do.
+    pub unfolds_convolutions: bool,
+}
+
+impl MemoryBudget {
+    /// Native GPU (wgpu): 2 GiB per call, 1 GiB per buffer.
+    pub const NATIVE_GPU: Self = Self {
+        total: 2 << 30,
+        largest_buffer: 1 << 30,
+        unfolds_convolutions: false,
+    };
+
+    /// CPU backends: 1 GiB per call natively (a 2048² restore then peaks well under 1.5 GiB);
+    /// 384 MiB in wasm32, whose whole address space is 4 GiB and holds the page's copies too.
+    pub fn cpu() -> Self {
+        #[cfg(not(target_arch = "wasm32"))]
+        let total = 1 << 30;
+        #[cfg(target_arch = "wasm32")]
+        let total = 384 << 20;
+        Self {
+            total,
+            largest_buffer: total,
+            unfolds_convolutions: true,
+        }
+    }
+
+    /// WebGPU from the adapter's limits: the largest buffer is the smaller of the binding and
+    /// buffer limits; a call may use four such buffers, at most 1 GiB.
+    pub fn webgpu(max_storage_binding: u64, max_buffer: u64) -> Self {
+        let largest = max_storage_binding.min(max_buffer);
+        Self {
+            total: (4 * largest).min(1 << 30),
+            largest_buffer: largest,
+            unfolds_convolutions: false,
+        }
+    }
+
+    /// The same budget with another total (and largest buffer no larger than it), in MiB.
+    pub fn with_total_mib(self, mib: u64) -> Result<Self> {
+        if mib == 0 || mib > 1 << 20 {
+            return Err(Error::Failed(format!(
+                "a memory budget of {mib} MiB is outside 1..=1048576 MiB"
+            )));
+        }
+        let total = mib << 20;
+        Ok(Self {
+            total,
+            largest_buffer: self.largest_buffer.min(total),
+            ..self
+        })
+    }
+}
+
+impl std::fmt::Display for MemoryBudget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} MiB per call, {} MiB per buffer",
+            self.total >> 20,
+            self.largest_buffer >> 20
+        )
+    }
+}
+
+/// The reference CPU device (burn-ndarray): what the parity tests compare against.
+#[allow(deprecated)] // burn-ndarray is deprecated in favour of flex; it stays the reference.
 pub fn cpu() -> Device {
     Device::ndarray()
 }
@@ -57,8 +161,33 @@ pub fn gpu() -> Result<Device> {
 #[cfg(not(target_arch = "wasm32"))]
 pub fn open(choice: DeviceChoice) -> Result<Device> {
     match choice {
-        DeviceChoice::Cpu => Ok(cpu()),
+        DeviceChoice::Ndarray => Ok(cpu()),
         DeviceChoice::Gpu => gpu(),
         DeviceChoice::Flex => Ok(Device::flex()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_means_the_fastest_cpu_backend() {
+        assert_eq!("cpu".parse::<DeviceChoice>().unwrap(), DeviceChoice::fastest_cpu());
+        #[cfg(not(target_arch = "wasm32"))]
+        assert_eq!(DeviceChoice::fastest_cpu(), DeviceChoice::Flex);
+        assert_eq!("NDARRAY".parse::<DeviceChoice>().unwrap(), DeviceChoice::Ndarray);
+        let err = "tpu".parse::<DeviceChoice>().unwrap_err().to_string();
+        assert!(err.contains("unknown device 'tpu'"), "{err}");
+    }
+
+    #[test]
+    fn budgets_follow_the_backend_and_the_flag() {
+        let web = MemoryBudget::webgpu(128 << 20, 256 << 20);
+        assert_eq!(web.largest_buffer, 128 << 20);
+        assert_eq!(web.total, 512 << 20);
+        let b = MemoryBudget::cpu().with_total_mib(64).unwrap();
+        assert_eq!((b.total, b.largest_buffer), (64 << 20, 64 << 20));
+        assert!(MemoryBudget::cpu().with_total_mib(0).is_err());
     }
 }

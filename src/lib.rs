@@ -2,7 +2,8 @@
 //! radiographs with a conditional diffusion model (paper "DiffusionXRay"; reference code
 //! qureai/DiffusionXray), natively and in the browser on WebGPU.
 //!
-//! An image travels: [`io`] reads it → [`restore`] pads it and calls a sampler in [`diffusion`]
+//! An image travels: [`io`] reads it → [`restore`] brings it to the model's pixel scale
+//! ([`scale`]), pads it and calls a sampler in [`diffusion`] (over tiles when it is large)
 //! → the sampler calls the [`model`] UNet whose weights came from [`checkpoint`] → [`io`]
 //! writes the result.
 
@@ -17,6 +18,7 @@ pub mod io;
 pub mod metrics;
 pub mod model;
 pub mod restore;
+pub mod scale;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod train;
 #[cfg(target_arch = "wasm32")]

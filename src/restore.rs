@@ -1,24 +1,268 @@
-//! Restoring one image: grey [0, 1] → [−1, 1] conditioning tensor → padded to the network's
-//! multiple → sampler → cropped back → grey [0, 1]. Used by the CLI and the web API alike.
+//! Restoring one image, whatever its size and scale:
+//! grey [0, 1] → resampled to the model's pixel scale → [−1, 1] conditioning tensor → padded to
+//! the network's multiple → sampler (over overlapping tiles when the whole image would not fit
+//! the device's memory budget) → cropped back → grey [0, 1] → back at the input's size, with the
+//! input's own detail above the model's band put back. Used by the CLI and the web API alike.
 
 use std::ops::ControlFlow;
 
 use burn::prelude::*;
+use image::imageops::FilterType;
+use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::LoadedModel;
+use crate::device::MemoryBudget;
 use crate::diffusion::sampler::{Denoiser, NoiseSource, SamplerRun, SamplerSettings, StepInfo};
 use crate::diffusion::schedule::Schedule;
-use crate::error::Result;
-use crate::io::GrayImage;
-use crate::model::pad_to_multiple;
+use crate::diffusion::tiles::TileGrid;
+use crate::error::{Error, Result};
+use crate::io::{GrayImage, MAX_SIDE, MIN_SIDE};
+use crate::model::{NetworkConfig, pad_to_multiple};
+use crate::scale::{InputScale, ScaleDecision, decide};
 
-/// Largest attention matrix a restoration may allocate (per batch, f32).
-pub const MAX_ATTENTION_BYTES: u128 = 4 << 30;
+/// At which scale the result is returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputScale {
+    /// The input's size, its own detail above the model's band kept (default).
+    #[default]
+    Input,
+    /// The size the model restored at.
+    Model,
+}
+
+impl std::str::FromStr for OutputScale {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "input" => Ok(OutputScale::Input),
+            "model" => Ok(OutputScale::Model),
+            _ => Err(Error::Config(format!(
+                "unknown output scale '{s}' (input or model)"
+            ))),
+        }
+    }
+}
+
+/// How an image is to be restored, apart from the sampler.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RestoreOptions {
+    /// The result's scale.
+    pub output: OutputScale,
+    /// What the file (or the user) says about the input's scale.
+    pub input_scale: InputScale,
+    /// Bring the input to the model's scale first (false: restore at the input's pixels).
+    pub to_model_scale: bool,
+    /// Memory one network call may use; larger images run over tiles.
+    pub budget: MemoryBudget,
+    /// A tile side to use (pixels at the model's scale) instead of the largest that fits.
+    pub tile: Option<usize>,
+}
+
+impl RestoreOptions {
+    /// Defaults: the model's scale, output at the input's size, tiles chosen by `budget`.
+    pub fn new(budget: MemoryBudget) -> Self {
+        Self {
+            output: OutputScale::Input,
+            input_scale: InputScale::default(),
+            to_model_scale: true,
+            budget,
+            tile: None,
+        }
+    }
+
+    /// Restored at the input's own pixels, as the image is (training validation, evaluation
+    /// on pairs that are already at the model's scale).
+    pub fn at_input_pixels(budget: MemoryBudget) -> Self {
+        Self {
+            to_model_scale: false,
+            ..Self::new(budget)
+        }
+    }
+}
+
+/// Everything decided before the first step: sizes, scale and tiles.
+#[derive(Debug, Clone)]
+pub struct RestorePlan {
+    /// Input width and height.
+    pub input: [usize; 2],
+    /// Width and height at the model's scale (what the sampler restores).
+    pub model: [usize; 2],
+    /// How the scale was found.
+    pub scale: ScaleDecision,
+    /// The result's scale.
+    pub output: OutputScale,
+    /// Tiles over the padded model-scale image.
+    pub grid: TileGrid,
+    /// The input resampled to the model's scale.
+    model_input: GrayImage,
+}
+
+impl RestorePlan {
+    /// Width and height of the result.
+    pub fn output_size(&self) -> [usize; 2] {
+        match self.output {
+            OutputScale::Input => self.input,
+            OutputScale::Model => self.model,
+        }
+    }
+
+    /// Output pixels per input pixel (for labels).
+    pub fn output_factor(&self) -> [f64; 2] {
+        let [ow, oh] = self.output_size();
+        [
+            ow as f64 / self.input[0] as f64,
+            oh as f64 / self.input[1] as f64,
+        ]
+    }
+
+    /// One line for the user.
+    pub fn describe(&self) -> String {
+        let [iw, ih] = self.input;
+        let [mw, mh] = self.model;
+        let tiles = if self.grid.is_single() {
+            "in one piece".to_string()
+        } else {
+            format!(
+                "over {} tiles of {}×{} ({} per network call)",
+                self.grid.len(),
+                self.grid.tile[1],
+                self.grid.tile[0],
+                self.grid.per_call
+            )
+        };
+        let [ow, oh] = self.output_size();
+        format!(
+            "{iw}×{ih} restored at {mw}×{mh} {tiles}; {}; output {ow}×{oh}",
+            self.scale.how
+        )
+    }
+
+    /// The same as JSON (the page shows it).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "input": self.input,
+            "model": self.model,
+            "output": self.output_size(),
+            "factor": self.scale.factor,
+            "how": self.scale.how,
+            "tiles": self.grid.len(),
+            "tile": [self.grid.tile[1], self.grid.tile[0]],
+            "per_call": self.grid.per_call,
+            "text": self.describe(),
+        })
+    }
+
+    /// The result at the planned output scale from the model-scale restoration. At the input's
+    /// size: `up(restored) + (input − up(model_input))`, so whatever the input held above the
+    /// model's band (fine detail a downsampling removed) is carried over unchanged, and only
+    /// what the model changed is resampled.
+    pub fn compose(&self, input: &GrayImage, restored: &GrayImage) -> GrayImage {
+        if self.output == OutputScale::Model || self.model == self.input {
+            return restored.clone();
+        }
+        let [w, h] = self.input;
+        let base = resample(restored, w, h);
+        let low = resample(&self.model_input, w, h);
+        GrayImage {
+            width: w,
+            height: h,
+            data: input
+                .data
+                .iter()
+                .zip(base.iter().zip(&low))
+                .map(|(i, (b, l))| (b + i - l).clamp(0.0, 1.0))
+                .collect(),
+        }
+    }
+}
+
+/// `img` resampled to `w × h`, unclamped: an area-weighted triangle filter when shrinking (no
+/// aliasing), Catmull–Rom when enlarging.
+fn resample(img: &GrayImage, w: usize, h: usize) -> Vec<f32> {
+    use image::{ImageBuffer, Luma};
+    if (img.width, img.height) == (w, h) {
+        return img.data.clone();
+    }
+    let filter = if w * h < img.width * img.height {
+        FilterType::Triangle
+    } else {
+        FilterType::CatmullRom
+    };
+    let buf: ImageBuffer<Luma<f32>, Vec<f32>> =
+        ImageBuffer::from_raw(img.width as u32, img.height as u32, img.data.clone())
+            .expect("sizes match");
+    image::imageops::resize(&buf, w as u32, h as u32, filter).into_raw()
+}
+
+/// Tiles for a padded `h × w` image: the whole image when it fits `budget`, else the largest
+/// square tiles (a multiple of the network's) that do, overlapping by a quarter, as many per
+/// call as the budget allows.
+pub fn plan_tiles(
+    net: &NetworkConfig,
+    [h, w]: [usize; 2],
+    budget: &MemoryBudget,
+    forced: Option<usize>,
+) -> Result<TileGrid> {
+    let m = net.input_multiple();
+    let need = |b: usize, th: usize, tw: usize| {
+        net.memory_need(b, th, tw, budget.unfolds_convolutions)
+    };
+    let fits = |b: usize, th: usize, tw: usize| {
+        let n = need(b, th, tw);
+        n.total <= budget.total && n.largest_buffer <= budget.largest_buffer
+    };
+    let side = match forced {
+        Some(t) => {
+            let t = t.next_multiple_of(m);
+            if t < 16.max(m) {
+                return Err(Error::Failed(format!(
+                    "a tile of {t} px is too small: at least {} px for this network",
+                    16.max(m)
+                )));
+            }
+            t
+        }
+        None if fits(1, h, w) => h.max(w),
+        None => {
+            let mut s = h.max(w).next_multiple_of(m);
+            while s > m && !fits(1, s.min(h), s.min(w)) {
+                s -= m;
+            }
+            s
+        }
+    };
+    let (th, tw) = (side.min(h), side.min(w));
+    if !fits(1, th, tw) {
+        let n = need(1, th, tw);
+        return Err(Error::Failed(format!(
+            "a {tw}×{th} tile needs about {} MiB ({} MiB in one buffer), over the memory budget \
+             of {budget}; raise the budget or use a model with more levels",
+            n.total >> 20,
+            n.largest_buffer >> 20
+        )));
+    }
+    let one = need(1, th, tw);
+    let overlap = (side / 4).max(1);
+    let margin = overlap / 4;
+    let mut grid = TileGrid::new([h, w], [th, tw], overlap, margin, 1)?;
+    let by_total = (budget.total / one.total.max(1)) as usize;
+    let by_buffer = (budget.largest_buffer / one.largest_buffer.max(1)) as usize;
+    let per_call = by_total.min(by_buffer).clamp(1, grid.len());
+    grid.per_call = per_call;
+    Ok(grid)
+}
 
 /// A loaded model with its schedule built once.
 pub struct Restorer {
     pub model: LoadedModel,
     pub schedule: Schedule,
+}
+
+/// A finished restoration and how it was done.
+pub struct Restored {
+    pub image: GrayImage,
+    pub plan: RestorePlan,
 }
 
 impl Restorer {
@@ -30,68 +274,107 @@ impl Restorer {
         Ok(Self { model, schedule })
     }
 
-    /// Restores `image` on `device`; the output has the input's size.
+    /// Decides the scale, the model-scale size and the tiles for `image`.
+    pub fn plan(&self, image: &GrayImage, opts: &RestoreOptions) -> Result<RestorePlan> {
+        GrayImage::check_size(image.width, image.height)?;
+        if image.data.len() != image.width * image.height {
+            return Err(Error::Image(format!(
+                "the image holds {} values for {}×{} pixels",
+                image.data.len(),
+                image.width,
+                image.height
+            )));
+        }
+        let (w, h) = (image.width, image.height);
+        // 1. the scale
+        let mut scale = if opts.to_model_scale {
+            decide(self.model.spec.scale.as_ref(), &opts.input_scale, image)
+        } else {
+            ScaleDecision {
+                factor: 1.0,
+                how: "restored at the image's own pixels".into(),
+            }
+        };
+        // keep both sides within the accepted sizes
+        let lo = MIN_SIDE as f64 / w.min(h) as f64;
+        let hi = MAX_SIDE as f64 / w.max(h) as f64;
+        if scale.factor < lo || scale.factor > hi {
+            scale.factor = scale.factor.clamp(lo, hi);
+            scale.how += &format!(" (limited to ×{:.3} to stay within {MIN_SIDE}..={MAX_SIDE} px)", scale.factor);
+        }
+        let model = if scale.factor == 1.0 {
+            [w, h]
+        } else {
+            [
+                ((w as f64 * scale.factor).round() as usize).max(MIN_SIDE),
+                ((h as f64 * scale.factor).round() as usize).max(MIN_SIDE),
+            ]
+        };
+        let model_input = GrayImage {
+            width: model[0],
+            height: model[1],
+            data: resample(image, model[0], model[1])
+                .into_iter()
+                .map(|v| v.clamp(0.0, 1.0))
+                .collect(),
+        };
+        // 2. the tiles over the padded image
+        let m = self.model.spec.network.input_multiple();
+        let padded = [model[1].next_multiple_of(m), model[0].next_multiple_of(m)];
+        let grid = plan_tiles(&self.model.spec.network, padded, &opts.budget, opts.tile)?;
+        Ok(RestorePlan {
+            input: [w, h],
+            model,
+            scale,
+            output: opts.output,
+            grid,
+            model_input,
+        })
+    }
+
+    /// Restores `image` on `device` as `opts` say; `progress` is called after every step and
+    /// cancels with `ControlFlow::Break`.
     pub fn restore(
         &self,
         image: &GrayImage,
+        opts: &RestoreOptions,
         settings: &SamplerSettings,
         noise: &mut dyn NoiseSource,
         device: &Device,
         progress: &mut dyn FnMut(StepInfo) -> ControlFlow<()>,
-    ) -> Result<GrayImage> {
-        let mut run = self.begin(image, settings, noise, device)?;
+    ) -> Result<Restored> {
+        let plan = self.plan(image, opts)?;
+        let mut run = self.begin(&plan, settings, noise, device)?;
         while !run.is_done() {
             if let ControlFlow::Break(()) = progress(run.step(noise)) {
-                return Err(crate::Error::Cancelled);
+                return Err(Error::Cancelled);
             }
         }
-        let (w, h) = (image.width, image.height);
-        let data = run
-            .finish()
-            .into_data()
-            .try_into_vec_as::<f32>()
-            .map_err(|e| crate::Error::Device(format!("reading the result back failed: {e:?}")))?;
-        Ok(GrayImage {
-            width: w,
-            height: h,
-            data,
-        })
+        let restored = to_gray(run.finish())?;
+        let image = plan.compose(image, &restored);
+        Ok(Restored { image, plan })
     }
 
     /// Prepares a restoration to be advanced step by step (the page drives it between
     /// browser events).
     pub fn begin<'a>(
         &'a self,
-        image: &GrayImage,
+        plan: &'a RestorePlan,
         settings: &SamplerSettings,
         noise: &mut dyn NoiseSource,
         device: &Device,
     ) -> Result<RestoreRun<'a>> {
-        GrayImage::check_size(image.width, image.height)?;
         let net_cfg = &self.model.spec.network;
-        let (h, w) = (image.height, image.width);
-        let m = net_cfg.input_multiple();
-        let attn = net_cfg.attention_bytes(1, h.next_multiple_of(m), w.next_multiple_of(m));
-        if attn > MAX_ATTENTION_BYTES {
-            return Err(crate::Error::Failed(format!(
-                "a {w}×{h} image is too large for this model: its full-attention layer would need {:.1} GiB \
-                 (limit {} GiB); downscale the image or use a model with more levels",
-                attn as f64 / (1u128 << 30) as f64,
-                MAX_ATTENTION_BYTES >> 30
-            )));
-        }
+        let [w, h] = plan.model;
         // 1. grey [0, 1] → [−1, 1], repeated over the conditioning channels (3 for RGB models)
-        let lq: Vec<f32> = image.data.iter().map(|v| v * 2.0 - 1.0).collect();
+        let lq: Vec<f32> = plan.model_input.data.iter().map(|v| v * 2.0 - 1.0).collect();
         let cond = Tensor::<4>::from_data(TensorData::new(lq, [1, 1, h, w]), device);
         let cond = cond.repeat_dim(1, net_cfg.cond_channels()?);
         // 2. pad to the network's multiple
-        let cond = pad_to_multiple(cond, m); // [1, c_cond, H', W']
-        // 3. the sampler, ready to step
-        let den = Denoiser {
-            net: &self.model.network,
-            schedule: &self.schedule,
-            prediction: self.model.spec.prediction,
-        };
+        let cond = pad_to_multiple(cond, net_cfg.input_multiple()); // [1, c_cond, H', W']
+        // 3. the sampler over the planned tiles, ready to step
+        let den = Denoiser::new(&self.model.network, &self.schedule, self.model.spec.prediction)
+            .with_tiles(Some(&plan.grid));
         let run = SamplerRun::new(den, cond, net_cfg.image_channels(), settings, noise)?;
         Ok(RestoreRun {
             run,
@@ -99,6 +382,20 @@ impl Restorer {
             width: w,
         })
     }
+}
+
+/// A `[1, 1, h, w]` tensor read back as a grey image.
+pub fn to_gray(x: Tensor<4>) -> Result<GrayImage> {
+    let [_, _, h, w] = x.dims();
+    let data = x
+        .into_data()
+        .try_into_vec_as::<f32>()
+        .map_err(|e| Error::Device(format!("reading the result back failed: {e:?}")))?;
+    Ok(GrayImage {
+        width: w,
+        height: h,
+        data,
+    })
 }
 
 /// A restoration in progress.
@@ -109,7 +406,7 @@ pub struct RestoreRun<'a> {
 }
 
 impl RestoreRun<'_> {
-    /// Runs the next sampler step.
+    /// Runs the next sampler step (queued on the device; see [`Self::sync_value`]).
     pub fn step(&mut self, noise: &mut dyn NoiseSource) -> StepInfo {
         self.run.step(noise)
     }
@@ -121,14 +418,22 @@ impl RestoreRun<'_> {
     pub fn is_done(&self) -> bool {
         self.run.is_done()
     }
-    /// The current sample as an image (a preview while running).
+    /// One value of the current sample: reading it back waits until the device has finished
+    /// the step, so progress counts work done, not work queued.
+    ///
+    /// # Shapes
+    /// - output: `[1, 1, 1, 1]`
+    pub fn sync_value(&self) -> Tensor<4> {
+        self.run.current().clone().slice([0..1, 0..1, 0..1, 0..1])
+    }
+    /// The current sample as an image (a preview while running), at the model's scale.
     ///
     /// # Shapes
     /// - output: `[1, 1, height, width]`, values in [0, 1]
     pub fn preview(&self) -> Tensor<4> {
         to_image(self.run.current().clone(), self.height, self.width)
     }
-    /// The restored image.
+    /// The restored image at the model's scale.
     ///
     /// # Shapes
     /// - output: `[1, 1, height, width]`, values in [0, 1]
@@ -145,4 +450,97 @@ fn to_image(x: Tensor<4>, height: usize, width: usize) -> Tensor<4> {
     let c = x.dims()[1];
     let x = x.slice([0..1, 0..c, 0..height, 0..width]).mean_dim(1); // [1, 1, h, w]
     ((x + 1.0) / 2.0).clamp(0.0, 1.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::CheffUnetConfig;
+
+    fn ramp(w: usize, h: usize) -> GrayImage {
+        GrayImage {
+            width: w,
+            height: h,
+            data: (0..w * h)
+                .map(|i| {
+                    let (x, y) = (i % w, i / w);
+                    let edge = if (x / 7 + y / 11) % 2 == 0 { 0.7 } else { 0.2 };
+                    edge + 0.05 * ((x * 13 + y * 7) % 5) as f32
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn composing_an_unchanged_restoration_gives_the_input_back() {
+        // Whatever the factor, a model that changed nothing returns the input exactly: the
+        // input's detail above the model's band is carried over.
+        for (w, h, f) in [(200usize, 120usize, 0.5f64), (64, 96, 1.7), (300, 300, 0.31)] {
+            let input = ramp(w, h);
+            let model = [
+                (w as f64 * f).round() as usize,
+                (h as f64 * f).round() as usize,
+            ];
+            let model_input = GrayImage {
+                width: model[0],
+                height: model[1],
+                data: resample(&input, model[0], model[1])
+                    .into_iter()
+                    .map(|v| v.clamp(0.0, 1.0))
+                    .collect(),
+            };
+            let plan = RestorePlan {
+                input: [w, h],
+                model,
+                scale: ScaleDecision {
+                    factor: f,
+                    how: String::new(),
+                },
+                output: OutputScale::Input,
+                grid: TileGrid::new([model[1], model[0]], [model[1], model[0]], 1, 0, 1).unwrap(),
+                model_input: model_input.clone(),
+            };
+            let out = plan.compose(&input, &model_input);
+            let err = out
+                .data
+                .iter()
+                .zip(&input.data)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(err < 1e-5, "{w}×{h} ×{f}: {err}");
+            let plan = RestorePlan {
+                output: OutputScale::Model,
+                ..plan
+            };
+            assert_eq!(plan.compose(&input, &model_input), model_input);
+        }
+    }
+
+    #[test]
+    fn tiles_appear_only_beyond_the_budget() {
+        let net = NetworkConfig::Cheff(
+            CheffUnetConfig::new()
+                .with_dim(16)
+                .with_dim_mults(vec![1, 2, 4])
+                .with_num_attention_layer(2),
+        );
+        let cpu = MemoryBudget::cpu();
+        let small = plan_tiles(&net, [256, 256], &cpu, None).unwrap();
+        assert!(small.is_single());
+        // 1024² with full attention at 256²: 64 GiB for the whole image; tiles fit.
+        let big = plan_tiles(&net, [1024, 1024], &cpu, None).unwrap();
+        assert!(big.len() > 1);
+        let n = net.memory_need(big.per_call, big.tile[0], big.tile[1], true);
+        assert!(n.total <= cpu.total, "{n:?}");
+        // A strip: tiles along its length only.
+        let strip = plan_tiles(&net, [512, 8192], &cpu, None).unwrap();
+        assert!(strip.origins[1].len() > 1);
+        // A forced tile is used; a budget too small for any tile is a named error.
+        let forced = plan_tiles(&net, [256, 256], &cpu, Some(64)).unwrap();
+        assert_eq!(forced.tile, [64, 64]);
+        let tiny = cpu.with_total_mib(1).unwrap();
+        let err = plan_tiles(&net, [256, 256], &tiny, Some(256)).unwrap_err().to_string();
+        assert!(err.contains("memory budget"), "{err}");
+        assert!(plan_tiles(&net, [256, 256], &cpu, Some(4)).is_err());
+    }
 }

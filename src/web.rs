@@ -11,12 +11,16 @@ use wasm_bindgen::prelude::*;
 
 use crate::checkpoint::read_checkpoint;
 use crate::config::ModelSpec;
-use crate::diffusion::sampler::{SamplerKind, SamplerSettings, SeededNoise};
+use crate::device::MemoryBudget;
+use crate::diffusion::sampler::{SamplerKind, SamplerSettings, SeededNoise, seed_from_f64};
 use crate::io::{self, BitDepth, GrayImage};
-use crate::restore::Restorer;
+use crate::restore::{OutputScale, RestoreOptions, Restorer};
+use crate::scale::InputScale;
 
 struct Engine {
     device: Device,
+    /// Memory one network call may use here (WebGPU: from the adapter's limits).
+    budget: MemoryBudget,
     restorer: Option<Rc<Restorer>>,
 }
 
@@ -46,9 +50,15 @@ pub fn start() {
 pub async fn init(prefer_gpu: bool) -> Result<String, JsValue> {
     let mut reason = None;
     let mut opened = None;
+    let mut budget = None;
     if prefer_gpu {
         match Device::wgpu_options().init_with_setup_async().await {
             Ok((device, setup)) => {
+                let limits = setup.device.limits();
+                budget = Some(MemoryBudget::webgpu(
+                    limits.max_storage_buffer_binding_size as u64,
+                    limits.max_buffer_size,
+                ));
                 let info = setup.adapter.get_info();
                 let name = if info.name.is_empty() {
                     "name withheld by the browser".to_string()
@@ -69,11 +79,15 @@ pub async fn init(prefer_gpu: bool) -> Result<String, JsValue> {
             "cpu",
         )
     });
-    let desc =
-        serde_json::json!({ "backend": backend, "adapter": adapter, "fallback_reason": reason });
+    let budget = budget.unwrap_or_else(MemoryBudget::cpu);
+    let desc = serde_json::json!({
+        "backend": backend, "adapter": adapter, "fallback_reason": reason,
+        "budget": budget.to_string(),
+    });
     ENGINE.with(|e| {
         *e.borrow_mut() = Some(Engine {
             device,
+            budget,
             restorer: None,
         })
     });
@@ -97,10 +111,18 @@ pub fn load_model(bytes: &[u8], config_json: Option<String>) -> Result<String, J
             "family": restorer.model.spec.family().to_string(),
             "parameters": params,
             "timesteps": restorer.schedule.len(),
+            "scale": restorer.model.spec.scale.map(|s| s.to_string()),
         });
         engine.restorer = Some(Rc::new(restorer));
         Ok(desc.to_string())
     })
+}
+
+/// The sampler defaults (the same the CLI shows), as JSON.
+#[wasm_bindgen]
+pub fn sampler_defaults() -> String {
+    let d = SamplerSettings::new();
+    serde_json::json!({ "sampler": d.kind, "steps": d.steps, "eta": d.eta }).to_string()
 }
 
 /// A decoded grey image handed to JavaScript.
@@ -110,36 +132,123 @@ pub struct Decoded {
     pub height: u32,
     /// Row-major values in [0, 1].
     pub data: Vec<f32>,
+    /// Millimetres per pixel when the file says it (DICOM spacing), else `undefined`.
+    pub pixel_mm: Option<f64>,
 }
 
-/// Decodes PNG / JPEG / TIFF / DICOM bytes to grey [0, 1].
+/// Decodes PNG / JPEG / TIFF / DICOM bytes to grey [0, 1], refusing files over the size limit.
 #[wasm_bindgen]
 pub fn decode_image(bytes: &[u8]) -> Result<Decoded, JsValue> {
-    let img = io::decode(bytes).map_err(js_err)?;
+    if bytes.len() as u64 > io::MAX_FILE_BYTES {
+        return Err(js_err(format!(
+            "the file has {} bytes, over the {} MiB limit",
+            bytes.len(),
+            io::MAX_FILE_BYTES >> 20
+        )));
+    }
+    let (img, scale) = io::decode_with_scale(bytes).map_err(js_err)?;
     Ok(Decoded {
         width: img.width as u32,
         height: img.height as u32,
         data: img.data,
+        pixel_mm: scale.pixel_mm,
     })
+}
+
+/// What the page asks of one restoration (camelCase JSON).
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RestoreRequest {
+    sampler: String,
+    steps: usize,
+    eta: f64,
+    seed: f64,
+    #[serde(default)]
+    preview_every: usize,
+    #[serde(default)]
+    output_scale: OutputScale,
+    #[serde(default)]
+    keep_pixels: bool,
+    #[serde(default)]
+    pixel_mm: Option<f64>,
+}
+
+impl RestoreRequest {
+    fn parse(json: &str, t_total: usize) -> Result<(Self, SamplerSettings, u64), JsValue> {
+        let req: Self = serde_json::from_str(json)
+            .map_err(|e| js_err(format!("invalid restore settings: {e}")))?;
+        let settings = SamplerSettings {
+            kind: req.sampler.parse::<SamplerKind>().map_err(js_err)?,
+            steps: req.steps,
+            eta: req.eta,
+            clip_denoised: true,
+        };
+        settings.validate(t_total).map_err(js_err)?;
+        let seed = seed_from_f64(req.seed).map_err(js_err)?;
+        Ok((req, settings, seed))
+    }
+
+    fn options(&self, budget: MemoryBudget) -> RestoreOptions {
+        RestoreOptions {
+            output: self.output_scale,
+            input_scale: self
+                .pixel_mm
+                .map(|mm| InputScale::known(mm, "the file"))
+                .unwrap_or_default(),
+            to_model_scale: !self.keep_pixels,
+            budget,
+            tile: None,
+        }
+    }
+}
+
+fn image_from(data: Vec<f32>, width: u32, height: u32) -> Result<GrayImage, JsValue> {
+    let (w, h) = (width as usize, height as usize);
+    if data.len() != w * h {
+        return Err(js_err(format!(
+            "the image buffer holds {} values, but {w}×{h} needs {}",
+            data.len(),
+            w * h
+        )));
+    }
+    Ok(GrayImage {
+        width: w,
+        height: h,
+        data,
+    })
+}
+
+/// The plan of a restoration without running it: sizes, scale, tiles (JSON), so the page can
+/// say at which scale it will restore.
+#[wasm_bindgen]
+pub fn plan_restore(
+    data: Vec<f32>,
+    width: u32,
+    height: u32,
+    settings_json: String,
+) -> Result<String, JsValue> {
+    let image = image_from(data, width, height)?;
+    let (restorer, budget) = with_engine(|e| {
+        let r = e
+            .restorer
+            .clone()
+            .ok_or_else(|| js_err("no model is loaded"))?;
+        Ok((r, e.budget))
+    })?;
+    let (req, _, _) = RestoreRequest::parse(&settings_json, restorer.schedule.len())?;
+    let plan = restorer.plan(&image, &req.options(budget)).map_err(js_err)?;
+    Ok(plan.to_json().to_string())
 }
 
 /// Encodes grey [0, 1] values as an 8- or 16-bit PNG.
 #[wasm_bindgen]
 pub fn encode_png(data: Vec<f32>, width: u32, height: u32, bits: u8) -> Result<Vec<u8>, JsValue> {
-    let depth = if bits == 8 {
-        BitDepth::Eight
-    } else {
-        BitDepth::Sixteen
+    let depth = match bits {
+        8 => BitDepth::Eight,
+        16 => BitDepth::Sixteen,
+        b => return Err(js_err(format!("PNG bit depth must be 8 or 16, got {b}"))),
     };
-    io::encode_png(
-        &GrayImage {
-            width: width as usize,
-            height: height as usize,
-            data,
-        },
-        depth,
-    )
-    .map_err(js_err)
+    io::encode_png(&image_from(data, width, height)?, depth).map_err(js_err)
 }
 
 /// Resolves after the worker's event loop has run once (messages such as Cancel get handled).
@@ -161,67 +270,65 @@ async fn yield_now() {
     let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
 }
 
-/// Restores an image. `on_step(step, total, preview)` is called after every step (`preview` is
-/// a Float32Array of the current estimate every `preview_every` steps, else `undefined`); it
-/// returns `false` to cancel. Resolves to the restored values (row-major, [0, 1]).
+/// Reads a tensor back without blocking the worker.
+async fn read_back(x: Tensor<4>) -> Result<GrayImage, JsValue> {
+    let [_, _, h, w] = x.dims();
+    let values = x
+        .into_data_async()
+        .await
+        .map_err(|e| js_err(format!("reading from the device failed: {e:?}")))?;
+    let data: Vec<f32> = values
+        .try_into_vec_as::<f32>()
+        .map_err(|e| js_err(format!("{e:?}")))?;
+    Ok(GrayImage {
+        width: w,
+        height: h,
+        data,
+    })
+}
+
+/// Restores an image. `settings_json` holds `{sampler, steps, eta, seed, previewEvery,
+/// outputScale ("input" | "model"), keepPixels, pixelMm}`. `on_step(step, total, preview)` is
+/// called after the device has *finished* every step (a one-value read-back waits for it), so
+/// progress and Cancel follow the work done; `preview` is a Float32Array of the current estimate
+/// (at the output's size) every `previewEvery` steps, else `undefined`; it returns `false` to
+/// cancel. Resolves to `{data, width, height, plan}`.
 #[wasm_bindgen]
-#[allow(clippy::too_many_arguments)]
 pub async fn restore(
     data: Vec<f32>,
     width: u32,
     height: u32,
-    sampler: String,
-    steps: u32,
-    eta: f64,
-    seed: f64,
-    preview_every: u32,
+    settings_json: String,
     on_step: js_sys::Function,
-) -> Result<Vec<f32>, JsValue> {
-    let (restorer, device) = with_engine(|e| {
+) -> Result<JsValue, JsValue> {
+    let image = image_from(data, width, height)?;
+    let (restorer, device, budget) = with_engine(|e| {
         let r = e
             .restorer
             .clone()
             .ok_or_else(|| js_err("no model is loaded"))?;
-        Ok((r, e.device.clone()))
+        Ok((r, e.device.clone(), e.budget))
     })?;
-    let kind: SamplerKind = sampler.parse().map_err(js_err)?;
-    let t_total = restorer.schedule.len();
-    if steps == 0 || steps as usize > t_total {
-        return Err(js_err(format!(
-            "steps must be between 1 and T = {t_total}, got {steps}"
-        )));
-    }
-    let settings = SamplerSettings {
-        kind,
-        steps: steps as usize,
-        eta,
-        clip_denoised: true,
-    };
-    let image = GrayImage {
-        width: width as usize,
-        height: height as usize,
-        data,
-    };
-    let mut noise = SeededNoise::new(seed as u64);
+    let (req, settings, seed) = RestoreRequest::parse(&settings_json, restorer.schedule.len())?;
+    let plan = restorer.plan(&image, &req.options(budget)).map_err(js_err)?;
+    let mut noise = SeededNoise::new(seed);
     let mut run = restorer
-        .begin(&image, &settings, &mut noise, &device)
+        .begin(&plan, &settings, &mut noise, &device)
         .map_err(js_err)?;
     while !run.is_done() {
         let info = run.step(&mut noise);
-        let preview =
-            if preview_every > 0 && info.step % preview_every as usize == 0 && !run.is_done() {
-                let values = run
-                    .preview()
-                    .into_data_async()
-                    .await
-                    .map_err(|e| js_err(format!("{e:?}")))?;
-                let values: Vec<f32> = values
-                    .try_into_vec_as::<f32>()
-                    .map_err(|e| js_err(format!("{e:?}")))?;
-                JsValue::from(js_sys::Float32Array::from(values.as_slice()))
-            } else {
-                JsValue::UNDEFINED
-            };
+        // wait for the device: the step counts once it is done
+        read_back(run.sync_value()).await?;
+        let preview = if req.preview_every > 0
+            && info.step % req.preview_every == 0
+            && !run.is_done()
+        {
+            let current = read_back(run.preview()).await?;
+            let shown = plan.compose(&image, &current);
+            JsValue::from(js_sys::Float32Array::from(shown.data.as_slice()))
+        } else {
+            JsValue::UNDEFINED
+        };
         // Let the worker handle pending messages (Cancel) before asking whether to go on.
         yield_now().await;
         let keep_going = on_step.call3(
@@ -234,11 +341,13 @@ pub async fn restore(
             return Err(js_err("cancelled"));
         }
     }
-    let out = run
-        .finish()
-        .into_data_async()
-        .await
-        .map_err(|e| js_err(format!("reading the result failed: {e:?}")))?;
-    out.try_into_vec_as::<f32>()
-        .map_err(|e| js_err(format!("{e:?}")))
+    let restored = read_back(run.finish()).await?;
+    let out = plan.compose(&image, &restored);
+    let result = js_sys::Object::new();
+    let set = |k: &str, v: JsValue| js_sys::Reflect::set(&result, &JsValue::from(k), &v);
+    set("data", js_sys::Float32Array::from(out.data.as_slice()).into())?;
+    set("width", JsValue::from(out.width as u32))?;
+    set("height", JsValue::from(out.height as u32))?;
+    set("plan", JsValue::from(plan.to_json().to_string()))?;
+    Ok(result.into())
 }

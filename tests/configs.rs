@@ -23,6 +23,7 @@ fn specs() -> Vec<(&'static str, ModelSpec)> {
             beta_end: 0.02,
         },
         prediction: Default::default(),
+        scale: None,
     };
     let sr3 = |c: Sr3UnetConfig, kind| ModelSpec {
         network: NetworkConfig::Sr3(c),
@@ -34,6 +35,7 @@ fn specs() -> Vec<(&'static str, ModelSpec)> {
             beta_end: 0.05,
         },
         prediction: Default::default(),
+        scale: None,
     };
     let small = CheffUnetConfig::new()
         .with_dim(8)
@@ -118,11 +120,7 @@ fn run(spec: &ModelSpec, bytes: &[u8], device: &Device, kind: SamplerKind) -> Ve
         ),
         device,
     );
-    let den = Denoiser {
-        net: &model.network,
-        schedule: &schedule,
-        prediction: Default::default(),
-    };
+    let den = Denoiser::new(&model.network, &schedule, Default::default());
     let settings = SamplerSettings {
         kind,
         steps: 3,

@@ -166,11 +166,7 @@ fn run_case(case: &Case, device: &Device, report: &mut Report) {
         )
         .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         let fname = file.file_name().unwrap().to_string_lossy();
-        let den = Denoiser {
-            net: &model.network,
-            schedule: &schedule,
-            prediction: Default::default(),
-        };
+        let den = Denoiser::new(&model.network, &schedule, Default::default());
         // The network alone, from every weight file.
         let unet_in = case.tensor4("unet_in", device);
         let out = match case.family {
@@ -313,11 +309,7 @@ fn cheff_samplers(
         &short.alphas_cumprod,
         &case.f32("ddpm_alphas_cumprod"),
     );
-    let short_den = Denoiser {
-        net: den.net,
-        schedule: &short,
-        prediction: Default::default(),
-    };
+    let short_den = Denoiser::new(den.net, &short, Default::default());
     let settings = SamplerSettings {
         kind: SamplerKind::Ddpm,
         steps: short.len(),
@@ -360,11 +352,7 @@ fn sr3_samplers(
 
     let loop_cfg: Value = serde_json::from_str(case.meta("loop_schedule")).unwrap();
     let short = ModelSpec::sr3_schedule(&loop_cfg).unwrap().build().unwrap();
-    let short_den = Denoiser {
-        net: den.net,
-        schedule: &short,
-        prediction: Default::default(),
-    };
+    let short_den = Denoiser::new(den.net, &short, Default::default());
     let settings = SamplerSettings {
         kind: SamplerKind::Ddpm,
         steps: short.len(),

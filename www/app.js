@@ -85,11 +85,16 @@ async function start() {
   startWorker();
   try {
     await initEngine();
+    // The sampler defaults are the engine's (the same the CLI shows).
+    const d = await call('defaults');
+    $('sampler').value = d.sampler; $('steps').value = String(d.steps); $('eta').value = String(d.eta);
+    $('steps-out').textContent = $('steps').value;
   } catch (e) {
     showError(`Could not start the engine: ${e.message}`);
     return;
   }
   await loadDefaultModel();
+  await loadExamples();
 }
 
 // `version` (the model's SHA-256 from default.json) keys the cache, so a new default model is
@@ -135,7 +140,11 @@ async function loadDefaultModel() {
 
 function modelLoaded(info, label) {
   state.modelReady = true;
-  $('model-status').textContent = `${label} (${info.family}, ${info.parameters.toLocaleString()} parameters, T = ${info.timesteps})`;
+  const scale = info.scale ? `trained at ${info.scale}` : 'training scale not recorded: images are restored at their own pixels';
+  $('model-status').textContent = `${label} (${info.family}, ${info.parameters.toLocaleString()} parameters, T = ${info.timesteps}; ${scale})`;
+  $('model-scale').textContent = info.scale
+    ? `Images are brought to the model's scale (${info.scale}) before restoring.`
+    : 'This model does not record its training scale: images are restored at their own pixels.';
   $('steps').max = String(info.timesteps);
   if (Number($('steps').value) > info.timesteps) $('steps').value = String(info.timesteps);
   $('steps-out').textContent = $('steps').value;
@@ -161,13 +170,44 @@ async function loadUserModel(files) {
   }
 }
 
+// ---- examples -----------------------------------------------------------------------------
+// Made at setup from the example data (www/examples/index.json); DRRs come with nodule labels,
+// whose boxes are drawn over both halves of the viewer.
+async function loadExamples() {
+  let list = [];
+  try {
+    const r = await fetch('www/examples/index.json');
+    if (r.ok) list = await r.json();
+  } catch { /* none built */ }
+  if (!list.length) { $('examples-note').textContent = 'No examples were built (run make serve).'; return; }
+  for (const ex of list) {
+    const b = document.createElement('button');
+    b.type = 'button'; b.className = 'example'; b.textContent = ex.name; b.title = `From ${ex.source}`;
+    b.addEventListener('click', async () => {
+      try {
+        const resp = await fetch(ex.file);
+        if (!resp.ok) throw new Error(`${ex.file}: HTTP ${resp.status}`);
+        const file = new File([await resp.arrayBuffer()], ex.file.split('/').pop());
+        let boxes = null;
+        if (ex.labels) {
+          const label = await (await fetch(ex.labels)).json();
+          boxes = label.nodules.map((n) => n.bbox_px);
+        }
+        enqueue([file], boxes);
+        if (!state.busy && state.modelReady) runQueue();
+      } catch (e) { showError(`Example: ${e.message}`); }
+    });
+    $('examples').append(b);
+  }
+}
+
 // ---- queue --------------------------------------------------------------------------------
-function enqueue(files) {
+function enqueue(files, boxes = null) {
   for (const file of files) {
     const li = document.createElement('li');
     li.textContent = file.name;
     $('queue').append(li);
-    state.queue.push({ file, li });
+    state.queue.push({ file, li, boxes });
   }
   updateButtons();
 }
@@ -180,12 +220,12 @@ function updateButtons() {
 
 async function runQueue() {
   clearError();
-  state.busy = true; updateButtons();
+  state.busy = true; state.cancelRequested = false; updateButtons();
   while (state.queue.length) {
     const item = state.queue.shift();
     item.li.className = 'running';
     try {
-      await restoreOne(item.file);
+      await restoreOne(item.file, item.boxes);
       item.li.className = 'done';
     } catch (e) {
       item.li.className = 'failed';
@@ -202,30 +242,52 @@ async function runQueue() {
   state.busy = false; updateButtons();
 }
 
-async function restoreOne(file) {
+function restoreSettings(pixelMm) {
+  return {
+    sampler: $('sampler').value, steps: Number($('steps').value), eta: Number($('eta').value),
+    seed: Number($('seed').value), previewEvery: Number($('preview').value),
+    outputScale: $('output-scale').value, keepPixels: $('restore-scale').value === 'image',
+    pixelMm: pixelMm ?? null,
+  };
+}
+
+async function restoreOne(file, boxes = null) {
   const bytes = await file.arrayBuffer();
   const img = await call('decode', { bytes }, [bytes]);
-  state.current = { name: file.name.replace(/\.[^.]+$/, ''), width: img.width, height: img.height, before: img.data, after: null };
+  // A Cancel pressed while the file was decoding stops here.
+  if (state.cancelRequested) throw new Error('cancelled');
+  state.current = { name: file.name.replace(/\.[^.]+$/, ''), width: img.width, height: img.height, before: img.data, after: null, afterWidth: img.width, afterHeight: img.height, boxes };
   drawAll(true);
-  const steps = Number($('steps').value);
+  const settings = restoreSettings(img.pixelMm);
+  const plan = await call('plan', { data: img.data.slice(), width: img.width, height: img.height, settings });
+  $('plan-text').textContent = plan.text;
+  if (state.cancelRequested) throw new Error('cancelled');
   $('progress').value = 0;
   const result = await call('restore', {
-    data: img.data.slice(), width: img.width, height: img.height, sampler: $('sampler').value, steps,
-    eta: Number($('eta').value), seed: Number($('seed').value), previewEvery: Number($('preview').value),
+    data: img.data.slice(), width: img.width, height: img.height, settings,
   }, [], ({ step, total, elapsed, preview }) => {
     $('progress').value = step / total;
     const eta = (elapsed / step) * (total - step);
     $('progress-text').textContent = `Step ${step}/${total} · elapsed ${fmtTime(elapsed)} · ETA ${fmtTime(eta)}`;
-    if (preview) { state.current.after = preview; drawAll(false); }
+    document.body.dataset.lastStep = `${step}/${total}@${Date.now()}`;
+    if (preview) { Object.assign(state.current, { after: preview, afterWidth: plan.output[0], afterHeight: plan.output[1] }); drawAll(false); }
   });
-  state.current.after = result.data;
-  $('progress-text').textContent = `Done in ${fmtTime(result.elapsed)} (${(result.elapsed / steps).toFixed(0)} ms/step).`;
+  Object.assign(state.current, { after: result.data, afterWidth: result.width, afterHeight: result.height });
+  $('progress-text').textContent = `Done in ${fmtTime(result.elapsed)} (${(result.elapsed / settings.steps).toFixed(0)} ms/step).`;
   document.body.dataset.lastRestore = String(Date.now());
   drawAll(false);
   updateButtons();
 }
 
 // ---- viewer -------------------------------------------------------------------------------
+// Nodule boxes [x0, y0, x1, y1] in input pixels, drawn at `k` canvas pixels per input pixel.
+function drawBoxes(canvas, boxes, k) {
+  if (!boxes) return;
+  const ctx = canvas.getContext('2d');
+  ctx.strokeStyle = '#ffb000'; ctx.lineWidth = Math.max(1, canvas.width / 256);
+  for (const [x0, y0, x1, y1] of boxes) ctx.strokeRect(x0 * k, y0 * k, (x1 - x0) * k, (y1 - y0) * k);
+}
+
 function render(canvas, data, w, h) {
   canvas.width = w; canvas.height = h;
   const ctx = canvas.getContext('2d');
@@ -245,8 +307,11 @@ function render(canvas, data, w, h) {
 function drawAll(resetView) {
   const c = state.current; if (!c) return;
   render($('canvas-before'), c.before, c.width, c.height);
-  if (c.after) render($('canvas-after'), c.after, c.width, c.height);
-  else { $('canvas-after').width = c.width; $('canvas-after').height = c.height; }
+  drawBoxes($('canvas-before'), c.boxes, 1);
+  if (c.after) {
+    render($('canvas-after'), c.after, c.afterWidth, c.afterHeight);
+    drawBoxes($('canvas-after'), c.boxes, c.afterWidth / c.width);
+  } else { $('canvas-after').width = c.width; $('canvas-after').height = c.height; }
   if (resetView) fitView();
   applyView();
 }
@@ -268,8 +333,10 @@ function applyView() {
   $('stage').classList.toggle('side', side);
   $('canvas-before').style.transform = `translate(${x}px, ${y}px) scale(${scale})`;
   const ax = side ? x + c.width * scale : x;
-  $('canvas-after').style.transform = `translate(${ax}px, ${y}px) scale(${scale})`;
-  const clipX = side ? 0 : Math.max(0, (split * $('stage').clientWidth - x) / scale);
+  // A result at the model's scale is drawn over the input's footprint.
+  const k = c.after ? c.width / c.afterWidth : 1;
+  $('canvas-after').style.transform = `translate(${ax}px, ${y}px) scale(${scale * k})`;
+  const clipX = side ? 0 : Math.max(0, (split * $('stage').clientWidth - x) / (scale * k));
   $('canvas-after').style.clipPath = side ? 'none' : `inset(0 0 0 ${clipX}px)`;
   $('split-handle').style.left = `${split * 100}%`;
   $('split-handle').setAttribute('aria-valuenow', String(Math.round(split * 100)));
@@ -312,7 +379,9 @@ function showPixel(px, py) {
   ix = Math.floor(ix);
   if (ix < 0 || iy < 0 || ix >= c.width || iy >= c.height) { $('pixel').textContent = ''; return; }
   const i = iy * c.width + ix;
-  const after = c.after ? c.after[i].toFixed(4) : '–';
+  const ka = c.after ? c.afterWidth / c.width : 1;
+  const ai = Math.floor(iy * ka) * (c.afterWidth || c.width) + Math.floor(ix * ka);
+  const after = c.after && ai < c.after.length ? c.after[ai].toFixed(4) : '–';
   $('pixel').textContent = `x ${ix}, y ${iy} · input ${c.before[i].toFixed(4)} · restored ${after}`;
 }
 
@@ -342,7 +411,7 @@ window.addEventListener('resize', () => applyView());
 async function download(bits) {
   const c = state.current; if (!c || !c.after) return;
   try {
-    const png = await call('encode', { data: c.after.slice(), width: c.width, height: c.height, bits });
+    const png = await call('encode', { data: c.after.slice(), width: c.afterWidth, height: c.afterHeight, bits });
     const url = URL.createObjectURL(new Blob([png], { type: 'image/png' }));
     const a = document.createElement('a');
     a.href = url; a.download = `${c.name}_restored_${bits}bit.png`;
@@ -356,7 +425,7 @@ $('download16').addEventListener('click', () => download(16));
 // ---- inputs -------------------------------------------------------------------------------
 $('steps').addEventListener('input', () => { $('steps-out').textContent = $('steps').value; });
 $('run').addEventListener('click', () => runQueue());
-$('cancel').addEventListener('click', () => worker.postMessage({ type: 'cancel' }));
+$('cancel').addEventListener('click', () => { state.cancelRequested = true; worker.postMessage({ type: 'cancel' }); });
 $('image-file').addEventListener('change', (e) => { enqueue([...e.target.files]); e.target.value = ''; });
 $('model-file').addEventListener('change', (e) => { loadUserModel([...e.target.files]); e.target.value = ''; });
 

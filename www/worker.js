@@ -27,22 +27,35 @@ self.onmessage = async (event) => {
         post({ id, ok: true, result: JSON.parse(info) });
         break;
       }
+      case 'defaults': {
+        post({ id, ok: true, result: JSON.parse(dxr.sampler_defaults()) });
+        break;
+      }
       case 'decode': {
         const img = dxr.decode_image(new Uint8Array(msg.bytes));
         const data = img.data;
-        post({ id, ok: true, result: { width: img.width, height: img.height, data } }, [data.buffer]);
+        const pixelMm = img.pixel_mm;
+        post({ id, ok: true, result: { width: img.width, height: img.height, data, pixelMm } }, [data.buffer]);
         img.free();
+        break;
+      }
+      case 'plan': {
+        const plan = dxr.plan_restore(msg.data, msg.width, msg.height, JSON.stringify(msg.settings));
+        post({ id, ok: true, result: JSON.parse(plan) });
         break;
       }
       case 'restore': {
         cancelled = false;
         const start = performance.now();
-        const out = await dxr.restore(msg.data, msg.width, msg.height, msg.sampler, msg.steps, msg.eta,
-          msg.seed, msg.previewEvery, (step, total, preview) => {
+        // Each step is reported once the device has finished it (the engine waits for it).
+        const out = await dxr.restore(msg.data, msg.width, msg.height, JSON.stringify(msg.settings),
+          (step, total, preview) => {
             post({ id, progress: { step, total, elapsed: performance.now() - start, preview } });
             return !cancelled;
           });
-        post({ id, ok: true, result: { data: out, elapsed: performance.now() - start } }, [out.buffer]);
+        const result = { data: out.data, width: out.width, height: out.height, plan: JSON.parse(out.plan),
+          elapsed: performance.now() - start };
+        post({ id, ok: true, result }, [out.data.buffer]);
         break;
       }
       case 'encode': {

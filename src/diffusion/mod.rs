@@ -1,6 +1,7 @@
 //! Noise schedules and the samplers that turn noise plus a conditioning image into a restoration.
 
 pub mod sampler;
+pub mod tiles;
 pub mod schedule;
 
 pub use sampler::{

@@ -13,7 +13,8 @@ use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
 use super::schedule::Schedule;
-use crate::error::{Error, Result};
+use super::tiles::TileGrid;
+use crate::error::Error;
 use crate::model::Network;
 
 /// Which sampler to run.
@@ -33,35 +34,53 @@ pub enum SamplerKind {
 
 impl std::str::FromStr for SamplerKind {
     type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
+    fn from_str(s: &str) -> crate::Result<Self> {
         serde_json::from_value(serde_json::Value::String(s.to_ascii_lowercase()))
             .map_err(|_| Error::Sampler(format!("unknown sampler '{s}' (ddpm, ddim, plms, dpmpp)")))
     }
 }
 
-/// Settings of one sampling run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Settings of one sampling run. Its defaults are what the CLI and the page show.
+#[derive(Config, Debug, PartialEq)]
 pub struct SamplerSettings {
+    /// The sampler. Default: DPM-Solver++(2M), the fastest to a good result.
+    #[config(default = "SamplerKind::Dpmpp")]
     pub kind: SamplerKind,
     /// Network evaluations asked for, 1..=T (DDIM/PLMS may run a few more: the reference grid
-    /// `arange(0, T, T // steps)` can have more entries).
+    /// `arange(0, T, T // steps)` can have more entries; it starts at t = 0, so they need ~10
+    /// steps or more to leave the starting noise). Default: 25.
+    #[config(default = 25)]
     pub steps: usize,
-    /// DDIM stochasticity: 0 = deterministic, 1 = DDPM-like.
+    /// DDIM stochasticity in [0, 1]: 0 = deterministic (default), 1 = DDPM-like.
+    #[config(default = 0.0)]
     pub eta: f64,
     /// Clip predicted x₀ to [−1, 1] in the DDPM and DPM-Solver++ updates (reference: true).
+    #[config(default = true)]
     pub clip_denoised: bool,
 }
 
 impl SamplerSettings {
-    /// Defaults: DPM-Solver++ with 25 steps.
-    pub fn new(kind: SamplerKind, steps: usize) -> Self {
-        Self {
-            kind,
-            steps,
-            eta: 0.0,
-            clip_denoised: true,
+    /// Refuses settings no sampler can run with a schedule of `t_total` steps.
+    pub fn validate(&self, t_total: usize) -> crate::Result<()> {
+        check_steps(t_total, self.steps)?;
+        if !(self.eta.is_finite() && (0.0..=1.0).contains(&self.eta)) {
+            return Err(Error::Sampler(format!(
+                "η (eta) must be between 0 and 1, got {}",
+                self.eta
+            )));
         }
+        Ok(())
     }
+}
+
+/// A seed given as a JavaScript number: a whole number in 0..=2⁵³ (what a double holds exactly).
+pub fn seed_from_f64(seed: f64) -> crate::Result<u64> {
+    if !seed.is_finite() || seed < 0.0 || seed.fract() != 0.0 || seed > 9_007_199_254_740_992.0 {
+        return Err(Error::Sampler(format!(
+            "the seed must be a whole number from 0 to 2^53, got {seed}"
+        )));
+    }
+    Ok(seed as u64)
 }
 
 /// Where a running sampler is, passed to the progress callback after each step.
@@ -108,6 +127,7 @@ impl NoiseSource for SeededNoise {
 pub struct FixedNoise(pub Vec<Tensor<4>>);
 
 impl NoiseSource for FixedNoise {
+    /// Panics when the fixture holds no tensor `index` of that shape (a test set-up error).
     fn normal(&mut self, index: usize, shape: [usize; 4], _device: &Device) -> Tensor<4> {
         let t = self.0[index].clone();
         assert_eq!(t.dims(), shape, "fixed noise {index} has the wrong shape");
@@ -116,13 +136,13 @@ impl NoiseSource for FixedNoise {
 }
 
 /// The reference's DDIM/PLMS grid: `arange(0, T, T // steps)`, ascending.
-pub fn ddim_timesteps(t_total: usize, steps: usize) -> Result<Vec<usize>> {
+pub fn ddim_timesteps(t_total: usize, steps: usize) -> crate::Result<Vec<usize>> {
     check_steps(t_total, steps)?;
     Ok((0..t_total).step_by(t_total / steps).collect())
 }
 
 /// An even ascending grid of exactly `steps` timesteps from 0 to T − 1 (DDPM respacing).
-pub fn even_timesteps(t_total: usize, steps: usize) -> Result<Vec<usize>> {
+pub fn even_timesteps(t_total: usize, steps: usize) -> crate::Result<Vec<usize>> {
     check_steps(t_total, steps)?;
     if steps == 1 {
         return Ok(vec![t_total - 1]);
@@ -134,7 +154,7 @@ pub fn even_timesteps(t_total: usize, steps: usize) -> Result<Vec<usize>> {
     Ok(v)
 }
 
-fn check_steps(t_total: usize, steps: usize) -> Result<()> {
+fn check_steps(t_total: usize, steps: usize) -> crate::Result<()> {
     if steps == 0 || steps > t_total {
         return Err(Error::Sampler(format!(
             "steps must be between 1 and T = {t_total}, got {steps}"
@@ -158,7 +178,7 @@ pub enum Prediction {
 
 impl std::str::FromStr for Prediction {
     type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
+    fn from_str(s: &str) -> crate::Result<Self> {
         match s.to_ascii_lowercase().as_str() {
             "eps" => Ok(Prediction::Eps),
             "x0" => Ok(Prediction::X0),
@@ -176,38 +196,115 @@ impl Prediction {
     }
 
     /// ε implied by the network's output `out` for `x` at timestep `t`:
-    /// ε = (x_t − √ᾱ_t·x̂₀) / √(1 − ᾱ_t) for an x₀ model, `out` itself for an ε model.
-    pub fn eps(self, out: Tensor<4>, x: Tensor<4>, t: usize, schedule: &Schedule) -> Tensor<4> {
-        match self {
-            Prediction::Eps => out,
-            Prediction::X0 => {
-                let a = schedule.alphas_cumprod[t] as f64;
-                (x - out * (a.sqrt() as f32)) / ((1.0 - a).sqrt() as f32)
-            }
+    /// ε = (x_t − √ᾱ_t·x̂₀) / √(1 − ᾱ_t) for an x₀ model, `out` itself for an ε model. A `t`
+    /// outside the schedule (PLMS asks for t − 1 = −1) uses the nearest ᾱ.
+    pub fn eps(self, out: Tensor<4>, x: Tensor<4>, t: i64, schedule: &Schedule) -> Tensor<4> {
+        Denoised {
+            x,
+            out,
+            prediction: self,
+            alpha_bar: schedule.alpha_bar(t) as f64,
         }
+        .eps()
     }
 }
 
-/// The network together with the schedule it was trained on and its objective: ε for
-/// (x_t, cond, t).
+/// The network together with the schedule it was trained on, its objective, and the tiles it
+/// runs over when the whole image would not fit the memory budget.
 #[derive(Clone, Copy)]
 pub struct Denoiser<'a> {
     pub net: &'a Network,
     pub schedule: &'a Schedule,
     pub prediction: Prediction,
+    /// Overlapping tiles (blended at every call); `None` runs the whole image at once.
+    pub tiles: Option<&'a TileGrid>,
 }
 
-impl Denoiser<'_> {
+/// One denoiser evaluation: the network's output read according to its objective, so that a
+/// sampler takes x̂₀ or ε without an x₀ → ε → x₀ round trip in f32.
+pub struct Denoised {
+    x: Tensor<4>,
+    out: Tensor<4>,
+    prediction: Prediction,
+    /// ᾱ at the evaluated timestep (the nearest one for t = −1).
+    alpha_bar: f64,
+}
+
+impl Denoised {
+    /// ε: the output of an ε model, else (x_t − √ᾱ·x̂₀)/√(1 − ᾱ).
+    pub fn eps(&self) -> Tensor<4> {
+        match self.prediction {
+            Prediction::Eps => self.out.clone(),
+            Prediction::X0 => {
+                let a = self.alpha_bar;
+                (self.x.clone() - self.out.clone() * (a.sqrt() as f32)) / ((1.0 - a).sqrt() as f32)
+            }
+        }
+    }
+
+    /// x̂₀ as the network gave it (an x₀ model), or `None` for an ε model.
+    pub fn direct_x0(&self) -> Option<Tensor<4>> {
+        (self.prediction == Prediction::X0).then(|| self.out.clone())
+    }
+}
+
+impl<'a> Denoiser<'a> {
+    /// The whole image in one call.
+    pub fn new(net: &'a Network, schedule: &'a Schedule, prediction: Prediction) -> Self {
+        Self {
+            net,
+            schedule,
+            prediction,
+            tiles: None,
+        }
+    }
+
+    /// The same denoiser over `tiles`.
+    pub fn with_tiles(self, tiles: Option<&'a TileGrid>) -> Self {
+        Self { tiles, ..self }
+    }
+
+    /// The network's output at integer timestep `t` (the same for every batch item), blended
+    /// over the tiles when there are any.
+    ///
+    /// # Shapes
+    /// - x: `[batch, c, h, w]`, cond: `[batch, c_cond, h, w]` → `[batch, c, h, w]`
+    pub fn output(&self, x: Tensor<4>, cond: Tensor<4>, t: i64) -> Tensor<4> {
+        match self.tiles {
+            Some(grid) if !grid.is_single() => {
+                let c = x.dims()[1];
+                let mut call = |joined: Tensor<4>| {
+                    let [n, c_all, _, _] = joined.dims();
+                    let x = joined.clone().narrow(1, 0, c);
+                    let cond = joined.narrow(1, c, c_all - c);
+                    self.net.predict(x, cond, &vec![t; n], self.schedule)
+                };
+                grid.apply(Tensor::cat(vec![x, cond], 1), &mut call)
+            }
+            _ => {
+                let b = x.dims()[0];
+                self.net.predict(x, cond, &vec![t; b], self.schedule)
+            }
+        }
+    }
+
+    /// The network's prediction at `t`, read by its objective.
+    pub fn denoise(&self, x: Tensor<4>, cond: Tensor<4>, t: i64) -> Denoised {
+        let out = self.output(x.clone(), cond, t);
+        Denoised {
+            x,
+            out,
+            prediction: self.prediction,
+            alpha_bar: self.schedule.alpha_bar(t) as f64,
+        }
+    }
+
     /// ε at integer timestep `t` (the same for every batch item).
     ///
     /// # Shapes
     /// - x: `[batch, c, h, w]`, cond: `[batch, c_cond, h, w]` → `[batch, c, h, w]`
     pub fn eps(&self, x: Tensor<4>, cond: Tensor<4>, t: i64) -> Tensor<4> {
-        let b = x.dims()[0];
-        let out = self
-            .net
-            .predict(x.clone(), cond, &vec![t; b], self.schedule);
-        self.prediction.eps(out, x, t as usize, self.schedule)
+        self.denoise(x, cond, t).eps()
     }
 }
 
@@ -232,9 +329,12 @@ pub fn ddpm_step(
     z: Option<Tensor<4>>,
     clip: bool,
 ) -> DdpmStep {
-    let eps = den.eps(x.clone(), cond, model_t);
-    let x0 = x.clone() * coefs.sqrt_recip_alphas_cumprod[k]
-        - eps.clone() * coefs.sqrt_recipm1_alphas_cumprod[k];
+    let d = den.denoise(x.clone(), cond, model_t);
+    let eps = d.eps();
+    let x0 = d.direct_x0().unwrap_or_else(|| {
+        x.clone() * coefs.sqrt_recip_alphas_cumprod[k]
+            - eps.clone() * coefs.sqrt_recipm1_alphas_cumprod[k]
+    });
     let x0 = if clip { x0.clamp(-1.0, 1.0) } else { x0 };
     let mean = x0.clone() * coefs.posterior_mean_coef1[k] + x * coefs.posterior_mean_coef2[k];
     let x_prev = match z {
@@ -258,7 +358,7 @@ pub fn sample(
     settings: &SamplerSettings,
     noise: &mut dyn NoiseSource,
     progress: &mut dyn FnMut(StepInfo) -> ControlFlow<()>,
-) -> Result<Tensor<4>> {
+) -> crate::Result<Tensor<4>> {
     let mut run = SamplerRun::new(den, cond, x_channels, settings, noise)?;
     while !run.is_done() {
         let info = run.step(noise);
@@ -312,8 +412,9 @@ impl<'a> SamplerRun<'a> {
         x_channels: usize,
         settings: &SamplerSettings,
         noise: &mut dyn NoiseSource,
-    ) -> Result<Self> {
+    ) -> crate::Result<Self> {
         let t_total = den.schedule.len();
+        settings.validate(t_total)?;
         let [b, _, h, w] = cond.dims();
         let shape = [b, x_channels, h, w];
         let plan = match settings.kind {
@@ -380,7 +481,14 @@ impl<'a> SamplerRun<'a> {
 
     /// Runs the next step (one network evaluation; two on PLMS's first).
     pub fn step(&mut self, noise: &mut dyn NoiseSource) -> StepInfo {
-        assert!(!self.is_done(), "the sampler has finished");
+        if self.is_done() {
+            // nothing left: report the last step again rather than run past the plan
+            return StepInfo {
+                step: self.total,
+                total: self.total,
+                t: 0,
+            };
+        }
         let i = self.done;
         let k = self.total - 1 - i;
         let den = self.den;
@@ -407,8 +515,11 @@ impl<'a> SamplerRun<'a> {
                 let sigma =
                     self.settings.eta as f32 * ((1.0 - ap) / (1.0 - a) * (1.0 - a / ap)).sqrt();
                 let t = grid.ts[k] as i64;
-                let eps = den.eps(x.clone(), cond, t);
-                let x0 = (x - eps.clone() * (1.0 - a).sqrt()) / a.sqrt();
+                let d = den.denoise(x.clone(), cond, t);
+                let eps = d.eps();
+                let x0 = d
+                    .direct_x0()
+                    .unwrap_or_else(|| (x - eps.clone() * (1.0 - a).sqrt()) / a.sqrt());
                 let mut x = x0 * ap.sqrt() + eps * (1.0 - ap - sigma * sigma).max(0.0).sqrt();
                 if sigma > 0.0 {
                     x = x + noise.normal(i + 1, self.shape, &device) * sigma;
@@ -451,8 +562,10 @@ impl<'a> SamplerRun<'a> {
                 let sigma = |t: usize| (1.0 - sched.alphas_cumprod[t] as f64).sqrt();
                 let lambda = |t: usize| (alpha(t) / sigma(t)).ln();
                 let t = ts[i];
-                let eps = den.eps(x.clone(), cond, t as i64);
-                let x0 = (x.clone() - eps * sigma(t) as f32) / alpha(t) as f32;
+                let d = den.denoise(x.clone(), cond, t as i64);
+                let x0 = d.direct_x0().unwrap_or_else(|| {
+                    (x.clone() - d.eps() * sigma(t) as f32) / alpha(t) as f32
+                });
                 let x0 = if self.settings.clip_denoised {
                     x0.clamp(-1.0, 1.0)
                 } else {
@@ -495,7 +608,7 @@ pub struct DdimGrid {
 }
 
 impl DdimGrid {
-    pub fn new(schedule: &Schedule, steps: usize) -> Result<Self> {
+    pub fn new(schedule: &Schedule, steps: usize) -> crate::Result<Self> {
         let ts = ddim_timesteps(schedule.len(), steps)?;
         let a: Vec<f32> = ts.iter().map(|&t| schedule.alphas_cumprod[t]).collect();
         let a_prev = std::iter::once(schedule.alphas_cumprod[0])
@@ -527,7 +640,7 @@ mod tests {
             let a = schedule.alphas_cumprod[t];
             let xt = x0.clone() * a.sqrt() + eps.clone() * (1.0 - a).sqrt();
             let got: Vec<f32> = Prediction::X0
-                .eps(x0.clone(), xt.clone(), t, &schedule)
+                .eps(x0.clone(), xt.clone(), t as i64, &schedule)
                 .into_data()
                 .try_to_vec::<f32>()
                 .unwrap();
@@ -536,7 +649,7 @@ mod tests {
                 assert!((g - w).abs() < 2e-3, "t {t}: {g} vs {w}");
             }
             let same: Vec<f32> = Prediction::Eps
-                .eps(eps.clone(), xt, t, &schedule)
+                .eps(eps.clone(), xt, t as i64, &schedule)
                 .into_data()
                 .try_to_vec::<f32>()
                 .unwrap();

@@ -211,6 +211,11 @@ impl Schedule {
     pub fn is_empty(&self) -> bool {
         self.betas.is_empty()
     }
+    /// ᾱ at timestep `t`, clamped into the schedule (t = −1, "before the first step", which
+    /// PLMS evaluates, reads ᾱ₀).
+    pub fn alpha_bar(&self, t: i64) -> f32 {
+        self.alphas_cumprod[t.clamp(0, self.len() as i64 - 1) as usize]
+    }
 
     /// Coefficients from float32 β with float32 arithmetic (cumprod accumulated in f64, as
     /// torch's CPU kernel does).

@@ -252,6 +252,51 @@ pub struct ViewLabel {
     pub nodules: Vec<NoduleLabel>,
 }
 
+impl ViewLabel {
+    /// Reads the label of a view written by [`write_set`].
+    pub fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        serde_json::from_str(&text)
+            .map_err(|e| Error::Drr(format!("{}: not a dxr drr label ({e})", path.display())))
+    }
+
+    /// The label of image `image` in the set `dir` (`dir/labels/<stem>.json`).
+    pub fn for_image(dir: &Path, image: &Path) -> Result<Self> {
+        let stem = image.file_stem().unwrap_or_default().to_string_lossy();
+        Self::read(&dir.join("labels").join(format!("{stem}.json")))
+    }
+
+    /// Millimetres per pixel at the detector (the mean of the two axes).
+    pub fn pixel_mm(&self) -> f64 {
+        let g = &self.geometry;
+        0.5 * (g.detector_mm[0] / g.pixels[0] as f64 + g.detector_mm[1] / g.pixels[1] as f64)
+    }
+
+    /// The same label for the image resampled to `width × height`: the pixel grid changes, the
+    /// detector and the anatomy do not.
+    pub fn resized(&self, width: usize, height: usize) -> Self {
+        let (fx, fy) = (
+            width as f64 / self.width as f64,
+            height as f64 / self.height as f64,
+        );
+        let mut out = self.clone();
+        out.width = width;
+        out.height = height;
+        out.geometry.pixels = [width, height];
+        for n in &mut out.nodules {
+            n.centre_px = [n.centre_px[0] * fx, n.centre_px[1] * fy];
+            n.radius_px *= 0.5 * (fx + fy);
+            n.bbox_px = [
+                n.bbox_px[0] * fx,
+                n.bbox_px[1] * fy,
+                n.bbox_px[2] * fx,
+                n.bbox_px[3] * fy,
+            ];
+        }
+        out
+    }
+}
+
 /// What [`write_set`] did.
 pub struct SetSummary {
     pub written: usize,

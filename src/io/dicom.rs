@@ -99,6 +99,13 @@ pub(crate) fn preamble_of(bytes: &[u8]) -> ReadPreamble {
 
 /// Decodes the first frame of a single-channel DICOM image to [0, 1].
 pub fn decode(bytes: &[u8]) -> Result<GrayImage> {
+    decode_with_spacing(bytes).map(|(img, _)| img)
+}
+
+/// [`decode`], with the pixel pitch in mm when the file gives one: Imager Pixel Spacing (at the
+/// detector, what a radiograph's scale is) before Pixel Spacing; zero or unreadable values count
+/// as absent; rows and columns averaged.
+pub fn decode_with_spacing(bytes: &[u8]) -> Result<(GrayImage, Option<(f64, &'static str)>)> {
     check_declared_lengths(bytes)?;
     use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
     use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
@@ -138,6 +145,16 @@ pub fn decode(bytes: &[u8]) -> Result<GrayImage> {
         get_u32(tags::COLUMNS)? as usize,
     );
     GrayImage::check_size(cols, rows).map_err(|e| bad(e.to_string()))?;
+    let spacing = [
+        (tags::IMAGER_PIXEL_SPACING, "DICOM Imager Pixel Spacing"),
+        (tags::PIXEL_SPACING, "DICOM Pixel Spacing"),
+    ]
+    .into_iter()
+    .find_map(|(tag, name)| {
+        let v = header.element(tag).ok()?.to_multi_float64().ok()?;
+        let ok: Vec<f64> = v.into_iter().filter(|s| s.is_finite() && *s > 0.0).collect();
+        (ok.len() == 2 || ok.len() == 1).then(|| (ok.iter().sum::<f64>() / ok.len() as f64, name))
+    });
 
     // 2. whole object, decode frame 0 with the modality LUT (rescale slope/intercept)
     let obj = OpenFileOptions::new()
@@ -196,11 +213,14 @@ pub fn decode(bytes: &[u8]) -> Result<GrayImage> {
     ) {
         data.iter_mut().for_each(|v| *v = 1.0 - *v);
     }
-    Ok(GrayImage {
-        width: cols,
-        height: rows,
-        data,
-    })
+    Ok((
+        GrayImage {
+            width: cols,
+            height: rows,
+            data,
+        },
+        spacing,
+    ))
 }
 
 /// Options of [`write_u16`].

@@ -95,9 +95,37 @@ pub fn decode(bytes: &[u8]) -> Result<GrayImage> {
     })
 }
 
-/// Reads and decodes a file, refusing files over [`MAX_FILE_BYTES`] before reading them.
+/// [`decode`], with the pixel scale when the file records it (DICOM spacing tags).
+pub fn decode_with_scale(bytes: &[u8]) -> Result<(GrayImage, crate::scale::InputScale)> {
+    if !bytes.is_empty() && dicom::looks_like_dicom(bytes) {
+        let (img, spacing) = dicom::decode_with_spacing(bytes)?;
+        let scale = spacing
+            .map(|(mm, name)| crate::scale::InputScale::known(mm, name))
+            .unwrap_or_default();
+        return Ok((img, scale));
+    }
+    Ok((decode(bytes)?, Default::default()))
+}
+
+/// Reads a file as [`decode_with_scale`] does, with [`read`]'s size check.
 #[cfg(not(target_arch = "wasm32"))]
-pub fn read(path: &Path) -> Result<GrayImage> {
+pub fn read_with_scale(path: &Path) -> Result<(GrayImage, crate::scale::InputScale)> {
+    let bytes = read_bytes(path)?;
+    decode_with_scale(&bytes).map_err(|e| with_path(path, e))
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn with_path(path: &Path, e: Error) -> Error {
+    match e {
+        Error::Image(m) => Error::Image(format!("{}: {m}", path.display())),
+        Error::Dicom(m) => Error::Dicom(format!("{}: {m}", path.display())),
+        other => other,
+    }
+}
+
+/// A file's bytes, refusing files over [`MAX_FILE_BYTES`] before reading them.
+#[cfg(not(target_arch = "wasm32"))]
+fn read_bytes(path: &Path) -> Result<Vec<u8>> {
     let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
     if meta.len() > MAX_FILE_BYTES {
         return Err(Error::Image(format!(
@@ -107,12 +135,14 @@ pub fn read(path: &Path) -> Result<GrayImage> {
             MAX_FILE_BYTES >> 20
         )));
     }
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    decode(&bytes).map_err(|e| match e {
-        Error::Image(m) => Error::Image(format!("{}: {m}", path.display())),
-        Error::Dicom(m) => Error::Dicom(format!("{}: {m}", path.display())),
-        other => other,
-    })
+    std::fs::read(path).map_err(|e| Error::io(path, e))
+}
+
+/// Reads and decodes a file, refusing files over [`MAX_FILE_BYTES`] before reading them.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn read(path: &Path) -> Result<GrayImage> {
+    let bytes = read_bytes(path)?;
+    decode(&bytes).map_err(|e| with_path(path, e))
 }
 
 /// PNG bit depth of an output.

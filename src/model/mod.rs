@@ -107,6 +107,42 @@ impl NetworkConfig {
             .max()
             .unwrap_or(0)
     }
+    /// Memory one network call needs for a `batch × height × width` input (already a multiple
+    /// of [`Self::input_multiple`]). An estimate meant to err high: per level, the widest feature
+    /// map (the up path's concatenation) times the tensors alive at once, the softmax-attention
+    /// matrix, and the unfolded input of a 3×3 convolution on backends that unfold
+    /// (`unfold`: the CPU's GEMM convolutions).
+    pub fn memory_need(&self, batch: usize, height: usize, width: usize, unfold: bool) -> MemoryNeed {
+        // (channels of the widest map per level, maps alive per level)
+        let (widths, alive): (Vec<usize>, u128) = match self {
+            NetworkConfig::Cheff(c) => (c.dims()[1..].iter().map(|d| 2 * d).collect(), 6),
+            NetworkConfig::Sr3(c) => (
+                c.channel_multiplier
+                    .iter()
+                    .map(|m| 2 * c.inner_channel * m)
+                    .collect(),
+                2 * (c.res_blocks as u128 + 1) + 4,
+            ),
+        };
+        let map = |level: usize, channels: usize| {
+            batch as u128 * channels as u128 * ((height >> level) * (width >> level)) as u128 * 4
+        };
+        let widest = widths
+            .iter()
+            .enumerate()
+            .map(|(l, &c)| map(l, c))
+            .max()
+            .unwrap_or(0);
+        let unfolded = if unfold { 9 * widest } else { widest };
+        let attention = self.attention_bytes(batch, height, width);
+        let maps: u128 = widths.iter().enumerate().map(|(l, &c)| alive * map(l, c)).sum();
+        let largest = unfolded.max(attention);
+        let clamp = |v: u128| v.min(u64::MAX as u128) as u64;
+        MemoryNeed {
+            total: clamp(maps + largest + attention),
+            largest_buffer: clamp(largest),
+        }
+    }
     /// Checks that the network can be built and run (a restoration model additionally needs
     /// [`Self::cond_channels`]).
     pub fn validate(&self) -> Result<()> {
@@ -123,6 +159,15 @@ impl NetworkConfig {
             NetworkConfig::Sr3(c) => Network::Sr3(c.init(device)?),
         })
     }
+}
+
+/// What one network call needs, from [`NetworkConfig::memory_need`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryNeed {
+    /// All activations alive at the peak, bytes.
+    pub total: u64,
+    /// The largest single tensor, bytes.
+    pub largest_buffer: u64,
 }
 
 /// A denoising network of either family.

@@ -21,7 +21,7 @@ use crate::diffusion::schedule::Schedule;
 use crate::io::{GrayImage, write_atomic};
 use crate::metrics;
 use crate::model::{Network, pad_to_multiple};
-use crate::restore::Restorer;
+use crate::restore::{RestoreOptions, Restorer};
 use crate::{Error, Result};
 
 /// What a DDPM run is set up with (stored in its state; a resume must match).
@@ -247,13 +247,14 @@ impl Trainer for DdpmTrainer {
                     eta: 0.0,
                     clip_denoised: true,
                 };
+                let opts = RestoreOptions::at_input_pixels(crate::device::MemoryBudget::cpu());
                 let (mut p, mut s) = (0.0, 0.0);
                 for (lq, hq) in pairs {
                     let mut noise = SeededNoise::new(self.settings.seed);
                     let out =
-                        restorer.restore(lq, &settings, &mut noise, &self.device, &mut |_| {
+                        restorer.restore(lq, &opts, &settings, &mut noise, &self.device, &mut |_| {
                             std::ops::ControlFlow::Continue(())
-                        })?;
+                        })?.image;
                     let (a, b) = (to_f64(&hq.data), to_f64(&out.data));
                     p += metrics::psnr(&a, &b, 1.0)?.min(100.0);
                     s += metrics::ssim(&a, &b, hq.width, hq.height, 1.0)?;
@@ -449,7 +450,7 @@ pub fn sdedit(
     for (k, &t) in ts.iter().enumerate() {
         let prev = ts.get(k + 1).copied();
         let out = net.forward_raw(x.clone(), &[net.time_value(t as i64, schedule)]);
-        let eps = model.spec.prediction.eps(out, x.clone(), t, schedule);
+        let eps = model.spec.prediction.eps(out, x.clone(), t as i64, schedule);
         let x0 =
             ((x - eps.clone() * (1.0 - ac(Some(t))).sqrt()) / ac(Some(t)).sqrt()).clamp(-1.0, 1.0);
         x = x0.clone() * ac(prev).sqrt() + eps * (1.0 - ac(prev)).max(0.0).sqrt();

@@ -9,7 +9,8 @@ use super::data::{PairSet, image_files};
 use crate::diffusion::sampler::{SamplerSettings, SeededNoise};
 use crate::io::{self, GrayImage};
 use crate::metrics;
-use crate::restore::Restorer;
+use crate::device::MemoryBudget;
+use crate::restore::{RestoreOptions, Restorer};
 use crate::{Error, Result};
 
 /// One image's figures.
@@ -70,9 +71,13 @@ pub fn eval_model(
     let mut rows = Vec::new();
     for (k, ((lq, hq), name)) in pairs.lq.iter().zip(&pairs.hq).zip(&pairs.names).enumerate() {
         let mut noise = SeededNoise::new(seed);
-        let out = restorer.restore(lq, settings, &mut noise, device, &mut |_| {
-            ControlFlow::Continue(())
-        })?;
+        // pairs are made at the model's scale: restored as they are
+        let opts = RestoreOptions::at_input_pixels(MemoryBudget::cpu());
+        let out = restorer
+            .restore(lq, &opts, settings, &mut noise, device, &mut |_| {
+                ControlFlow::Continue(())
+            })?
+            .image;
         rows.push(score(name, hq, &out)?);
         if !progress(k + 1, pairs.names.len()) {
             return Err(Error::Cancelled);

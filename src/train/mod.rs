@@ -93,6 +93,7 @@ pub fn preset(name: &str, channels: usize) -> Result<ModelSpec> {
         network: NetworkConfig::Cheff(network),
         schedule: ScheduleConfig::cheff_default(),
         prediction: Default::default(),
+        scale: None,
     };
     spec.network.validate()?;
     Ok(spec)

@@ -159,6 +159,50 @@ test('falls back to the CPU without WebGPU', async () => {
   } finally { await ctx.close(); }
 });
 
+test('progress counts steps the GPU has finished: the last step is reported close to the result', async () => {
+  const { ctx, page } = await open();
+  try {
+    const dir = join(scratch, 'big');
+    execFileSync(dxr, ['resize', fixtureImage, '-o', dir, '--width', '256'], { stdio: 'pipe' });
+    const file = join(dir, 'public_0_blur_64x64_ref.png');
+    await page.selectOption('#restore-scale', 'image'); // the 256² image as it is
+    await page.selectOption('#sampler', 'dpmpp');
+    await setRange(page, 'steps', 3);
+    await page.setInputFiles('#image-file', file);
+    const t0 = Date.now();
+    await page.click('#run');
+    let lastStepAt = null;
+    for (;;) {
+      const text = await page.textContent('#progress-text');
+      if (lastStepAt === null && /Step 3\/3/.test(text)) lastStepAt = Date.now();
+      if (/Done/.test(text)) break;
+      if (Date.now() - t0 > 600000) throw new Error(`no result after 10 min: ${text}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const doneAt = Date.now();
+    lastStepAt ??= doneAt;
+    const share = (lastStepAt - t0) / (doneAt - t0);
+    console.log(`256² on WebGPU: last step reported at ${((lastStepAt - t0) / 1000).toFixed(1)} s, result at ${((doneAt - t0) / 1000).toFixed(1)} s (${(100 * share).toFixed(0)} %)`);
+    assert.ok(share >= 0.8, `the last step was reported at ${(100 * share).toFixed(0)} % of the time to the result`);
+  } finally { await ctx.close(); }
+});
+
+test('a first visit restores an example with one click, at the model scale, boxes drawn', async () => {
+  const { ctx, page, errors } = await open();
+  try {
+    await page.waitForSelector('#examples button.example', { timeout: 60000 });
+    assert.match(await page.textContent('#model-scale'), /model's scale \(.*px across the chest/);
+    await setRange(page, 'steps', 2);
+    await page.click('#examples button.example >> nth=0');
+    await page.waitForFunction(() => /Done/.test(document.getElementById('progress-text').textContent), null, { timeout: 600000 });
+    const plan = await page.textContent('#plan-text');
+    assert.match(plan, /256×256 restored at \d+×\d+/, plan);
+    assert.match(plan, /DRR|estimated|model's/, plan);
+    await page.screenshot({ path: join(artifacts, 'example.png') });
+    assert.deepEqual(errors, [], 'console errors');
+  } finally { await ctx.close(); }
+});
+
 test('artifacts exist', () => {
   assert.ok(existsSync(join(artifacts, 'result.png')), 'screenshot written');
 });

@@ -1,25 +1,20 @@
 //! `dxr`: the DiffusionXRay command line (restore, info, bench).
 
-use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
 
 use burn::prelude::*;
 use clap::{Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
 
 use dxr::checkpoint::{self, read_checkpoint};
 use dxr::config::ModelSpec;
-use dxr::device::{self, DeviceChoice};
-use dxr::diffusion::sampler::{SamplerKind, SamplerSettings, SeededNoise};
+use dxr::device;
 use dxr::io::{self, BitDepth, GrayImage};
-use dxr::restore::Restorer;
 use dxr::{Error, Result};
 
+mod bench;
 mod drr;
+mod restore;
 mod train;
 
 #[derive(Parser)]
@@ -35,40 +30,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Restore images (PNG, JPEG, TIFF, DICOM; files or folders) into OUT_DIR as PNG.
-    Restore {
-        /// Image files or folders of images.
-        #[arg(required = true)]
-        inputs: Vec<PathBuf>,
-        /// Output folder (created if missing).
-        #[arg(short, long)]
-        out: PathBuf,
-        /// Checkpoint: `.pt` (authors), `.pth` (SR3) or `.safetensors`; default: the bundled
-        /// model (`models/default.safetensors`, or `$DXR_DEFAULT_MODEL`).
-        #[arg(long)]
-        weights: Option<PathBuf>,
-        /// Model config JSON (needed unless the checkpoint carries its own).
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// ddim, plms, ddpm or dpmpp.
-        #[arg(long, default_value = "dpmpp")]
-        sampler: String,
-        /// Sampler steps (1..=T).
-        #[arg(long, default_value_t = 25)]
-        steps: usize,
-        /// DDIM η.
-        #[arg(long, default_value_t = 0.0)]
-        eta: f64,
-        /// Random seed: the same seed gives the same output.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// cpu or gpu (wgpu).
-        #[arg(long, default_value = "cpu")]
-        device: String,
-        /// Output PNG bit depth: 8 or 16.
-        #[arg(long, default_value_t = 16)]
-        bits: u8,
-    },
+    /// Restore images (PNG, JPEG, TIFF, DICOM; files or folders) into OUT_DIR as PNG, at the
+    /// model's pixel scale, over tiles when large.
+    Restore(Box<restore::RestoreArgs>),
     /// Convert a checkpoint (.pt, .pth, .safetensors + config) into our safetensors file, which
     /// carries its config and loads anywhere, the browser included.
     Convert {
@@ -79,6 +43,13 @@ enum Command {
         /// Store half-precision weights (half the size).
         #[arg(long)]
         f16: bool,
+        /// Record the pixel pitch (mm at the detector) the model was trained at.
+        #[arg(long)]
+        pixel_mm: Option<f64>,
+        /// Record the typical lung-field width, in pixels, of the model's training images
+        /// (the authors' DDPM-HQ, on 1024² whole radiographs: about 800).
+        #[arg(long)]
+        chest_px: Option<f64>,
     },
     /// Compare two images: max |a − b| in 8-bit steps, PSNR and SSIM (on 8-bit values).
     Compare { a: PathBuf, b: PathBuf },
@@ -121,52 +92,15 @@ enum Command {
     TrainBench(Box<train::TrainBenchArgs>),
     /// PSNR/SSIM per image and mean ± std, as a Markdown table and CSV.
     Eval(Box<train::EvalArgs>),
-    /// Time one UNet evaluation (one sampler step) on every available backend.
-    Bench {
-        /// Model config JSON.
-        #[arg(long)]
-        config: PathBuf,
-        /// Height and width.
-        #[arg(long, num_args = 2, value_names = ["H", "W"], default_values_t = [256, 256])]
-        size: Vec<usize>,
-        /// Timed runs per backend (median reported).
-        #[arg(long, default_value_t = 5)]
-        steps: usize,
-        /// Batch size.
-        #[arg(long, default_value_t = 1)]
-        batch: usize,
-        /// Only these backends (cpu, gpu); default: all available.
-        #[arg(long)]
-        device: Vec<String>,
-    },
+    /// Milliseconds per denoiser step (tiled where needed) for each model, size and backend,
+    /// and whole-image restorations with their peak memory.
+    Bench(Box<bench::BenchArgs>),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Restore {
-            inputs,
-            out,
-            weights,
-            config,
-            sampler,
-            steps,
-            eta,
-            seed,
-            device,
-            bits,
-        } => restore(
-            &inputs,
-            &out,
-            weights.as_deref(),
-            config.as_deref(),
-            &sampler,
-            steps,
-            eta,
-            seed,
-            &device,
-            bits,
-        ),
+        Command::Restore(a) => restore::run(&a),
         Command::Info { file, config } => info(&file, config.as_deref()),
         Command::Compare { a, b } => compare(&a, &b),
         Command::Resize { inputs, out, width } => resize(&inputs, &out, width),
@@ -175,7 +109,9 @@ fn main() -> ExitCode {
             output,
             config,
             f16,
-        } => convert(&input, &output, config.as_deref(), f16),
+            pixel_mm,
+            chest_px,
+        } => convert(&input, &output, config.as_deref(), f16, pixel_mm, chest_px),
         Command::Drr(a) => drr::run(&a),
         Command::Train(t) => train::run_train(&t),
         Command::Pairs(a) => train::run_pairs(&a),
@@ -185,13 +121,7 @@ fn main() -> ExitCode {
         Command::Realism(a) => train::run_realism(&a),
         Command::Sheet(a) => train::run_sheet(&a),
         Command::DrrBench(a) => drr::bench(&a),
-        Command::Bench {
-            config,
-            size,
-            steps,
-            batch,
-            device,
-        } => bench(&config, size[0], size[1], steps, batch, &device),
+        Command::Bench(a) => bench::run(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -245,180 +175,30 @@ fn prefix(path: &Path, e: Error) -> Error {
     }
 }
 
-/// Image files named on the command line or found (non-recursively) in named folders.
-fn collect_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    const EXT: &[&str] = &["png", "jpg", "jpeg", "tif", "tiff", "dcm", "dicom"];
-    let mut files = Vec::new();
-    for p in inputs {
-        let meta = std::fs::metadata(p).map_err(|e| Error::io(p, e))?;
-        if meta.is_dir() {
-            let mut found: Vec<PathBuf> = std::fs::read_dir(p)
-                .map_err(|e| Error::io(p, e))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|f| f.is_file())
-                .filter(|f| {
-                    let ext = f
-                        .extension()
-                        .map(|e| e.to_string_lossy().to_ascii_lowercase());
-                    ext.as_deref().is_none_or(|e| EXT.contains(&e))
-                        && !f
-                            .file_name()
-                            .is_some_and(|n| n.to_string_lossy().starts_with('.'))
-                })
-                .collect();
-            found.sort();
-            files.extend(found);
-        } else {
-            files.push(p.clone());
-        }
-    }
-    if files.is_empty() {
-        return Err(Error::Image("no input images found".into()));
-    }
-    Ok(files)
-}
-
-/// `OUT/<stem>.png`, never an input's own path, unique among the outputs.
-fn output_paths(inputs: &[PathBuf], out: &Path) -> Result<Vec<PathBuf>> {
-    let canon_inputs: Vec<PathBuf> = inputs
-        .iter()
-        .filter_map(|p| std::fs::canonicalize(p).ok())
-        .collect();
-    let mut taken: Vec<PathBuf> = Vec::new();
-    for input in inputs {
-        let stem = input
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "image".into());
-        let mut n = 1;
-        let path = loop {
-            let name = if n == 1 {
-                format!("{stem}.png")
-            } else {
-                format!("{stem}-{n}.png")
-            };
-            let cand = out.join(name);
-            let is_input = std::fs::canonicalize(&cand).is_ok_and(|c| canon_inputs.contains(&c));
-            if is_input {
-                return Err(Error::Image(format!(
-                    "output {} would overwrite an input; choose another --out folder",
-                    cand.display()
-                )));
-            }
-            if !taken.contains(&cand) {
-                break cand;
-            }
-            n += 1;
-        };
-        taken.push(path);
-    }
-    Ok(taken)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn restore(
-    inputs: &[PathBuf],
-    out: &Path,
-    weights: Option<&Path>,
+fn convert(
+    input: &Path,
+    output: &Path,
     config: Option<&Path>,
-    sampler: &str,
-    steps: usize,
-    eta: f64,
-    seed: u64,
-    device: &str,
-    bits: u8,
+    f16: bool,
+    pixel_mm: Option<f64>,
+    chest_px: Option<f64>,
 ) -> Result<()> {
-    let depth = match bits {
-        8 => BitDepth::Eight,
-        16 => BitDepth::Sixteen,
-        b => return Err(Error::Image(format!("--bits must be 8 or 16, got {b}"))),
-    };
-    let kind: SamplerKind = sampler.parse()?;
-    let device = device::open(device.parse::<DeviceChoice>()?)?;
-    let default = default_model();
-    let weights = match weights {
-        Some(w) => w,
-        None if default.is_file() => default.as_path(),
-        None => {
-            return Err(Error::Config(format!(
-                "no --weights given and no default model at {} (set DXR_DEFAULT_MODEL or pass a checkpoint)",
-                default.display()
-            )));
-        }
-    };
-    let restorer = Restorer::new(read_model(weights, config, &device)?)?;
-    let t_total = restorer.schedule.len();
-    if steps == 0 || steps > t_total {
-        return Err(Error::Sampler(format!(
-            "--steps must be between 1 and T = {t_total}, got {steps}"
-        )));
+    let mut model = read_model(input, config, &device::cpu())?;
+    if pixel_mm.is_some() || chest_px.is_some() {
+        let chest_px = chest_px
+            .or(model.spec.scale.map(|s| s.chest_px))
+            .ok_or_else(|| {
+                Error::Config(
+                    "--pixel-mm needs --chest-px too (the model records no chest width yet)".into(),
+                )
+            })?;
+        let scale = dxr::config::ModelScale {
+            pixel_mm: pixel_mm.or(model.spec.scale.and_then(|s| s.pixel_mm)),
+            chest_px,
+        };
+        scale.validate()?;
+        model.spec.scale = Some(scale);
     }
-    let settings = SamplerSettings {
-        kind,
-        steps,
-        eta,
-        clip_denoised: true,
-    };
-
-    let files = collect_inputs(inputs)?;
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
-    let outputs = output_paths(&files, out)?;
-
-    let cancel = Arc::new(AtomicBool::new(false));
-    {
-        let c = cancel.clone();
-        let _ = ctrlc::set_handler(move || c.store(true, Ordering::SeqCst));
-    }
-    let bar = ProgressBar::new((files.len() * steps) as u64);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} steps, ETA {eta} {msg}",
-        )
-        .expect("valid template"),
-    );
-    let mut failures = 0;
-    for (input, output) in files.iter().zip(&outputs) {
-        bar.set_message(input.display().to_string());
-        let result = (|| -> Result<()> {
-            let image = io::read(input)?;
-            let mut noise = SeededNoise::new(seed);
-            let base = bar.position();
-            let restored =
-                restorer.restore(&image, &settings, &mut noise, &device, &mut |info| {
-                    bar.set_position(base + info.step.min(steps) as u64);
-                    if cancel.load(Ordering::SeqCst) {
-                        ControlFlow::Break(())
-                    } else {
-                        ControlFlow::Continue(())
-                    }
-                })?;
-            io::write_atomic(output, &io::encode_png(&restored, depth)?)
-        })();
-        match result {
-            Ok(()) => bar.suspend(|| println!("{} -> {}", input.display(), output.display())),
-            Err(Error::Cancelled) => {
-                bar.abandon();
-                eprintln!("stopped: no partial output was written");
-                return Err(Error::Cancelled);
-            }
-            Err(e) => {
-                failures += 1;
-                bar.suspend(|| eprintln!("dxr: error: {e}"));
-            }
-        }
-    }
-    bar.finish_and_clear();
-    if failures > 0 {
-        return Err(Error::Failed(format!(
-            "{failures} of {} images could not be restored",
-            files.len()
-        )));
-    }
-    Ok(())
-}
-
-fn convert(input: &Path, output: &Path, config: Option<&Path>, f16: bool) -> Result<()> {
-    let model = read_model(input, config, &device::cpu())?;
     let dtype = if f16 {
         checkpoint::SaveDType::F16
     } else {
@@ -476,6 +256,10 @@ fn info(file: &Path, config: Option<&Path>) -> Result<()> {
     match checkpoint::load(&ckpt, read_spec(config)?, &device::cpu()) {
         Ok(model) => {
             println!("parameters: {}", model.network.num_params());
+            match &model.spec.scale {
+                Some(s) => println!("scale:      {s}"),
+                None => println!("scale:      not recorded (inputs are restored at their own pixels)"),
+            }
             println!(
                 "config:     {}",
                 serde_json::to_string_pretty(&model.spec).expect("serialisable")
@@ -485,77 +269,6 @@ fn info(file: &Path, config: Option<&Path>) -> Result<()> {
             println!("parameters: {} values stored", ckpt.num_values());
             println!("config:     not known ({e})");
         }
-    }
-    Ok(())
-}
-
-fn bench(
-    config: &Path,
-    h: usize,
-    w: usize,
-    runs: usize,
-    batch: usize,
-    only: &[String],
-) -> Result<()> {
-    let spec = read_spec(Some(config))?.expect("config given");
-    let schedule = spec.schedule.build()?;
-    let mut backends: Vec<(String, Device)> = Vec::new();
-    let want = |name: &str| only.is_empty() || only.iter().any(|o| o.eq_ignore_ascii_case(name));
-    if want("cpu") {
-        backends.push(("cpu (ndarray)".into(), device::cpu()));
-    }
-    if want("gpu") {
-        match device::gpu() {
-            Ok(d) => backends.push(("gpu (wgpu)".into(), d)),
-            Err(e) => println!("gpu (wgpu): skipped: {e}"),
-        }
-    }
-    let runs = runs.max(1);
-    println!(
-        "model {} ({} family), input {batch}×{h}×{w}, {runs} timed runs after 1 warm-up",
-        config.display(),
-        spec.family()
-    );
-    println!("| backend | median ms/step | min | max | ratio to first |");
-    println!("|---|---|---|---|---|");
-    let mut first = None;
-    for (name, device) in backends {
-        let net = spec.network.init(&device)?;
-        let den = dxr::diffusion::Denoiser {
-            net: &net,
-            schedule: &schedule,
-            prediction: spec.prediction,
-        };
-        let multiple = spec.network.input_multiple();
-        let (ph, pw) = (h.next_multiple_of(multiple), w.next_multiple_of(multiple));
-        let x = Tensor::<4>::random(
-            [batch, spec.network.image_channels(), ph, pw],
-            burn::tensor::Distribution::Normal(0.0, 1.0),
-            &device,
-        );
-        let cond = Tensor::<4>::random(
-            [batch, spec.network.cond_channels()?, ph, pw],
-            burn::tensor::Distribution::Uniform(-1.0, 1.0),
-            &device,
-        );
-        let mut times = Vec::new();
-        for i in 0..=runs {
-            let start = Instant::now();
-            let eps = den.eps(x.clone(), cond.clone(), (schedule.len() / 2) as i64);
-            let _ = eps.into_data(); // wait for the device
-            if i > 0 {
-                times.push(start.elapsed().as_secs_f64() * 1e3);
-            }
-        }
-        times.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        let median = times[times.len() / 2];
-        let base = *first.get_or_insert(median);
-        println!(
-            "| {name} | {median:.1} | {:.1} | {:.1} | {:.2} |",
-            times[0],
-            times[times.len() - 1],
-            median / base
-        );
     }
     Ok(())
 }

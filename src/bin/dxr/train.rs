@@ -21,6 +21,8 @@ use dxr::train::ddpm::{
 };
 use dxr::train::munit::{MunitSettings, MunitTrainer, Style, load_munit, translate};
 use dxr::train::{self, RunOptions, Trainer, eval};
+use dxr::config::ModelScale;
+use dxr::scale::{SCALE_FILE, read_set_scale, typical_chest_px};
 use dxr::{Error, Result};
 
 /// Options every trainer takes.
@@ -65,10 +67,36 @@ pub struct Common {
     /// DPM-Solver++ steps of the validation restorations.
     #[arg(long, default_value_t = 10)]
     val_steps: usize,
-    /// cpu (burn-ndarray), flex (burn's multi-threaded CPU backend: the fast CPU choice for
-    /// training) or gpu (wgpu).
+    /// cpu (the fastest CPU backend: flex), flex, ndarray (the single-threaded reference) or
+    /// gpu (wgpu).
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// The training images' pixel pitch (mm at the detector), saved in the model's spec.
+    #[arg(long)]
+    pixel_mm: Option<f64>,
+    /// The training images' lung-field width in pixels, saved in the model's spec [default:
+    /// measured on the images (a pair set's scale.json, written by `dxr pairs`)].
+    #[arg(long)]
+    chest_px: Option<f64>,
+}
+
+/// The scale saved in the model's spec: the flags, else `measured` (chest width of the
+/// training images) with the flag's pitch.
+fn model_scale(c: &Common, measured: Option<ModelScale>) -> Result<Option<ModelScale>> {
+    let chest_px = c.chest_px.or(measured.map(|m| m.chest_px));
+    let Some(chest_px) = chest_px else {
+        eprintln!(
+            "note: no chest width could be measured on the training images and none was given \
+             (--chest-px): the model will restore inputs at their own pixels"
+        );
+        return Ok(None);
+    };
+    let scale = ModelScale {
+        pixel_mm: c.pixel_mm.or(measured.and_then(|m| m.pixel_mm)),
+        chest_px,
+    };
+    scale.validate()?;
+    Ok(Some(scale))
 }
 
 #[derive(Subcommand)]
@@ -144,7 +172,8 @@ pub fn run_train(cmd: &TrainCommand) -> Result<()> {
     let (common, mut trainer): (&Common, Box<dyn Trainer>) = match cmd {
         TrainCommand::DdpmHq { common, pairs, val } => {
             let device = open_device(&common.device)?;
-            let settings = ddpm_settings(common, 2)?;
+            let mut settings = ddpm_settings(common, 2)?;
+            settings.spec.scale = model_scale(common, read_set_scale(pairs)?)?;
             let val = match val {
                 Some(v) => DdpmVal::Pairs(val_pairs(&PairSet::load(v)?, settings.patch.max(64))),
                 None => DdpmVal::None,
@@ -157,7 +186,13 @@ pub fn run_train(cmd: &TrainCommand) -> Result<()> {
         }
         TrainCommand::DdpmLq { common, lq, val } => {
             let device = open_device(&common.device)?;
-            let settings = ddpm_settings(common, 1)?;
+            let mut settings = ddpm_settings(common, 1)?;
+            let domain = Domain::load(lq, Columns::All)?;
+            let measured = typical_chest_px(&domain.images).map(|chest_px| ModelScale {
+                pixel_mm: None,
+                chest_px,
+            });
+            settings.spec.scale = model_scale(common, measured)?;
             let val = match val {
                 Some(v) => {
                     let d = Domain::load(v, Columns::All)?;
@@ -170,7 +205,7 @@ pub fn run_train(cmd: &TrainCommand) -> Result<()> {
                 }
                 None => DdpmVal::None,
             };
-            let data = DdpmData::Domain(Domain::load(lq, Columns::All)?, Augment::FLIP);
+            let data = DdpmData::Domain(domain, Augment::FLIP);
             (
                 common,
                 Box::new(DdpmTrainer::new(settings, data, val, &device)?),
@@ -457,6 +492,17 @@ pub fn run_pairs(a: &PairsArgs) -> Result<()> {
     hq.check_patch(a.size)?;
     for d in ["lq", "hq"] {
         std::fs::create_dir_all(a.out.join(d)).map_err(|e| Error::io(a.out.join(d), e))?;
+    }
+    // the scale of the whole images the crops come from, for the model trained on them
+    if let Some(chest_px) = typical_chest_px(&hq.images) {
+        let scale = ModelScale {
+            pixel_mm: None,
+            chest_px,
+        };
+        write_atomic(
+            &a.out.join(SCALE_FILE),
+            &serde_json::to_vec_pretty(&scale).expect("serialisable"),
+        )?;
     }
     let bar = ProgressBar::new(a.count as u64);
     for k in 0..a.count {

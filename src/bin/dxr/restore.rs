@@ -1,0 +1,285 @@
+//! `dxr restore`: images (files or folders) → restored PNGs, at the model's scale, over tiles
+//! when large, with progress and Ctrl-C.
+
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use dxr::device::{self, DeviceChoice};
+use dxr::diffusion::sampler::{SamplerKind, SamplerSettings, SeededNoise};
+use dxr::drr::dataset::ViewLabel;
+use dxr::io::{self, BitDepth};
+use dxr::restore::{OutputScale, RestoreOptions, Restorer};
+use dxr::scale::InputScale;
+use dxr::{Error, Result};
+
+fn default_sampler() -> String {
+    format!("{:?}", SamplerSettings::new().kind).to_ascii_lowercase()
+}
+
+#[derive(Args)]
+pub struct RestoreArgs {
+    /// Image files or folders of images.
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    /// Output folder (created if missing).
+    #[arg(short, long)]
+    out: PathBuf,
+    /// Checkpoint: `.pt` (authors), `.pth` (SR3) or `.safetensors`; default: the bundled
+    /// model (`models/default.safetensors`, or `$DXR_DEFAULT_MODEL`).
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// Model config JSON (needed unless the checkpoint carries its own).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// ddim, plms, ddpm or dpmpp (DDIM and PLMS follow the authors' grid, which starts at
+    /// t = 0: give them 10 steps or more).
+    #[arg(long, default_value_t = default_sampler())]
+    sampler: String,
+    /// Sampler steps (1..=T).
+    #[arg(long, default_value_t = SamplerSettings::new().steps)]
+    steps: usize,
+    /// DDIM η, in [0, 1].
+    #[arg(long, default_value_t = SamplerSettings::new().eta)]
+    eta: f64,
+    /// Random seed: the same seed gives the same output.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// cpu (the fastest CPU backend: flex), flex, ndarray or gpu (wgpu).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Output PNG bit depth: 8 or 16.
+    #[arg(long, default_value_t = 16)]
+    bits: u8,
+    /// input: the result has the input's size, its fine detail kept (default); model: the
+    /// result is what the model restored, at the model's pixel scale.
+    #[arg(long, default_value = "input")]
+    output_scale: String,
+    /// Restore at the image's own pixels instead of bringing it to the model's scale.
+    #[arg(long)]
+    keep_pixels: bool,
+    /// The inputs' pixel pitch in mm (at the detector), overriding what the files say.
+    #[arg(long)]
+    pixel_mm: Option<f64>,
+    /// A `dxr drr` set whose labels/<name>.json belong to the inputs: their detector pitch
+    /// gives the scale, and the nodule labels are written to OUT/labels/ for the output scale.
+    #[arg(long)]
+    labels: Option<PathBuf>,
+    /// Memory one network call may use, in MiB (default: 1024 on a CPU, 2048 on a GPU);
+    /// larger images are restored over overlapping tiles.
+    #[arg(long)]
+    memory_mib: Option<u64>,
+    /// Tile side in pixels at the model's scale, instead of the largest that fits the memory.
+    #[arg(long)]
+    tile: Option<usize>,
+}
+
+/// Image files named on the command line or found (non-recursively) in named folders.
+fn collect_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    const EXT: &[&str] = &["png", "jpg", "jpeg", "tif", "tiff", "dcm", "dicom"];
+    let mut files = Vec::new();
+    for p in inputs {
+        let meta = std::fs::metadata(p).map_err(|e| Error::io(p, e))?;
+        if meta.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(p)
+                .map_err(|e| Error::io(p, e))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| f.is_file())
+                .filter(|f| {
+                    let ext = f
+                        .extension()
+                        .map(|e| e.to_string_lossy().to_ascii_lowercase());
+                    ext.as_deref().is_none_or(|e| EXT.contains(&e))
+                        && !f
+                            .file_name()
+                            .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+                })
+                .collect();
+            found.sort();
+            files.extend(found);
+        } else {
+            files.push(p.clone());
+        }
+    }
+    if files.is_empty() {
+        return Err(Error::Image("no input images found".into()));
+    }
+    Ok(files)
+}
+
+/// `OUT/<stem>.png`, never an input's own path, unique among the outputs.
+fn output_paths(inputs: &[PathBuf], out: &Path) -> Result<Vec<PathBuf>> {
+    let canon_inputs: Vec<PathBuf> = inputs
+        .iter()
+        .filter_map(|p| std::fs::canonicalize(p).ok())
+        .collect();
+    let mut taken: Vec<PathBuf> = Vec::new();
+    for input in inputs {
+        let stem = input
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "image".into());
+        let mut n = 1;
+        let path = loop {
+            let name = if n == 1 {
+                format!("{stem}.png")
+            } else {
+                format!("{stem}-{n}.png")
+            };
+            let cand = out.join(name);
+            let is_input = std::fs::canonicalize(&cand).is_ok_and(|c| canon_inputs.contains(&c));
+            if is_input {
+                return Err(Error::Image(format!(
+                    "output {} would overwrite an input; choose another --out folder",
+                    cand.display()
+                )));
+            }
+            if !taken.contains(&cand) {
+                break cand;
+            }
+            n += 1;
+        };
+        taken.push(path);
+    }
+    Ok(taken)
+}
+
+pub fn run(a: &RestoreArgs) -> Result<()> {
+    let depth = match a.bits {
+        8 => BitDepth::Eight,
+        16 => BitDepth::Sixteen,
+        b => return Err(Error::Image(format!("--bits must be 8 or 16, got {b}"))),
+    };
+    let choice = a.device.parse::<DeviceChoice>()?;
+    let mut budget = choice.budget();
+    if let Some(mib) = a.memory_mib {
+        budget = budget.with_total_mib(mib)?;
+    }
+    let output: OutputScale = a.output_scale.parse()?;
+    if let Some(mm) = a.pixel_mm
+        && !(mm.is_finite() && mm > 0.0)
+    {
+        return Err(Error::Config(format!(
+            "--pixel-mm must be a positive number, got {mm}"
+        )));
+    }
+    let settings = SamplerSettings {
+        kind: a.sampler.parse::<SamplerKind>()?,
+        steps: a.steps,
+        eta: a.eta,
+        clip_denoised: true,
+    };
+    let device = device::open(choice)?;
+    let weights = match &a.weights {
+        Some(w) => w.clone(),
+        None => {
+            let default = super::default_model();
+            if !default.is_file() {
+                return Err(Error::Config(format!(
+                    "no --weights given and no default model at {} (set DXR_DEFAULT_MODEL or pass a checkpoint)",
+                    default.display()
+                )));
+            }
+            default
+        }
+    };
+    let restorer = Restorer::new(super::read_model(&weights, a.config.as_deref(), &device)?)?;
+    settings.validate(restorer.schedule.len())?;
+
+    let files = collect_inputs(&a.inputs)?;
+    std::fs::create_dir_all(&a.out).map_err(|e| Error::io(&a.out, e))?;
+    let outputs = output_paths(&files, &a.out)?;
+    if a.labels.is_some() {
+        let dir = a.out.join("labels");
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    }
+
+    let cancel = Arc::new(AtomicBool::new(false));
+    {
+        let c = cancel.clone();
+        let _ = ctrlc::set_handler(move || c.store(true, Ordering::SeqCst));
+    }
+    let bar = ProgressBar::new((files.len() * a.steps) as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} steps, ETA {eta} {msg}",
+        )
+        .expect("valid template"),
+    );
+    let mut failures = 0;
+    for (input, output_path) in files.iter().zip(&outputs) {
+        bar.set_message(input.display().to_string());
+        let result = (|| -> Result<String> {
+            let (image, file_scale) = io::read_with_scale(input)?;
+            let label = a
+                .labels
+                .as_deref()
+                .map(|dir| ViewLabel::for_image(dir, input))
+                .transpose()?;
+            let input_scale = match (a.pixel_mm, &label) {
+                (Some(mm), _) => InputScale::known(mm, "--pixel-mm"),
+                (None, Some(l)) => InputScale::known(l.pixel_mm(), "DRR label"),
+                (None, None) => file_scale,
+            };
+            let opts = RestoreOptions {
+                output,
+                input_scale,
+                to_model_scale: !a.keep_pixels,
+                budget,
+                tile: a.tile,
+            };
+            let mut noise = SeededNoise::new(a.seed);
+            let base = bar.position();
+            let restored = restorer.restore(
+                &image,
+                &opts,
+                &settings,
+                &mut noise,
+                &device,
+                &mut |info| {
+                    bar.set_position(base + info.step.min(a.steps) as u64);
+                    if cancel.load(Ordering::SeqCst) {
+                        ControlFlow::Break(())
+                    } else {
+                        ControlFlow::Continue(())
+                    }
+                },
+            )?;
+            io::write_atomic(output_path, &io::encode_png(&restored.image, depth)?)?;
+            if let (Some(label), Some(_)) = (&label, &a.labels) {
+                let [w, h] = restored.plan.output_size();
+                let stem = output_path.file_stem().unwrap_or_default().to_string_lossy();
+                let path = a.out.join("labels").join(format!("{stem}.json"));
+                let json = serde_json::to_vec_pretty(&label.resized(w, h)).expect("serialisable");
+                io::write_atomic(&path, &json)?;
+            }
+            Ok(restored.plan.describe())
+        })();
+        match result {
+            Ok(how) => bar.suspend(|| {
+                println!("{} -> {}: {how}", input.display(), output_path.display())
+            }),
+            Err(Error::Cancelled) => {
+                bar.abandon();
+                eprintln!("stopped: no partial output was written");
+                return Err(Error::Cancelled);
+            }
+            Err(e) => {
+                failures += 1;
+                bar.suspend(|| eprintln!("dxr: error: {e}"));
+            }
+        }
+    }
+    bar.finish_and_clear();
+    if failures > 0 {
+        return Err(Error::Failed(format!(
+            "{failures} of {} images could not be restored",
+            files.len()
+        )));
+    }
+    Ok(())
+}
