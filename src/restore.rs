@@ -116,6 +116,11 @@ impl RestorePlan {
         ]
     }
 
+    /// The input as the model sees it (resampled to its scale).
+    pub fn model_input(&self) -> &GrayImage {
+        &self.model_input
+    }
+
     /// One line for the user.
     pub fn describe(&self) -> String {
         let [iw, ih] = self.input;
@@ -225,11 +230,29 @@ pub fn plan_tiles(
         }
         None if fits(1, h, w) => h.max(w),
         None => {
-            let mut s = h.max(w).next_multiple_of(m);
-            while s > m && !fits(1, s.min(h), s.min(w)) {
+            let mut largest = h.max(w).next_multiple_of(m);
+            while largest > m && !fits(1, largest.min(h), largest.min(w)) {
+                largest -= m;
+            }
+            // Of the sides that fit, down to half the largest (smaller tiles see less context),
+            // the one that makes the network process the fewest pixels: a tile just under the
+            // image would otherwise cost nearly a whole image per tile.
+            let pixels = |s: usize| {
+                let (th, tw, o) = (s.min(h), s.min(w), (s / 4).max(1));
+                let n = |len: usize, t: usize| {
+                    if t >= len { 1 } else { (len - o).div_ceil(t - o).max(2) }
+                };
+                n(h, th) * n(w, tw) * th * tw
+            };
+            let mut best = largest;
+            let mut s = largest;
+            while s >= (largest / 2).max(16.max(m)) {
+                if pixels(s) < pixels(best) {
+                    best = s;
+                }
                 s -= m;
             }
-            s
+            best
         }
     };
     let (th, tw) = (side.min(h), side.min(w));

@@ -70,7 +70,14 @@ pub fn decide(scale: Option<&ModelScale>, input: &InputScale, image: &GrayImage)
             Some(px) => (
                 model.chest_px / px,
                 format!(
-                    "lung fields ~{px:.0} px wide (estimated from the image) → the model's ~{:.0} px",
+                    "{}lung fields ~{px:.0} px wide (estimated from the image) → the model's ~{:.0} px",
+                    match input.pixel_mm {
+                        Some(mm) => format!(
+                            "{mm:.3} mm/px ({}), but the model records no pitch: ",
+                            input.source.as_deref().unwrap_or("given")
+                        ),
+                        None => String::new(),
+                    },
                     model.chest_px
                 ),
             ),

@@ -481,12 +481,12 @@ fn any_size_restores_and_bad_settings_are_named() {
         assert!(!o.status.success() && err.contains(needle), "{extra:?}: {err}");
         assert!(files_in(&out).is_empty(), "{extra:?} left {:?}", files_in(&out));
     };
-    fails(&["--eta", "-1"], "between 0 and 1, got -1");
+    fails(&["--eta=-1"], "between 0 and 1, got -1");
     fails(&["--steps", "0"], "between 1 and T");
     fails(&["--sampler", "plms", "--steps", "2001"], "got 2001");
     fails(&["--memory-mib", "1", "--tile", "64"], "memory budget");
     fails(&["--output-scale", "huge"], "input or model");
-    fails(&["--pixel-mm", "-3"], "--pixel-mm");
+    fails(&["--pixel-mm=-3"], "--pixel-mm");
     // PLMS with one or two steps and the x0 objective (the default model's) no longer panics
     for steps in ["1", "2", "3"] {
         let out = dir.path(&format!("plms{steps}"));
@@ -507,14 +507,14 @@ fn the_model_scale_is_shown_and_can_be_set() {
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let info = String::from_utf8_lossy(&dxr(&["info", &s(&conv)]).stdout).into_owned();
-    assert!(info.contains("scale:      0.200 mm/px, ~800 px across the chest"), "{info}");
+    assert!(info.contains("scale:      0.200 mm/px, lung fields ~800 px wide"), "{info}");
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let info = dxr(&["info", &s(&root.join("models/default.safetensors"))]);
     let info = String::from_utf8_lossy(&info.stdout);
-    assert!(info.contains("px across the chest"), "the default model records its scale: {info}");
+    assert!(info.contains("lung fields ~"), "the default model records its scale: {info}");
     let o = dxr(&[
         "convert", &s(&tiny.join("weights.pt")), &s(&dir.path("bad.safetensors")),
-        "--config", &s(&tiny.join("config.json")), "--chest-px", "-1",
+        "--config", &s(&tiny.join("config.json")), "--chest-px=-1",
     ]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("positive"));

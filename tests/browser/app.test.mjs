@@ -191,7 +191,7 @@ test('a first visit restores an example with one click, at the model scale, boxe
   const { ctx, page, errors } = await open();
   try {
     await page.waitForSelector('#examples button.example', { timeout: 60000 });
-    assert.match(await page.textContent('#model-scale'), /model's scale \(.*px across the chest/);
+    assert.match(await page.textContent('#model-scale'), /model's scale \(lung fields ~\d+ px wide/);
     await setRange(page, 'steps', 2);
     await page.click('#examples button.example >> nth=0');
     await page.waitForFunction(() => /Done/.test(document.getElementById('progress-text').textContent), null, { timeout: 600000 });

@@ -33,6 +33,9 @@ enum Command {
     /// Restore images (PNG, JPEG, TIFF, DICOM; files or folders) into OUT_DIR as PNG, at the
     /// model's pixel scale, over tiles when large.
     Restore(Box<restore::RestoreArgs>),
+    /// What each image's file says about its pixel scale, its estimated lung-field width, and
+    /// the factor `restore` would resample it by.
+    Scale(Box<restore::ScaleArgs>),
     /// Convert a checkpoint (.pt, .pth, .safetensors + config) into our safetensors file, which
     /// carries its config and loads anywhere, the browser included.
     Convert {
@@ -101,6 +104,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Restore(a) => restore::run(&a),
+        Command::Scale(a) => restore::run_scale(&a),
         Command::Info { file, config } => info(&file, config.as_deref()),
         Command::Compare { a, b } => compare(&a, &b),
         Command::Resize { inputs, out, width } => resize(&inputs, &out, width),

@@ -283,3 +283,47 @@ pub fn run(a: &RestoreArgs) -> Result<()> {
     }
     Ok(())
 }
+
+#[derive(Args)]
+pub struct ScaleArgs {
+    /// Image files or folders of images.
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    /// Also the factor that brings each image to this model's scale (default: the bundled one).
+    #[arg(long)]
+    weights: Option<PathBuf>,
+}
+
+/// `dxr scale`: what each image's file says about its pixel scale, its estimated lung-field
+/// width, and the factor `restore` would resample it by.
+pub fn run_scale(a: &ScaleArgs) -> Result<()> {
+    let weights = a.weights.clone().unwrap_or_else(super::default_model);
+    let spec = weights
+        .is_file()
+        .then(|| super::read_model(&weights, None, &device::cpu()).map(|m| m.spec))
+        .transpose()?;
+    if let Some(s) = spec.as_ref().and_then(|s| s.scale) {
+        println!("model {}: {s}", weights.display());
+    }
+    println!("| image | size | pitch (source) | lung fields (px) | factor | how |");
+    println!("|---|---|---|---|---|---|");
+    for f in collect_inputs(&a.inputs)? {
+        let (img, scale) = io::read_with_scale(&f)?;
+        let chest = dxr::scale::estimate_chest_px(&img);
+        let d = dxr::scale::decide(spec.as_ref().and_then(|s| s.scale.as_ref()), &scale, &img);
+        println!(
+            "| {} | {}×{} | {} | {} | {:.3} | {} |",
+            f.display(),
+            img.width,
+            img.height,
+            scale.pixel_mm.map_or("–".into(), |mm| format!(
+                "{mm:.4} mm ({})",
+                scale.source.as_deref().unwrap_or("")
+            )),
+            chest.map_or("–".into(), |c| format!("{c:.1}")),
+            d.factor,
+            d.how
+        );
+    }
+    Ok(())
+}
