@@ -38,10 +38,12 @@ impl DeviceChoice {
         }
     }
 
-    /// The default memory budget of one network call on this backend.
+    /// The default memory budget of one network call on this backend (a GPU's from its
+    /// adapter's buffer limits).
     pub fn budget(&self) -> MemoryBudget {
         match self {
-            DeviceChoice::Gpu => MemoryBudget::NATIVE_GPU,
+            #[cfg(not(target_arch = "wasm32"))]
+            DeviceChoice::Gpu => gpu_budget(),
             _ => MemoryBudget::cpu(),
         }
     }
@@ -77,13 +79,6 @@ pub struct MemoryBudget {
 }
 
 impl MemoryBudget {
-    /// Native GPU (wgpu): 2 GiB per call, 1 GiB per buffer.
-    pub const NATIVE_GPU: Self = Self {
-        total: 2 << 30,
-        largest_buffer: 1 << 30,
-        unfolds_convolutions: false,
-    };
-
     /// CPU backends: 1 GiB per call natively (a 2048² restore then peaks well under 1.5 GiB);
     /// 384 MiB in wasm32, whose whole address space is 4 GiB and holds the page's copies too.
     pub fn cpu() -> Self {
@@ -98,10 +93,12 @@ impl MemoryBudget {
         }
     }
 
-    /// WebGPU from the adapter's limits: the largest buffer is the smaller of the binding and
-    /// buffer limits; a call may use four such buffers, at most 1 GiB.
-    pub fn webgpu(max_storage_binding: u64, max_buffer: u64) -> Self {
-        let largest = max_storage_binding.min(max_buffer);
+    /// A wgpu device (WebGPU in the page, Vulkan/Metal natively) from its limits: the largest
+    /// buffer is the smaller of the storage-binding and buffer limits; a call may use four such
+    /// buffers, at most 1 GiB.
+    pub fn wgpu(max_storage_binding: u64, max_buffer: u64) -> Self {
+        // half the limit: the memory pool rounds allocations up, and an estimate is an estimate
+        let largest = max_storage_binding.min(max_buffer) / 2;
         Self {
             total: (4 * largest).min(1 << 30),
             largest_buffer: largest,
@@ -142,19 +139,36 @@ pub fn cpu() -> Device {
     Device::ndarray()
 }
 
-/// A wgpu device on the best adapter, or an error that says why there is none. The runtime can
-/// be registered once per process, so the first answer is kept.
+/// The wgpu device and its budget, opened once per process (the runtime can be registered only
+/// once, so the first answer is kept).
 #[cfg(not(target_arch = "wasm32"))]
-pub fn gpu() -> Result<Device> {
-    static GPU: std::sync::OnceLock<std::result::Result<Device, String>> =
+fn gpu_and_budget() -> std::result::Result<(Device, MemoryBudget), String> {
+    static GPU: std::sync::OnceLock<std::result::Result<(Device, MemoryBudget), String>> =
         std::sync::OnceLock::new();
     GPU.get_or_init(|| {
-        Device::wgpu_options()
-            .init()
-            .map_err(|e| format!("no usable wgpu adapter: {e}"))
+        let (device, setup) = Device::wgpu_options()
+            .init_with_setup()
+            .map_err(|e| format!("no usable wgpu adapter: {e}"))?;
+        let limits = setup.device.limits();
+        let budget = MemoryBudget::wgpu(
+            limits.max_storage_buffer_binding_size as u64,
+            limits.max_buffer_size,
+        );
+        Ok((device, budget))
     })
     .clone()
-    .map_err(Error::Device)
+}
+
+/// A wgpu device on the best adapter, or an error that says why there is none.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn gpu() -> Result<Device> {
+    gpu_and_budget().map(|(d, _)| d).map_err(Error::Device)
+}
+
+/// The memory budget of the wgpu device (from its limits; the CPU's when there is none).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn gpu_budget() -> MemoryBudget {
+    gpu_and_budget().map_or_else(|_| MemoryBudget::cpu(), |(_, b)| b)
 }
 
 /// Resolves a choice to a device.
@@ -183,9 +197,9 @@ mod tests {
 
     #[test]
     fn budgets_follow_the_backend_and_the_flag() {
-        let web = MemoryBudget::webgpu(128 << 20, 256 << 20);
-        assert_eq!(web.largest_buffer, 128 << 20);
-        assert_eq!(web.total, 512 << 20);
+        let web = MemoryBudget::wgpu(128 << 20, 256 << 20);
+        assert_eq!(web.largest_buffer, 64 << 20);
+        assert_eq!(web.total, 256 << 20);
         let b = MemoryBudget::cpu().with_total_mib(64).unwrap();
         assert_eq!((b.total, b.largest_buffer), (64 << 20, 64 << 20));
         assert!(MemoryBudget::cpu().with_total_mib(0).is_err());

@@ -55,7 +55,7 @@ pub async fn init(prefer_gpu: bool) -> Result<String, JsValue> {
         match Device::wgpu_options().init_with_setup_async().await {
             Ok((device, setup)) => {
                 let limits = setup.device.limits();
-                budget = Some(MemoryBudget::webgpu(
+                budget = Some(MemoryBudget::wgpu(
                     limits.max_storage_buffer_binding_size as u64,
                     limits.max_buffer_size,
                 ));

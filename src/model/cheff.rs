@@ -9,6 +9,8 @@ use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfi
 use burn::nn::{GroupNorm, GroupNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::{gelu, silu, softmax};
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
 
 use super::{SinusoidalKind, attention_heads, check_groups, sinusoidal_embedding};
 use crate::error::Error;
@@ -304,11 +306,21 @@ impl Attention {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let [b, _, h, w] = x.dims();
         let (q, k, v) = attention_heads(self.to_qkv.forward(self.norm.forward(x.clone())), HEADS); // each [b, heads, d, n]
-        let q = q * (DIM_HEAD as f64).powf(-0.5);
-        let sim = q.swap_dims(2, 3).matmul(k); // [b, heads, n_query, n_key]
-        let attn = softmax(sim, 3);
-        let out = v.matmul(attn.swap_dims(2, 3)); // [b, heads, d, n_query]
-        let out = out.reshape([b, HEADS * DIM_HEAD, h, w]);
+        // burn's fused op: on flex a tiled (flash) kernel that never holds the n × n matrix
+        let options = AttentionModuleOptions {
+            scale: Some((DIM_HEAD as f64).powf(-0.5)),
+            softcap: None,
+            is_causal: false,
+        };
+        let out = attention(
+            q.swap_dims(2, 3),
+            k.swap_dims(2, 3),
+            v.swap_dims(2, 3),
+            None,
+            None,
+            options,
+        ); // [b, heads, n_query, d]
+        let out = out.swap_dims(2, 3).reshape([b, HEADS * DIM_HEAD, h, w]);
         x + self.to_out.forward(out)
     }
 }

@@ -20,7 +20,7 @@ use dxr::{Error, Result};
 pub struct BenchArgs {
     /// Models: config JSON files, or checkpoints that carry their config (default: the shipped
     /// default model, and the cheff `small` fixture config when ../shared is there).
-    #[arg(long)]
+    #[arg(long, num_args = 1..)]
     config: Vec<PathBuf>,
     /// Square sides to time one step at.
     #[arg(long, num_args = 1.., default_values_t = [256, 512])]
@@ -29,11 +29,11 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 3)]
     runs: usize,
     /// Backends (ndarray, flex, gpu); default: every one present.
-    #[arg(long)]
+    #[arg(long, num_args = 1..)]
     device: Vec<String>,
     /// Images to restore whole with the default model and the default sampler settings
     /// (timed once each, with the peak resident memory of the restoration).
-    #[arg(long)]
+    #[arg(long, num_args = 1..)]
     restore: Vec<PathBuf>,
     /// Backend of the whole-image restorations.
     #[arg(long, default_value = "cpu")]
