@@ -44,6 +44,11 @@ impl DeviceChoice {
         match self {
             #[cfg(not(target_arch = "wasm32"))]
             DeviceChoice::Gpu => gpu_budget(),
+            #[cfg(not(target_arch = "wasm32"))]
+            DeviceChoice::Flex => MemoryBudget {
+                materialises_attention: false,
+                ..MemoryBudget::cpu()
+            },
             _ => MemoryBudget::cpu(),
         }
     }
@@ -76,6 +81,8 @@ pub struct MemoryBudget {
     /// Whether convolutions unfold their input (im2col: 9× a 3×3 conv's input), as the CPU
     /// backends do.
     pub unfolds_convolutions: bool,
+    /// Whether softmax attention holds the whole n × n matrix (flex's fused op tiles it).
+    pub materialises_attention: bool,
 }
 
 impl MemoryBudget {
@@ -90,6 +97,7 @@ impl MemoryBudget {
             total,
             largest_buffer: total,
             unfolds_convolutions: true,
+            materialises_attention: true,
         }
     }
 
@@ -103,6 +111,7 @@ impl MemoryBudget {
             total: (4 * largest).min(1 << 30),
             largest_buffer: largest,
             unfolds_convolutions: false,
+            materialises_attention: true,
         }
     }
 

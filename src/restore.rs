@@ -211,7 +211,7 @@ pub fn plan_tiles(
 ) -> Result<TileGrid> {
     let m = net.input_multiple();
     let need = |b: usize, th: usize, tw: usize| {
-        net.memory_need(b, th, tw, budget.unfolds_convolutions)
+        net.memory_need(b, th, tw, budget.unfolds_convolutions, budget.materialises_attention)
     };
     let fits = |b: usize, th: usize, tw: usize| {
         let n = need(b, th, tw);
@@ -553,7 +553,7 @@ mod tests {
         // 1024² with full attention at 256²: 64 GiB for the whole image; tiles fit.
         let big = plan_tiles(&net, [1024, 1024], &cpu, None).unwrap();
         assert!(big.len() > 1);
-        let n = net.memory_need(big.per_call, big.tile[0], big.tile[1], true);
+        let n = net.memory_need(big.per_call, big.tile[0], big.tile[1], true, true);
         assert!(n.total <= cpu.total, "{n:?}");
         // A strip: tiles along its length only.
         let strip = plan_tiles(&net, [512, 8192], &cpu, None).unwrap();

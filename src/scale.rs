@@ -136,10 +136,11 @@ fn otsu(values: &[f32]) -> f32 {
 /// dark runs inside the body, by Otsu's threshold over the body pixels of the band, that do not
 /// touch the body's edge (in a DRR the body's rim is dark too) and are at least 4 % of the width.
 /// In each row the outermost such runs left and right of the centre give the span; the
-/// estimate holds when at least half the rows give one.
+/// estimate holds when at least half the rows give one. Images more than 3:1 are not measured.
 pub fn estimate_chest_px(img: &GrayImage) -> Option<f64> {
     let (w, h) = (img.width, img.height);
-    if w < 32 || h < 32 {
+    // a chest radiograph is roughly square: a strip or a sliver holds no chest to measure
+    if w < 32 || h < 32 || w > 3 * h || h > 3 * w {
         return None;
     }
     let rows: Vec<usize> = (h * 2 / 5..h * 3 / 5).collect();

@@ -112,7 +112,14 @@ impl NetworkConfig {
     /// map (the up path's concatenation) times the tensors alive at once, the softmax-attention
     /// matrix, and the unfolded input of a 3×3 convolution on backends that unfold
     /// (`unfold`: the CPU's GEMM convolutions).
-    pub fn memory_need(&self, batch: usize, height: usize, width: usize, unfold: bool) -> MemoryNeed {
+    pub fn memory_need(
+        &self,
+        batch: usize,
+        height: usize,
+        width: usize,
+        unfold: bool,
+        attention_matrix: bool,
+    ) -> MemoryNeed {
         // (channels of the widest map per level, maps alive per level)
         let (widths, alive): (Vec<usize>, u128) = match self {
             NetworkConfig::Cheff(c) => (c.dims()[1..].iter().map(|d| 2 * d).collect(), 6),
@@ -134,7 +141,11 @@ impl NetworkConfig {
             .max()
             .unwrap_or(0);
         let unfolded = if unfold { 9 * widest } else { widest };
-        let attention = self.attention_bytes(batch, height, width);
+        let attention = if attention_matrix {
+            self.attention_bytes(batch, height, width)
+        } else {
+            0
+        };
         let maps: u128 = widths.iter().enumerate().map(|(l, &c)| alive * map(l, c)).sum();
         let largest = unfolded.max(attention);
         let clamp = |v: u128| v.min(u64::MAX as u128) as u64;
