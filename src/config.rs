@@ -53,8 +53,16 @@ impl ModelScale {
 impl std::fmt::Display for ModelScale {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.pixel_mm {
-            Some(mm) => write!(f, "{mm:.3} mm/px, lung fields ~{:.0} px wide", self.chest_px),
-            None => write!(f, "lung fields ~{:.0} px wide (mm/px not known)", self.chest_px),
+            Some(mm) => write!(
+                f,
+                "{mm:.3} mm/px, lung fields ~{:.0} px wide",
+                self.chest_px
+            ),
+            None => write!(
+                f,
+                "lung fields ~{:.0} px wide (mm/px not known)",
+                self.chest_px
+            ),
         }
     }
 }

@@ -196,10 +196,16 @@ mod tests {
 
     #[test]
     fn cpu_means_the_fastest_cpu_backend() {
-        assert_eq!("cpu".parse::<DeviceChoice>().unwrap(), DeviceChoice::fastest_cpu());
+        assert_eq!(
+            "cpu".parse::<DeviceChoice>().unwrap(),
+            DeviceChoice::fastest_cpu()
+        );
         #[cfg(not(target_arch = "wasm32"))]
         assert_eq!(DeviceChoice::fastest_cpu(), DeviceChoice::Flex);
-        assert_eq!("NDARRAY".parse::<DeviceChoice>().unwrap(), DeviceChoice::Ndarray);
+        assert_eq!(
+            "NDARRAY".parse::<DeviceChoice>().unwrap(),
+            DeviceChoice::Ndarray
+        );
         let err = "tpu".parse::<DeviceChoice>().unwrap_err().to_string();
         assert!(err.contains("unknown device 'tpu'"), "{err}");
     }

@@ -211,7 +211,13 @@ pub fn plan_tiles(
 ) -> Result<TileGrid> {
     let m = net.input_multiple();
     let need = |b: usize, th: usize, tw: usize| {
-        net.memory_need(b, th, tw, budget.unfolds_convolutions, budget.materialises_attention)
+        net.memory_need(
+            b,
+            th,
+            tw,
+            budget.unfolds_convolutions,
+            budget.materialises_attention,
+        )
     };
     let fits = |b: usize, th: usize, tw: usize| {
         let n = need(b, th, tw);
@@ -240,7 +246,11 @@ pub fn plan_tiles(
             let pixels = |s: usize| {
                 let (th, tw, o) = (s.min(h), s.min(w), (s / 4).max(1));
                 let n = |len: usize, t: usize| {
-                    if t >= len { 1 } else { (len - o).div_ceil(t - o).max(2) }
+                    if t >= len {
+                        1
+                    } else {
+                        (len - o).div_ceil(t - o).max(2)
+                    }
                 };
                 n(h, th) * n(w, tw) * th * tw
             };
@@ -323,7 +333,10 @@ impl Restorer {
         let hi = MAX_SIDE as f64 / w.max(h) as f64;
         if scale.factor < lo || scale.factor > hi {
             scale.factor = scale.factor.clamp(lo, hi);
-            scale.how += &format!(" (limited to ×{:.3} to stay within {MIN_SIDE}..={MAX_SIDE} px)", scale.factor);
+            scale.how += &format!(
+                " (limited to ×{:.3} to stay within {MIN_SIDE}..={MAX_SIDE} px)",
+                scale.factor
+            );
         }
         let model = if scale.factor == 1.0 {
             [w, h]
@@ -390,14 +403,23 @@ impl Restorer {
         let net_cfg = &self.model.spec.network;
         let [w, h] = plan.model;
         // 1. grey [0, 1] → [−1, 1], repeated over the conditioning channels (3 for RGB models)
-        let lq: Vec<f32> = plan.model_input.data.iter().map(|v| v * 2.0 - 1.0).collect();
+        let lq: Vec<f32> = plan
+            .model_input
+            .data
+            .iter()
+            .map(|v| v * 2.0 - 1.0)
+            .collect();
         let cond = Tensor::<4>::from_data(TensorData::new(lq, [1, 1, h, w]), device);
         let cond = cond.repeat_dim(1, net_cfg.cond_channels()?);
         // 2. pad to the network's multiple
         let cond = pad_to_multiple(cond, net_cfg.input_multiple()); // [1, c_cond, H', W']
         // 3. the sampler over the planned tiles, ready to step
-        let den = Denoiser::new(&self.model.network, &self.schedule, self.model.spec.prediction)
-            .with_tiles(Some(&plan.grid));
+        let den = Denoiser::new(
+            &self.model.network,
+            &self.schedule,
+            self.model.spec.prediction,
+        )
+        .with_tiles(Some(&plan.grid));
         let run = SamplerRun::new(den, cond, net_cfg.image_channels(), settings, noise)?;
         Ok(RestoreRun {
             run,
@@ -498,7 +520,11 @@ mod tests {
     fn composing_an_unchanged_restoration_gives_the_input_back() {
         // Whatever the factor, a model that changed nothing returns the input exactly: the
         // input's detail above the model's band is carried over.
-        for (w, h, f) in [(200usize, 120usize, 0.5f64), (64, 96, 1.7), (300, 300, 0.31)] {
+        for (w, h, f) in [
+            (200usize, 120usize, 0.5f64),
+            (64, 96, 1.7),
+            (300, 300, 0.31),
+        ] {
             let input = ramp(w, h);
             let model = [
                 (w as f64 * f).round() as usize,
@@ -562,7 +588,9 @@ mod tests {
         let forced = plan_tiles(&net, [256, 256], &cpu, Some(64)).unwrap();
         assert_eq!(forced.tile, [64, 64]);
         let tiny = cpu.with_total_mib(1).unwrap();
-        let err = plan_tiles(&net, [256, 256], &tiny, Some(256)).unwrap_err().to_string();
+        let err = plan_tiles(&net, [256, 256], &tiny, Some(256))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("memory budget"), "{err}");
         assert!(plan_tiles(&net, [256, 256], &cpu, Some(4)).is_err());
     }

@@ -201,8 +201,16 @@ pub fn estimate_chest_px(img: &GrayImage) -> Option<f64> {
                 .into_iter()
                 .filter(|&(s, e)| e - s >= min_run && s > b0 && e <= b1)
                 .collect();
-            let left = lungs.iter().filter(|(s, e)| ((s + e) as f64) / 2.0 < centre).map(|r| r.0).min()?;
-            let right = lungs.iter().filter(|(s, e)| ((s + e) as f64) / 2.0 >= centre).map(|r| r.1).max()?;
+            let left = lungs
+                .iter()
+                .filter(|(s, e)| ((s + e) as f64) / 2.0 < centre)
+                .map(|r| r.0)
+                .min()?;
+            let right = lungs
+                .iter()
+                .filter(|(s, e)| ((s + e) as f64) / 2.0 >= centre)
+                .map(|r| r.1)
+                .max()?;
             Some((right - left) as f64)
         })
         .collect();
@@ -258,7 +266,11 @@ mod tests {
                 if dx > body / 2.0 || y < 0.05 * h as f64 {
                     return 0.0;
                 }
-                let rib = if (y / (0.04 * h as f64)).fract() < 0.2 { 0.1 } else { 0.0 };
+                let rib = if (y / (0.04 * h as f64)).fract() < 0.2 {
+                    0.1
+                } else {
+                    0.0
+                };
                 let v = if dx > 0.12 * lungs && dx < lungs / 2.0 {
                     0.35 + rib
                 } else {

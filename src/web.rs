@@ -236,7 +236,9 @@ pub fn plan_restore(
         Ok((r, e.budget))
     })?;
     let (req, _, _) = RestoreRequest::parse(&settings_json, restorer.schedule.len())?;
-    let plan = restorer.plan(&image, &req.options(budget)).map_err(js_err)?;
+    let plan = restorer
+        .plan(&image, &req.options(budget))
+        .map_err(js_err)?;
     Ok(plan.to_json().to_string())
 }
 
@@ -310,7 +312,9 @@ pub async fn restore(
         Ok((r, e.device.clone(), e.budget))
     })?;
     let (req, settings, seed) = RestoreRequest::parse(&settings_json, restorer.schedule.len())?;
-    let plan = restorer.plan(&image, &req.options(budget)).map_err(js_err)?;
+    let plan = restorer
+        .plan(&image, &req.options(budget))
+        .map_err(js_err)?;
     let mut noise = SeededNoise::new(seed);
     let mut run = restorer
         .begin(&plan, &settings, &mut noise, &device)
@@ -319,16 +323,14 @@ pub async fn restore(
         let info = run.step(&mut noise);
         // wait for the device: the step counts once it is done
         read_back(run.sync_value()).await?;
-        let preview = if req.preview_every > 0
-            && info.step % req.preview_every == 0
-            && !run.is_done()
-        {
-            let current = read_back(run.preview()).await?;
-            let shown = plan.compose(&image, &current);
-            JsValue::from(js_sys::Float32Array::from(shown.data.as_slice()))
-        } else {
-            JsValue::UNDEFINED
-        };
+        let preview =
+            if req.preview_every > 0 && info.step % req.preview_every == 0 && !run.is_done() {
+                let current = read_back(run.preview()).await?;
+                let shown = plan.compose(&image, &current);
+                JsValue::from(js_sys::Float32Array::from(shown.data.as_slice()))
+            } else {
+                JsValue::UNDEFINED
+            };
         // Let the worker handle pending messages (Cancel) before asking whether to go on.
         yield_now().await;
         let keep_going = on_step.call3(
@@ -345,7 +347,10 @@ pub async fn restore(
     let out = plan.compose(&image, &restored);
     let result = js_sys::Object::new();
     let set = |k: &str, v: JsValue| js_sys::Reflect::set(&result, &JsValue::from(k), &v);
-    set("data", js_sys::Float32Array::from(out.data.as_slice()).into())?;
+    set(
+        "data",
+        js_sys::Float32Array::from(out.data.as_slice()).into(),
+    )?;
     set("width", JsValue::from(out.width as u32))?;
     set("height", JsValue::from(out.height as u32))?;
     set("plan", JsValue::from(plan.to_json().to_string()))?;

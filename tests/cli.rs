@@ -455,31 +455,70 @@ fn any_size_restores_and_bad_settings_are_named() {
     let (w, c) = (s(&tiny.join("weights.pt")), s(&tiny.join("config.json")));
     for (iw, ih) in [(8usize, 8usize), (9, 13), (8192, 24), (600, 500)] {
         let name = format!("img{iw}x{ih}.png");
-        let input = dir.write(&name, &encode_png(&synthetic(iw, ih), BitDepth::Eight).unwrap());
+        let input = dir.write(
+            &name,
+            &encode_png(&synthetic(iw, ih), BitDepth::Eight).unwrap(),
+        );
         let out = dir.path(&format!("out{iw}x{ih}"));
         let o = dxr(&[
-            "restore", &s(&input), "-o", &s(&out), "--weights", &w, "--config", &c, "--steps", "2",
-            "--memory-mib", "256",
+            "restore",
+            &s(&input),
+            "-o",
+            &s(&out),
+            "--weights",
+            &w,
+            "--config",
+            &c,
+            "--steps",
+            "2",
+            "--memory-mib",
+            "256",
         ]);
         let stdout = String::from_utf8_lossy(&o.stdout);
-        assert!(o.status.success(), "{iw}×{ih}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "{iw}×{ih}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         println!("{stdout}");
         let img = dxr::io::read(&out.join(&name)).unwrap();
         assert_eq!((img.width, img.height), (iw, ih));
         if iw == 600 {
-            assert!(stdout.contains("tiles of"), "600×500 should need tiles: {stdout}");
+            assert!(
+                stdout.contains("tiles of"),
+                "600×500 should need tiles: {stdout}"
+            );
         }
     }
-    let input = dir.write("ok.png", &encode_png(&synthetic(64, 64), BitDepth::Eight).unwrap());
+    let input = dir.write(
+        "ok.png",
+        &encode_png(&synthetic(64, 64), BitDepth::Eight).unwrap(),
+    );
     let fails = |extra: &[&str], needle: &str| {
         let out = dir.path("bad-out");
         let (input_s, out_s) = (s(&input), s(&out));
-        let mut args = vec!["restore", &input_s, "-o", &out_s, "--weights", &w, "--config", &c];
+        let mut args = vec![
+            "restore",
+            &input_s,
+            "-o",
+            &out_s,
+            "--weights",
+            &w,
+            "--config",
+            &c,
+        ];
         args.extend_from_slice(extra);
         let o = dxr(&args);
         let err = String::from_utf8_lossy(&o.stderr);
-        assert!(!o.status.success() && err.contains(needle), "{extra:?}: {err}");
-        assert!(files_in(&out).is_empty(), "{extra:?} left {:?}", files_in(&out));
+        assert!(
+            !o.status.success() && err.contains(needle),
+            "{extra:?}: {err}"
+        );
+        assert!(
+            files_in(&out).is_empty(),
+            "{extra:?} left {:?}",
+            files_in(&out)
+        );
     };
     fails(&["--eta=-1"], "between 0 and 1, got -1");
     fails(&["--steps", "0"], "between 1 and T");
@@ -490,8 +529,21 @@ fn any_size_restores_and_bad_settings_are_named() {
     // PLMS with one or two steps and the x0 objective (the default model's) no longer panics
     for steps in ["1", "2", "3"] {
         let out = dir.path(&format!("plms{steps}"));
-        let o = dxr(&["restore", &s(&input), "-o", &s(&out), "--sampler", "plms", "--steps", steps]);
-        assert!(o.status.success(), "plms {steps}: {}", String::from_utf8_lossy(&o.stderr));
+        let o = dxr(&[
+            "restore",
+            &s(&input),
+            "-o",
+            &s(&out),
+            "--sampler",
+            "plms",
+            "--steps",
+            steps,
+        ]);
+        assert!(
+            o.status.success(),
+            "plms {steps}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
     }
 }
 
@@ -502,19 +554,36 @@ fn the_model_scale_is_shown_and_can_be_set() {
     let tiny = case("cheff", "tiny");
     let conv = dir.path("tiny.safetensors");
     let o = dxr(&[
-        "convert", &s(&tiny.join("weights.pt")), &s(&conv), "--config", &s(&tiny.join("config.json")),
-        "--pixel-mm", "0.2", "--chest-px", "800",
+        "convert",
+        &s(&tiny.join("weights.pt")),
+        &s(&conv),
+        "--config",
+        &s(&tiny.join("config.json")),
+        "--pixel-mm",
+        "0.2",
+        "--chest-px",
+        "800",
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let info = String::from_utf8_lossy(&dxr(&["info", &s(&conv)]).stdout).into_owned();
-    assert!(info.contains("scale:      0.200 mm/px, lung fields ~800 px wide"), "{info}");
+    assert!(
+        info.contains("scale:      0.200 mm/px, lung fields ~800 px wide"),
+        "{info}"
+    );
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let info = dxr(&["info", &s(&root.join("models/default.safetensors"))]);
     let info = String::from_utf8_lossy(&info.stdout);
-    assert!(info.contains("lung fields ~"), "the default model records its scale: {info}");
+    assert!(
+        info.contains("lung fields ~"),
+        "the default model records its scale: {info}"
+    );
     let o = dxr(&[
-        "convert", &s(&tiny.join("weights.pt")), &s(&dir.path("bad.safetensors")),
-        "--config", &s(&tiny.join("config.json")), "--chest-px=-1",
+        "convert",
+        &s(&tiny.join("weights.pt")),
+        &s(&dir.path("bad.safetensors")),
+        "--config",
+        &s(&tiny.join("config.json")),
+        "--chest-px=-1",
     ]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("positive"));
@@ -526,25 +595,54 @@ fn the_model_scale_is_shown_and_can_be_set() {
 #[test]
 fn drr_labels_give_the_scale_and_follow_the_output() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let (ct, mask) = (root.join("data/ct/cxr.nii.gz"), root.join("data/ct/mask.nii.gz"));
+    let (ct, mask) = (
+        root.join("data/ct/cxr.nii.gz"),
+        root.join("data/ct/mask.nii.gz"),
+    );
     if !ct.is_file() {
-        assert!(std::env::var_os("DXR_REQUIRE_DATA").is_none(), "example CT missing");
+        assert!(
+            std::env::var_os("DXR_REQUIRE_DATA").is_none(),
+            "example CT missing"
+        );
         println!("example CT not fetched: the labels check did not run");
         return;
     }
     let dir = Scratch::new("labels");
     let set = dir.path("set");
     let o = dxr(&[
-        "drr", "--ct", &s(&ct), "--mask", &s(&mask), "--out", &s(&set), "--count", "1",
-        "--size", "384", "--nodules", "2", "--seed", "4", "--device", "cpu",
+        "drr",
+        "--ct",
+        &s(&ct),
+        "--mask",
+        &s(&mask),
+        "--out",
+        &s(&set),
+        "--count",
+        "1",
+        "--size",
+        "384",
+        "--nodules",
+        "2",
+        "--seed",
+        "4",
+        "--device",
+        "cpu",
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let input = set.join("png16/00000.png");
     for (scale, side) in [("model", None), ("input", Some(384usize))] {
         let out = dir.path(scale);
         let o = dxr(&[
-            "restore", &s(&input), "-o", &s(&out), "--labels", &s(&set), "--steps", "2",
-            "--output-scale", scale,
+            "restore",
+            &s(&input),
+            "-o",
+            &s(&out),
+            "--labels",
+            &s(&set),
+            "--steps",
+            "2",
+            "--output-scale",
+            scale,
         ]);
         let stdout = String::from_utf8_lossy(&o.stdout);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -559,9 +657,16 @@ fn drr_labels_give_the_scale_and_follow_the_output() {
             assert_eq!(img.width, side);
             assert_eq!(label["nodules"], orig["nodules"]);
         } else {
-            assert!(img.width < 384, "restored at the model's scale: {}", img.width);
+            assert!(
+                img.width < 384,
+                "restored at the model's scale: {}",
+                img.width
+            );
             let f = img.width as f64 / 384.0;
-            let (a, b) = (&label["nodules"][0]["centre_px"][0], &orig["nodules"][0]["centre_px"][0]);
+            let (a, b) = (
+                &label["nodules"][0]["centre_px"][0],
+                &orig["nodules"][0]["centre_px"][0],
+            );
             assert!((a.as_f64().unwrap() - b.as_f64().unwrap() * f).abs() < 1e-6);
         }
     }

@@ -98,7 +98,10 @@ fn every_sampler_runs_every_step_count_with_both_objectives() {
                     .unwrap_or_else(|e| panic!("{prediction:?} {kind:?} {steps}: {e}"));
                 assert_eq!((out.image.width, out.image.height), (20, 12));
                 assert!(
-                    out.image.data.iter().all(|v| v.is_finite() && (0.0..=1.0).contains(v)),
+                    out.image
+                        .data
+                        .iter()
+                        .all(|v| v.is_finite() && (0.0..=1.0).contains(v)),
                     "{prediction:?} {kind:?} {steps}"
                 );
             }
@@ -122,7 +125,11 @@ fn bad_settings_and_buffers_are_named() {
             .map(|e| e.to_string())
             .unwrap_or_default()
     };
-    assert!(bad(3, -1.0).contains("between 0 and 1, got -1"), "{}", bad(3, -1.0));
+    assert!(
+        bad(3, -1.0).contains("between 0 and 1, got -1"),
+        "{}",
+        bad(3, -1.0)
+    );
     assert!(bad(3, 1.5).contains("η"));
     assert!(bad(3, f64::NAN).contains("NaN"));
     assert!(bad(0, 0.0).contains("between 1 and T = 8, got 0"));
@@ -132,10 +139,16 @@ fn bad_settings_and_buffers_are_named() {
         height: 16,
         data: vec![0.5; 100],
     };
-    let err = run(&r, &short, &opts, &SamplerSettings::new().with_steps(2), &device)
-        .err()
-        .unwrap()
-        .to_string();
+    let err = run(
+        &r,
+        &short,
+        &opts,
+        &SamplerSettings::new().with_steps(2),
+        &device,
+    )
+    .err()
+    .unwrap()
+    .to_string();
     assert!(err.contains("100 values for 16×16"), "{err}");
     for s in [f64::NAN, -1.0, 0.5, 1e17] {
         assert!(dxr::diffusion::sampler::seed_from_f64(s).is_err(), "{s}");
@@ -153,7 +166,14 @@ fn a_large_image_runs_over_tiles_within_the_budget() {
     let opts = RestoreOptions::at_input_pixels(budget);
     let plan = r.plan(&img, &opts).unwrap();
     assert!(plan.grid.len() > 1, "{}", plan.describe());
-    let out = run(&r, &img, &opts, &SamplerSettings::new().with_steps(2), &device).unwrap();
+    let out = run(
+        &r,
+        &img,
+        &opts,
+        &SamplerSettings::new().with_steps(2),
+        &device,
+    )
+    .unwrap();
     assert_eq!((out.image.width, out.image.height), (256, 192));
     assert!(out.image.data.iter().all(|v| v.is_finite()));
     // without tiles this image is refused by the same budget only if forced into one tile
@@ -194,7 +214,9 @@ fn tiles_leave_no_seams_on_the_default_model() {
     let mut rng = 12345u64;
     let noise: Vec<f32> = (0..w * h)
         .map(|_| {
-            rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            rng = rng
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             (rng >> 40) as f32 / (1u64 << 24) as f32
         })
         .collect();
@@ -213,17 +235,41 @@ fn tiles_leave_no_seams_on_the_default_model() {
         tile: Some(96),
         ..RestoreOptions::at_input_pixels(MemoryBudget::cpu())
     };
-    let out = run(&r, &img, &opts, &SamplerSettings::new().with_steps(4), &device).unwrap();
+    let out = run(
+        &r,
+        &img,
+        &opts,
+        &SamplerSettings::new().with_steps(4),
+        &device,
+    )
+    .unwrap();
     let grid = &out.plan.grid;
     assert!(grid.origins[1].len() >= 3, "{}", out.plan.describe());
     let e = column_energy(&out.image);
     // the overlaps, where neighbouring tiles are blended
     let tw = grid.tile[1];
-    let in_overlap = |x: usize| grid.origins[1].windows(2).any(|o| x >= o[1] && x < o[0] + tw);
+    let in_overlap = |x: usize| {
+        grid.origins[1]
+            .windows(2)
+            .any(|o| x >= o[1] && x < o[0] + tw)
+    };
     let mean = |v: Vec<f64>| v.iter().sum::<f64>() / v.len() as f64;
-    let seams = mean((0..e.len()).filter(|&x| in_overlap(x)).map(|x| e[x]).collect());
-    let rest = mean((0..e.len()).filter(|&x| !in_overlap(x)).map(|x| e[x]).collect());
-    println!("gradient energy: overlaps {seams:.3e}, elsewhere {rest:.3e} ({:.3}×)", seams / rest);
+    let seams = mean(
+        (0..e.len())
+            .filter(|&x| in_overlap(x))
+            .map(|x| e[x])
+            .collect(),
+    );
+    let rest = mean(
+        (0..e.len())
+            .filter(|&x| !in_overlap(x))
+            .map(|x| e[x])
+            .collect(),
+    );
+    println!(
+        "gradient energy: overlaps {seams:.3e}, elsewhere {rest:.3e} ({:.3}×)",
+        seams / rest
+    );
     assert!(seams <= 1.05 * rest, "overlaps {seams} vs elsewhere {rest}");
 }
 
@@ -249,11 +295,25 @@ fn drr(side: usize) -> Option<(GrayImage, f64)> {
         .arg(&mask)
         .arg("--out")
         .arg(dir.path("set"))
-        .args(["--count", "1", "--nodules", "2", "--seed", "5", "--device", "cpu", "--size"])
+        .args([
+            "--count",
+            "1",
+            "--nodules",
+            "2",
+            "--seed",
+            "5",
+            "--device",
+            "cpu",
+            "--size",
+        ])
         .arg(side.to_string())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let img = dxr::io::read(&dir.path("set/png16/00000.png")).unwrap();
     Some((img, 400.0 / side as f64))
 }
@@ -273,15 +333,25 @@ fn the_chest_width_scales_with_the_detector_and_fits_the_radiograph() {
         .iter()
         .fold((f64::MAX, 0f64), |(a, b), v| (a.min(*v), b.max(*v)));
     assert!(hi / lo < 1.04, "the same chest measured {widths_mm:?} mm");
-    assert!((200.0..400.0).contains(&lo), "{widths_mm:?} mm is not a chest");
+    assert!(
+        (200.0..400.0).contains(&lo),
+        "{widths_mm:?} mm is not a chest"
+    );
     // The real radiograph (no usable spacing in its file): lungs a plausible share of the image.
     let rg1 = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/cxr/RG1_UNCR.dcm");
     if rg1.is_file() {
         let (img, scale) = dxr::io::read_with_scale(&rg1).unwrap();
-        assert_eq!(scale, InputScale::default(), "RG1's spacing is 0\\0: unknown");
+        assert_eq!(
+            scale,
+            InputScale::default(),
+            "RG1's spacing is 0\\0: unknown"
+        );
         let px = estimate_chest_px(&img).expect("lungs found in the radiograph");
         let share = px / img.width as f64;
-        println!("RG1 {}×{}: lung fields {px:.0} px ({share:.2} of the width)", img.width, img.height);
+        println!(
+            "RG1 {}×{}: lung fields {px:.0} px ({share:.2} of the width)",
+            img.width, img.height
+        );
         assert!((0.6..0.98).contains(&share), "{share}");
         let small = img.resized(460, 489, image::imageops::FilterType::Triangle);
         let px_small = estimate_chest_px(&small).unwrap();
@@ -296,7 +366,11 @@ fn a_512_drr_is_restored_at_the_model_scale_and_is_not_blurrier() {
     };
     let device = Device::flex();
     let r = default_model(&device);
-    let model_scale: ModelScale = r.model.spec.scale.expect("the default model records its scale");
+    let model_scale: ModelScale = r
+        .model
+        .spec
+        .scale
+        .expect("the default model records its scale");
     let opts = RestoreOptions {
         input_scale: InputScale::known(pitch, "DRR label"),
         ..RestoreOptions::new(MemoryBudget::cpu())
@@ -305,7 +379,10 @@ fn a_512_drr_is_restored_at_the_model_scale_and_is_not_blurrier() {
     let out = run(&r, &img, &opts, &settings, &device).unwrap();
     let [mw, mh] = out.plan.model;
     println!("{} (model: {model_scale})", out.plan.describe());
-    assert!(mw < 400 && mh < 400, "restored at {mw}×{mh}: not at the model's scale");
+    assert!(
+        mw < 400 && mh < 400,
+        "restored at {mw}×{mh}: not at the model's scale"
+    );
     assert_eq!((out.image.width, out.image.height), (512, 512));
     // --output-scale model: the model's own size
     let at_model = run(
@@ -335,6 +412,9 @@ fn a_512_drr_is_restored_at_the_model_scale_and_is_not_blurrier() {
          the model at its scale {own:.3}×; model-scale result enlarged {naive:.4}",
         after / before
     );
-    assert!(after / before >= own - 0.01, "{before} → {after}, the model's own {own}");
+    assert!(
+        after / before >= own - 0.01,
+        "{before} → {after}, the model's own {own}"
+    );
     assert!(after > naive, "{naive} vs {after}");
 }

@@ -1,8 +1,8 @@
 //! Noise schedules and the samplers that turn noise plus a conditioning image into a restoration.
 
 pub mod sampler;
-pub mod tiles;
 pub mod schedule;
+pub mod tiles;
 
 pub use sampler::{
     Denoiser, FixedNoise, NoiseSource, Prediction, SamplerKind, SamplerSettings, SeededNoise,

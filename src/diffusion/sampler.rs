@@ -563,9 +563,9 @@ impl<'a> SamplerRun<'a> {
                 let lambda = |t: usize| (alpha(t) / sigma(t)).ln();
                 let t = ts[i];
                 let d = den.denoise(x.clone(), cond, t as i64);
-                let x0 = d.direct_x0().unwrap_or_else(|| {
-                    (x.clone() - d.eps() * sigma(t) as f32) / alpha(t) as f32
-                });
+                let x0 = d
+                    .direct_x0()
+                    .unwrap_or_else(|| (x.clone() - d.eps() * sigma(t) as f32) / alpha(t) as f32);
                 let x0 = if self.settings.clip_denoised {
                     x0.clamp(-1.0, 1.0)
                 } else {

@@ -176,7 +176,9 @@ impl TileGrid {
                 .collect();
             let out = f(Tensor::cat(parts, 0)); // [n·b, c_out, th, tw]
             let c_out = out.dims()[1];
-            let mut sum = acc.take().unwrap_or_else(|| Tensor::zeros([b, c_out, h, w], &device));
+            let mut sum = acc
+                .take()
+                .unwrap_or_else(|| Tensor::zeros([b, c_out, h, w], &device));
             // 2. weigh each tile's output and add it into place
             for (k, &(i, j)) in chunk.iter().enumerate() {
                 let (y, x) = (self.origins[0][i], self.origins[1][j]);
@@ -190,7 +192,11 @@ impl TileGrid {
                     &device,
                 )
                 .reshape([1, 1, 1, tw]);
-                let part = out.clone().slice([k * b..(k + 1) * b, 0..c_out, 0..th, 0..tw]) * wy * wx;
+                let part = out
+                    .clone()
+                    .slice([k * b..(k + 1) * b, 0..c_out, 0..th, 0..tw])
+                    * wy
+                    * wx;
                 let region = [0..b, 0..c_out, y..y + th, x..x + tw];
                 let cur = sum.clone().slice(region.clone());
                 sum = sum.slice_assign(region, cur + part);
@@ -204,12 +210,17 @@ impl TileGrid {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::nn::conv::Conv2dConfig;
     use burn::nn::PaddingConfig2d;
+    use burn::nn::conv::Conv2dConfig;
 
     #[test]
     fn weights_cover_every_pixel_and_sum_to_one() {
-        for (len, tile, overlap, margin) in [(100, 32, 12, 3), (257, 64, 16, 4), (64, 64, 8, 2), (40, 16, 6, 2)] {
+        for (len, tile, overlap, margin) in [
+            (100, 32, 12, 3),
+            (257, 64, 16, 4),
+            (64, 64, 8, 2),
+            (40, 16, 6, 2),
+        ] {
             let o = origins(len, tile, overlap);
             assert_eq!(o[0], 0);
             assert_eq!(o.last().unwrap() + tile.min(len), len.max(tile.min(len)));
@@ -246,7 +257,9 @@ mod tests {
         let n = 2 * 2 * h * w;
         let x = Tensor::<4>::from_data(
             TensorData::new(
-                (0..n).map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0).collect::<Vec<f32>>(),
+                (0..n)
+                    .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
+                    .collect::<Vec<f32>>(),
                 [2, 2, h, w],
             ),
             &device,
@@ -255,14 +268,30 @@ mod tests {
         for (tile, per_call) in [([16, 24], 1), ([20, 20], 3), ([37, 32], 8)] {
             let grid = TileGrid::new([h, w], tile, 8, 2, per_call).unwrap();
             assert!(grid.len() > 1);
-            let tiled: Vec<f32> = grid.apply(x.clone(), &mut net).into_data().try_to_vec::<f32>().unwrap();
-            let err = whole.iter().zip(&tiled).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            let tiled: Vec<f32> = grid
+                .apply(x.clone(), &mut net)
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap();
+            let err = whole
+                .iter()
+                .zip(&tiled)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
             assert!(err < 1e-5, "tile {tile:?}: max |tiled − whole| = {err}");
         }
         // With the margin below the receptive radius the seams show: the test can fail.
         let grid = TileGrid::new([h, w], [16, 24], 8, 0, 2).unwrap();
-        let tiled: Vec<f32> = grid.apply(x, &mut net).into_data().try_to_vec::<f32>().unwrap();
-        let err = whole.iter().zip(&tiled).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        let tiled: Vec<f32> = grid
+            .apply(x, &mut net)
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        let err = whole
+            .iter()
+            .zip(&tiled)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
         assert!(err > 1e-3, "a margin of 0 cannot be exact (err {err})");
     }
 
@@ -270,6 +299,10 @@ mod tests {
     fn impossible_grids_are_refused() {
         assert!(TileGrid::new([100, 100], [32, 32], 32, 2, 1).is_err());
         assert!(TileGrid::new([100, 100], [32, 32], 8, 4, 1).is_err());
-        assert!(TileGrid::new([20, 20], [32, 32], 64, 40, 1).unwrap().is_single());
+        assert!(
+            TileGrid::new([20, 20], [32, 32], 64, 40, 1)
+                .unwrap()
+                .is_single()
+        );
     }
 }

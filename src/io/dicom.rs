@@ -152,7 +152,10 @@ pub fn decode_with_spacing(bytes: &[u8]) -> Result<(GrayImage, Option<(f64, &'st
     .into_iter()
     .find_map(|(tag, name)| {
         let v = header.element(tag).ok()?.to_multi_float64().ok()?;
-        let ok: Vec<f64> = v.into_iter().filter(|s| s.is_finite() && *s > 0.0).collect();
+        let ok: Vec<f64> = v
+            .into_iter()
+            .filter(|s| s.is_finite() && *s > 0.0)
+            .collect();
         (ok.len() == 2 || ok.len() == 1).then(|| (ok.iter().sum::<f64>() / ok.len() as f64, name))
     });
 

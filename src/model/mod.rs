@@ -146,7 +146,11 @@ impl NetworkConfig {
         } else {
             0
         };
-        let maps: u128 = widths.iter().enumerate().map(|(l, &c)| alive * map(l, c)).sum();
+        let maps: u128 = widths
+            .iter()
+            .enumerate()
+            .map(|(l, &c)| alive * map(l, c))
+            .sum();
         let largest = unfolded.max(attention);
         let clamp = |v: u128| v.min(u64::MAX as u128) as u64;
         MemoryNeed {

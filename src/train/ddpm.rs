@@ -251,10 +251,11 @@ impl Trainer for DdpmTrainer {
                 let (mut p, mut s) = (0.0, 0.0);
                 for (lq, hq) in pairs {
                     let mut noise = SeededNoise::new(self.settings.seed);
-                    let out =
-                        restorer.restore(lq, &opts, &settings, &mut noise, &self.device, &mut |_| {
+                    let out = restorer
+                        .restore(lq, &opts, &settings, &mut noise, &self.device, &mut |_| {
                             std::ops::ControlFlow::Continue(())
-                        })?.image;
+                        })?
+                        .image;
                     let (a, b) = (to_f64(&hq.data), to_f64(&out.data));
                     p += metrics::psnr(&a, &b, 1.0)?.min(100.0);
                     s += metrics::ssim(&a, &b, hq.width, hq.height, 1.0)?;
@@ -450,7 +451,10 @@ pub fn sdedit(
     for (k, &t) in ts.iter().enumerate() {
         let prev = ts.get(k + 1).copied();
         let out = net.forward_raw(x.clone(), &[net.time_value(t as i64, schedule)]);
-        let eps = model.spec.prediction.eps(out, x.clone(), t as i64, schedule);
+        let eps = model
+            .spec
+            .prediction
+            .eps(out, x.clone(), t as i64, schedule);
         let x0 =
             ((x - eps.clone() * (1.0 - ac(Some(t))).sqrt()) / ac(Some(t)).sqrt()).clamp(-1.0, 1.0);
         x = x0.clone() * ac(prev).sqrt() + eps * (1.0 - ac(prev)).max(0.0).sqrt();

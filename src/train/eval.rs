@@ -6,10 +6,10 @@ use std::ops::ControlFlow;
 use std::path::Path;
 
 use super::data::{PairSet, image_files};
+use crate::device::MemoryBudget;
 use crate::diffusion::sampler::{SamplerSettings, SeededNoise};
 use crate::io::{self, GrayImage};
 use crate::metrics;
-use crate::device::MemoryBudget;
 use crate::restore::{RestoreOptions, Restorer};
 use crate::{Error, Result};
 

@@ -262,7 +262,9 @@ fn info(file: &Path, config: Option<&Path>) -> Result<()> {
             println!("parameters: {}", model.network.num_params());
             match &model.spec.scale {
                 Some(s) => println!("scale:      {s}"),
-                None => println!("scale:      not recorded (inputs are restored at their own pixels)"),
+                None => {
+                    println!("scale:      not recorded (inputs are restored at their own pixels)")
+                }
             }
             println!(
                 "config:     {}",

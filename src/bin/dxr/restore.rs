@@ -234,25 +234,22 @@ pub fn run(a: &RestoreArgs) -> Result<()> {
             };
             let mut noise = SeededNoise::new(a.seed);
             let base = bar.position();
-            let restored = restorer.restore(
-                &image,
-                &opts,
-                &settings,
-                &mut noise,
-                &device,
-                &mut |info| {
+            let restored =
+                restorer.restore(&image, &opts, &settings, &mut noise, &device, &mut |info| {
                     bar.set_position(base + info.step.min(a.steps) as u64);
                     if cancel.load(Ordering::SeqCst) {
                         ControlFlow::Break(())
                     } else {
                         ControlFlow::Continue(())
                     }
-                },
-            )?;
+                })?;
             io::write_atomic(output_path, &io::encode_png(&restored.image, depth)?)?;
             if let (Some(label), Some(_)) = (&label, &a.labels) {
                 let [w, h] = restored.plan.output_size();
-                let stem = output_path.file_stem().unwrap_or_default().to_string_lossy();
+                let stem = output_path
+                    .file_stem()
+                    .unwrap_or_default()
+                    .to_string_lossy();
                 let path = a.out.join("labels").join(format!("{stem}.json"));
                 let json = serde_json::to_vec_pretty(&label.resized(w, h)).expect("serialisable");
                 io::write_atomic(&path, &json)?;
@@ -260,9 +257,9 @@ pub fn run(a: &RestoreArgs) -> Result<()> {
             Ok(restored.plan.describe())
         })();
         match result {
-            Ok(how) => bar.suspend(|| {
-                println!("{} -> {}: {how}", input.display(), output_path.display())
-            }),
+            Ok(how) => {
+                bar.suspend(|| println!("{} -> {}: {how}", input.display(), output_path.display()))
+            }
             Err(Error::Cancelled) => {
                 bar.abandon();
                 eprintln!("stopped: no partial output was written");

@@ -10,19 +10,19 @@ use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use dxr::checkpoint::{LoadedModel, load_bytes, read_checkpoint};
+use dxr::config::ModelScale;
 use dxr::device::{self, DeviceChoice};
 use dxr::diffusion::sampler::{SamplerKind, SamplerSettings};
 use dxr::io::{self, BitDepth, GrayImage, encode_png, write_atomic};
 use dxr::model::munit::{MunitConfig, MunitGen, MunitWeights};
 use dxr::restore::Restorer;
+use dxr::scale::{SCALE_FILE, read_set_scale, typical_chest_px};
 use dxr::train::data::{Augment, Columns, Domain, PairSet};
 use dxr::train::ddpm::{
     DdpmData, DdpmSettings, DdpmTrainer, DdpmVal, Sdedit, bicubic_degrade, sdedit, val_pairs,
 };
 use dxr::train::munit::{MunitSettings, MunitTrainer, Style, load_munit, translate};
 use dxr::train::{self, RunOptions, Trainer, eval};
-use dxr::config::ModelScale;
-use dxr::scale::{SCALE_FILE, read_set_scale, typical_chest_px};
 use dxr::{Error, Result};
 
 /// Options every trainer takes.
