@@ -185,7 +185,6 @@ impl RestorePlan {
 /// `img` resampled to `w × h`, unclamped: an area-weighted triangle filter when shrinking (no
 /// aliasing), Catmull–Rom when enlarging.
 fn resample(img: &GrayImage, w: usize, h: usize) -> Vec<f32> {
-    use image::{ImageBuffer, Luma};
     if (img.width, img.height) == (w, h) {
         return img.data.clone();
     }
@@ -194,10 +193,7 @@ fn resample(img: &GrayImage, w: usize, h: usize) -> Vec<f32> {
     } else {
         FilterType::CatmullRom
     };
-    let buf: ImageBuffer<Luma<f32>, Vec<f32>> =
-        ImageBuffer::from_raw(img.width as u32, img.height as u32, img.data.clone())
-            .expect("sizes match");
-    image::imageops::resize(&buf, w as u32, h as u32, filter).into_raw()
+    img.resampled_values(w, h, filter)
 }
 
 /// Tiles for a padded `h × w` image: the whole image when it fits `budget`, else the largest

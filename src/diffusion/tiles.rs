@@ -265,33 +265,27 @@ mod tests {
             &device,
         );
         let whole: Vec<f32> = net(x.clone()).into_data().try_to_vec::<f32>().unwrap();
-        for (tile, per_call) in [([16, 24], 1), ([20, 20], 3), ([37, 32], 8)] {
-            let grid = TileGrid::new([h, w], tile, 8, 2, per_call).unwrap();
-            assert!(grid.len() > 1);
+        // max |tiled − whole| over a grid
+        let mut error = |grid: &TileGrid| {
             let tiled: Vec<f32> = grid
                 .apply(x.clone(), &mut net)
                 .into_data()
                 .try_to_vec::<f32>()
                 .unwrap();
-            let err = whole
+            whole
                 .iter()
                 .zip(&tiled)
                 .map(|(a, b)| (a - b).abs())
-                .fold(0f32, f32::max);
+                .fold(0f32, f32::max)
+        };
+        for (tile, per_call) in [([16, 24], 1), ([20, 20], 3), ([37, 32], 8)] {
+            let grid = TileGrid::new([h, w], tile, 8, 2, per_call).unwrap();
+            assert!(grid.len() > 1);
+            let err = error(&grid);
             assert!(err < 1e-5, "tile {tile:?}: max |tiled − whole| = {err}");
         }
         // With the margin below the receptive radius the seams show: the test can fail.
-        let grid = TileGrid::new([h, w], [16, 24], 8, 0, 2).unwrap();
-        let tiled: Vec<f32> = grid
-            .apply(x, &mut net)
-            .into_data()
-            .try_to_vec::<f32>()
-            .unwrap();
-        let err = whole
-            .iter()
-            .zip(&tiled)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
+        let err = error(&TileGrid::new([h, w], [16, 24], 8, 0, 2).unwrap());
         assert!(err > 1e-3, "a margin of 0 cannot be exact (err {err})");
     }
 

@@ -34,20 +34,29 @@ impl GrayImage {
         height: usize,
         filter: image::imageops::FilterType,
     ) -> Self {
-        use image::{ImageBuffer, Luma};
-        let buf: ImageBuffer<Luma<f32>, Vec<f32>> =
-            ImageBuffer::from_raw(self.width as u32, self.height as u32, self.data.clone())
-                .expect("sizes match");
-        let out = image::imageops::resize(&buf, width as u32, height as u32, filter);
         Self {
             width,
             height,
-            data: out
-                .into_raw()
+            data: self
+                .resampled_values(width, height, filter)
                 .into_iter()
                 .map(|v| v.clamp(0.0, 1.0))
                 .collect(),
         }
+    }
+
+    /// The values of [`Self::resized`] before clamping (filters such as Catmull–Rom overshoot).
+    pub fn resampled_values(
+        &self,
+        width: usize,
+        height: usize,
+        filter: image::imageops::FilterType,
+    ) -> Vec<f32> {
+        use image::{ImageBuffer, Luma};
+        let buf: ImageBuffer<Luma<f32>, Vec<f32>> =
+            ImageBuffer::from_raw(self.width as u32, self.height as u32, self.data.clone())
+                .expect("sizes match");
+        image::imageops::resize(&buf, width as u32, height as u32, filter).into_raw()
     }
 
     /// Checks the size against [`MIN_SIDE`] and [`MAX_SIDE`].
