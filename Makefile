@@ -9,7 +9,7 @@ SHARED ?= $(CURDIR)/../shared
 export SHARED
 DXR := $(CARGO_TARGET_DIR)/release/dxr
 
-.PHONY: serve test deps data build web wasm-check browser-test bench bench-web bench-drr bench-train demo drr-demo recipe
+.PHONY: serve test deps data build web wasm-check browser-test bench bench-web bench-drr bench-train demo drr-demo recipe profile
 
 deps:
 	@scripts/setup.sh
@@ -44,12 +44,18 @@ wasm-check:
 demo: build
 	@scripts/demo.sh "$(DXR)" "$(SHARED)"
 
-# ms per denoiser step of the default model and the cheff `small` fixture at 256² and 512² on
-# every backend, then whole restorations (1024² DRR, the full radiograph) with peak memory.
+# ms per denoiser step of the default model and the cheff `small` fixture at 256² and 512² and a
+# DDPM-HQ training step (batch 4, 64²) on every backend, then whole restorations (1024² DRR, the
+# full radiograph) with peak memory. With DXR_REFERENCE=<a copy of qureai/DiffusionXray> and
+# DXR_PYTHON=<a python with torch>, the same networks in PyTorch in the same run and the ratios.
 bench: build data
 	$(DXR) drr --ct data/ct/cxr.nii.gz --mask data/ct/mask.nii.gz --out out/bench-drr --count 1 \
 		--size 1024 --nodules 2 --seed 3 --device cpu >/dev/null
 	$(DXR) bench --size 256 512 --restore out/bench-drr/png16/00000.png data/cxr/RG1_UNCR.dcm
+
+# Where the time goes (perf): a restoration step and training steps on flex, per kind of work.
+profile: build
+	DXR=$(DXR) scripts/profile.sh
 
 # Per-step time in the browser (WebGPU and CPU fallback) vs native, first load, wasm sizes.
 bench-web: web build

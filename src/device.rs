@@ -13,19 +13,22 @@ pub enum DeviceChoice {
     Ndarray,
     /// burn-wgpu on the best adapter wgpu finds.
     Gpu,
-    /// burn's flex CPU backend (multi-threaded GEMM convolutions): the fastest CPU backend
-    /// built natively, and what `cpu` means there.
-    #[cfg(not(target_arch = "wasm32"))]
+    /// burn's flex CPU backend (GEMM convolutions, fused attention; multi-threaded natively,
+    /// SIMD128 in wasm32): the fastest CPU backend built in, and what `cpu` means.
     Flex,
+    /// burn's LibTorch backend on the CPU (optional `tch` feature, linked against the libtorch
+    /// of a PyTorch wheel): PyTorch's own kernels. When built in, `cpu` means it.
+    #[cfg(feature = "tch")]
+    Tch,
 }
 
 impl DeviceChoice {
     /// The fastest CPU backend built into this binary.
     pub fn fastest_cpu() -> Self {
-        #[cfg(not(target_arch = "wasm32"))]
+        #[cfg(feature = "tch")]
+        return DeviceChoice::Tch;
+        #[cfg(not(feature = "tch"))]
         return DeviceChoice::Flex;
-        #[cfg(target_arch = "wasm32")]
-        return DeviceChoice::Ndarray;
     }
 
     /// Its name, as `--device` takes it.
@@ -33,8 +36,9 @@ impl DeviceChoice {
         match self {
             DeviceChoice::Ndarray => "ndarray",
             DeviceChoice::Gpu => "wgpu",
-            #[cfg(not(target_arch = "wasm32"))]
             DeviceChoice::Flex => "flex",
+            #[cfg(feature = "tch")]
+            DeviceChoice::Tch => "tch",
         }
     }
 
@@ -44,7 +48,6 @@ impl DeviceChoice {
         match self {
             #[cfg(not(target_arch = "wasm32"))]
             DeviceChoice::Gpu => gpu_budget(),
-            #[cfg(not(target_arch = "wasm32"))]
             DeviceChoice::Flex => MemoryBudget {
                 materialises_attention: false,
                 ..MemoryBudget::cpu()
@@ -61,10 +64,16 @@ impl std::str::FromStr for DeviceChoice {
             "cpu" => Ok(DeviceChoice::fastest_cpu()),
             "ndarray" => Ok(DeviceChoice::Ndarray),
             "gpu" | "wgpu" => Ok(DeviceChoice::Gpu),
-            #[cfg(not(target_arch = "wasm32"))]
             "flex" => Ok(DeviceChoice::Flex),
+            #[cfg(feature = "tch")]
+            "tch" | "libtorch" => Ok(DeviceChoice::Tch),
+            #[cfg(not(feature = "tch"))]
+            "tch" | "libtorch" => Err(Error::Device(
+                "this dxr was built without the LibTorch backend (cargo build --features tch, see README)"
+                    .into(),
+            )),
             _ => Err(Error::Device(format!(
-                "unknown device '{s}' (cpu = the fastest CPU backend, flex, ndarray, gpu/wgpu)"
+                "unknown device '{s}' (cpu = the fastest CPU backend, flex, ndarray, tch, gpu/wgpu)"
             ))),
         }
     }
@@ -187,6 +196,8 @@ pub fn open(choice: DeviceChoice) -> Result<Device> {
         DeviceChoice::Ndarray => Ok(cpu()),
         DeviceChoice::Gpu => gpu(),
         DeviceChoice::Flex => Ok(Device::flex()),
+        #[cfg(feature = "tch")]
+        DeviceChoice::Tch => Ok(Device::libtorch()),
     }
 }
 
@@ -200,8 +211,10 @@ mod tests {
             "cpu".parse::<DeviceChoice>().unwrap(),
             DeviceChoice::fastest_cpu()
         );
-        #[cfg(not(target_arch = "wasm32"))]
+        #[cfg(not(feature = "tch"))]
         assert_eq!(DeviceChoice::fastest_cpu(), DeviceChoice::Flex);
+        #[cfg(feature = "tch")]
+        assert_eq!(DeviceChoice::fastest_cpu(), DeviceChoice::Tch);
         assert_eq!(
             "NDARRAY".parse::<DeviceChoice>().unwrap(),
             DeviceChoice::Ndarray

@@ -101,7 +101,7 @@ pub fn decide(scale: Option<&ModelScale>, input: &InputScale, image: &GrayImage)
 }
 
 /// Otsu's threshold of `values` (in [0, 1]) over 256 bins.
-fn otsu(values: &[f32]) -> f32 {
+pub(crate) fn otsu(values: &[f32]) -> f32 {
     let mut hist = [0f64; 256];
     for v in values {
         hist[((v.clamp(0.0, 1.0) * 255.0).round()) as usize] += 1.0;

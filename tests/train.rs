@@ -800,6 +800,162 @@ fn realism_command_reports_every_measure_and_the_nodules() {
 }
 
 #[test]
+fn realism_checks_a_restoration_against_its_inputs_and_the_radiograph() {
+    let dir = Scratch::new("realism-checks");
+    fake_drr_set(&dir);
+    write_png(&dir.path("real.png"), &blobs(70, 90, 60));
+    let p = |s: &str| dir.path(s).to_str().unwrap().to_string();
+    let run = |after: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_dxr"))
+            .args([
+                "realism",
+                &p(after),
+                "--before",
+                &p("set/png16"),
+                "--reference",
+                &p("real.png"),
+                "--labels",
+                &p("set"),
+            ])
+            .output()
+            .unwrap()
+    };
+    // a "restoration" that changes nothing: no detail gained, the nodules kept
+    let out = run("set/png16");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = |name: &str| {
+        text.lines()
+            .find(|l| l.contains(name))
+            .unwrap_or_else(|| panic!("no {name} line in {text}"))
+            .to_string()
+    };
+    assert!(line("1 detail").ends_with("FAIL |"), "{text}");
+    assert!(line("4 nodules kept").ends_with("pass |"), "{text}");
+    assert!(
+        line("5 nothing invented").contains("needs the nodule-free twins"),
+        "{text}"
+    );
+    // one that erases the nodules fails check 4
+    for k in 0..2 {
+        write_png(&dir.path(&format!("flat/{k:05}.png")), &blobs(k, 64, 64));
+    }
+    let text = String::from_utf8_lossy(&run("flat").stdout).to_string();
+    assert!(
+        text.lines()
+            .any(|l| l.contains("4 nodules kept") && l.ends_with("FAIL |")),
+        "{text}"
+    );
+    // --before without --labels is refused by name
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dxr"))
+        .args([
+            "realism",
+            &p("set/png16"),
+            "--before",
+            &p("set/png16"),
+            "--reference",
+            &p("real.png"),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--labels"));
+}
+
+#[test]
+fn the_drr_look_is_fitted_made_into_pairs_and_the_fixed_filter_runs() {
+    let dir = Scratch::new("drr-look");
+    fake_drr_set(&dir);
+    write_png(&dir.path("real.png"), &blobs(71, 96, 96));
+    let p = |s: &str| dir.path(s).to_str().unwrap().to_string();
+    let dxr = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_dxr"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let table = dxr(&[
+        "fit-drr-look",
+        "--hq",
+        &p("real.png"),
+        "--drr",
+        &p("set/png16"),
+        "--sigma",
+        "0",
+        "1",
+        "2",
+        "-o",
+        &p("look.json"),
+        "--filter-out",
+        &p("filter.json"),
+    ]);
+    assert_eq!(table.matches("(chosen)").count(), 1, "{table}");
+    assert!(table.contains("DRRs (target)"), "{table}");
+    dxr(&[
+        "pairs",
+        "--method",
+        "drr",
+        "--weights",
+        &p("look.json"),
+        "--hq",
+        &p("real.png"),
+        "--out",
+        &p("pairs"),
+        "--count",
+        "3",
+        "--size",
+        "32",
+    ]);
+    let set = PairSet::load(&dir.path("pairs")).unwrap();
+    assert_eq!(set.lq.len(), 3);
+    // the LQ takes the DRRs' grey levels: closer to them than the HQ crop is
+    let drr = dxr::io::read(&dir.path("set/png16/00000.png")).unwrap();
+    let d = |a: &GrayImage| dxr::train::realism::histogram_distance(a, &drr);
+    let (lq, hq) = (&set.lq, &set.hq);
+    assert!(
+        (0..3).map(|k| d(&lq[k])).sum::<f64>() < (0..3).map(|k| d(&hq[k])).sum::<f64>(),
+        "the tone curve moves the radiograph toward the DRRs"
+    );
+    dxr(&[
+        "filter",
+        "--filter",
+        &p("filter.json"),
+        &p("set/png16"),
+        "-o",
+        &p("filtered"),
+    ]);
+    assert!(dir.path("filtered/00000.png").is_file());
+    // a file that is not a fitted look is refused by name
+    std::fs::write(dir.path("junk.json"), "{}").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dxr"))
+        .args([
+            "pairs",
+            "--method",
+            "drr",
+            "--weights",
+            &p("junk.json"),
+            "--hq",
+            &p("real.png"),
+            "--out",
+            &p("p2"),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a fitted DRR look"));
+}
+
+#[test]
 fn sheet_command_tiles_folders_by_name_and_draws_the_nodule_boxes() {
     let dir = Scratch::new("sheet");
     fake_drr_set(&dir);

@@ -9,9 +9,8 @@ use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfi
 use burn::nn::{GroupNorm, GroupNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::{gelu, silu, softmax};
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
 
+use super::conv::conv2d;
 use super::{SinusoidalKind, attention_heads, check_groups, sinusoidal_embedding};
 use crate::error::Error;
 
@@ -207,7 +206,7 @@ impl Block {
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        silu(self.norm.forward(self.proj.forward(x)))
+        silu(self.norm.forward(conv2d(&self.proj, x)))
     }
 }
 
@@ -237,7 +236,7 @@ impl ResnetBlock {
         let t = self.mlp.forward(silu(temb)).unsqueeze_dims::<4>(&[2, 3]); // [batch, cout, 1, 1]
         let h = self.block2.forward(h + t);
         let shortcut = match &self.res_conv {
-            Some(conv) => conv.forward(x),
+            Some(conv) => conv2d(conv, x),
             None => x,
         };
         h + shortcut
@@ -271,13 +270,13 @@ impl LinearAttention {
     /// - x: `[batch, channels, height, width]` → same
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let [b, _, h, w] = x.dims();
-        let (q, k, v) = attention_heads(self.to_qkv.forward(self.norm.forward(x.clone())), HEADS); // each [b, heads, d, n]
+        let (q, k, v) = attention_heads(conv2d(&self.to_qkv, self.norm.forward(x.clone())), HEADS); // each [b, heads, d, n]
         let q = softmax(q, 2) * (DIM_HEAD as f64).powf(-0.5);
         let k = softmax(k, 3);
         let context = k.matmul(v.swap_dims(2, 3)); // [b, heads, d, e]
         let out = context.swap_dims(2, 3).matmul(q); // [b, heads, e, n]
         let out = out.reshape([b, HEADS * DIM_HEAD, h, w]);
-        x + self.out_norm.forward(self.to_out.forward(out))
+        x + self.out_norm.forward(conv2d(&self.to_out, out))
     }
 }
 
@@ -305,23 +304,10 @@ impl Attention {
     /// - x: `[batch, channels, height, width]` → same
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let [b, _, h, w] = x.dims();
-        let (q, k, v) = attention_heads(self.to_qkv.forward(self.norm.forward(x.clone())), HEADS); // each [b, heads, d, n]
-        // burn's fused op: on flex a tiled (flash) kernel that never holds the n × n matrix
-        let options = AttentionModuleOptions {
-            scale: Some((DIM_HEAD as f64).powf(-0.5)),
-            softcap: None,
-            is_causal: false,
-        };
-        let out = attention(
-            q.swap_dims(2, 3),
-            k.swap_dims(2, 3),
-            v.swap_dims(2, 3),
-            None,
-            None,
-            options,
-        ); // [b, heads, n_query, d]
-        let out = out.swap_dims(2, 3).reshape([b, HEADS * DIM_HEAD, h, w]);
-        x + self.to_out.forward(out)
+        let (q, k, v) = attention_heads(conv2d(&self.to_qkv, self.norm.forward(x.clone())), HEADS); // each [b, heads, d, n]
+        let out = super::softmax_attention(q, k, v, (DIM_HEAD as f64).powf(-0.5)); // [b, heads, d, n]
+        let out = out.reshape([b, HEADS * DIM_HEAD, h, w]);
+        x + conv2d(&self.to_out, out)
     }
 }
 
@@ -396,7 +382,7 @@ impl CheffUnet {
             .forward(gelu(self.time_mlp.lin1.forward(temb))); // [batch, time_dim]
 
         // 2. input conv
-        let mut x = self.init_conv.forward(x); // [batch, init_dim, h, w]
+        let mut x = conv2d(&self.init_conv, x); // [batch, init_dim, h, w]
 
         // 3. down path; every level's output is pushed as a skip
         let mut skips = Vec::with_capacity(self.downs.len());
@@ -437,6 +423,6 @@ impl CheffUnet {
                 .final_res
                 .block2
                 .forward(self.final_res.block1.forward(x));
-        self.final_conv.forward(x)
+        conv2d(&self.final_conv, x)
     }
 }

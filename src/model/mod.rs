@@ -2,6 +2,7 @@
 //! behind one [`Network`] that the samplers call.
 
 pub mod cheff;
+pub mod conv;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod munit;
 pub mod sr3;
@@ -325,6 +326,29 @@ pub(crate) fn attention_heads(qkv: Tensor<4>, heads: usize) -> (Tensor<4>, Tenso
         parts.next().unwrap(),
         parts.next().unwrap(),
     )
+}
+
+/// Softmax attention of every position over every other, through burn's fused op: on flex a
+/// tiled kernel that never holds the n × n matrix. (Measured against the scores as chunked
+/// matrix products on flex, 2 threads, default model at 256²: 835 vs 1243 ms per step.)
+///
+/// # Shapes
+/// - q, k, v: `[batch, heads, d, n]` → `[batch, heads, d, n]`
+pub(crate) fn softmax_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, scale: f64) -> Tensor<4> {
+    let options = burn::tensor::ops::AttentionModuleOptions {
+        scale: Some(scale),
+        softcap: None,
+        is_causal: false,
+    };
+    burn::tensor::module::attention(
+        q.swap_dims(2, 3),
+        k.swap_dims(2, 3),
+        v.swap_dims(2, 3),
+        None,
+        None,
+        options,
+    ) // [b, heads, n, d]
+    .swap_dims(2, 3)
 }
 
 /// GroupNorm needs its channels to split evenly into groups.

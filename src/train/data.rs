@@ -109,6 +109,23 @@ pub struct Domain {
 }
 
 impl Domain {
+    /// Each image cut to its columns (the part training, or the hold-out, may see).
+    pub fn region_images(&self) -> Vec<GrayImage> {
+        self.images
+            .iter()
+            .map(|img| {
+                let (c0, c1) = self.columns.range(img.width);
+                GrayImage {
+                    width: c1 - c0,
+                    height: img.height,
+                    data: (0..img.height)
+                        .flat_map(|y| img.data[y * img.width + c0..y * img.width + c1].to_vec())
+                        .collect(),
+                }
+            })
+            .collect()
+    }
+
     pub fn load(path: &Path, columns: Columns) -> Result<Self> {
         let files = image_files(path)?;
         let mut images = Vec::new();

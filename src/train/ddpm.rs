@@ -148,6 +148,24 @@ impl DdpmTrainer {
         set_params(self.net.valid(), &self.ema.values)
     }
 
+    /// Starts from a trained model's weights (fine-tuning) instead of the seeded
+    /// initialisation; the EMA starts from them too. The network must be the same.
+    pub fn init_from(&mut self, model: &LoadedModel) -> Result<()> {
+        if model.spec.network != self.settings.spec.network {
+            return Err(Error::Config(
+                "--init: the model's network is not the one being trained (see `dxr info`)".into(),
+            ));
+        }
+        // training runs in f32 whatever the file holds (the shipped default is f16)
+        let values: Vec<_> = params(&model.network)
+            .into_iter()
+            .map(|t| t.cast(burn::tensor::DType::F32).to_device(&self.device))
+            .collect();
+        self.net = set_params(self.net.clone(), &values)?;
+        self.ema.values = values;
+        Ok(())
+    }
+
     /// Batch of draw `step`: x_t, the conditioning, the target (the noise, or x₀ for an x₀
     /// model) and the timesteps.
     fn batch(&self, step: u64) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<i64>) {

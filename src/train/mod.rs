@@ -3,8 +3,10 @@
 //! every trainer shares: one safetensors state file (weights, EMA, Adam moments, settings),
 //! written atomically and resumed exactly, `log.csv` and its plot, validation, cancellation.
 
+pub mod checks;
 pub mod data;
 pub mod ddpm;
+pub mod degrade;
 pub mod eval;
 pub mod munit;
 pub mod optim;

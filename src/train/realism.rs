@@ -6,7 +6,14 @@
 //!   −2 to −3 for radiographs; blur makes it steeper;
 //! - edge sharpness: the mean of the strongest 1 % of Sobel gradient magnitudes, relative to the
 //!   image's 1–99 % intensity range;
-//! - nodule CNR: (mean inside 0.7 r − mean of the ring 1.5 r … 2.5 r) / std of the ring.
+//! - nodule CNR: (mean inside 0.7 r − mean of the ring 1.5 r … 2.5 r) / std of the ring;
+//! - window-free histogram distance: the same Wasserstein distance after each image is mapped
+//!   by its own 1st–99th percentiles, so that a display window does not count;
+//! - stride texture: spectral power at the lattice of the UNet's strides (1/2, 1/4, 1/8
+//!   cycles/pixel) over the median power around each lattice point: a checkerboard raises it;
+//! - blobs: local maxima of the scale-normalised Laplacian of Gaussian (bright blobs) inside the
+//!   lungs, at the scales of 3–15 mm nodules;
+//! - background: how grey the pixels outside the body become.
 
 use rustfft::FftPlanner;
 use rustfft::num_complex::Complex;
@@ -207,6 +214,263 @@ pub fn nodule_cnr(img: &GrayImage, centre: [f64; 2], radius: f64) -> Option<f64>
     (sd > 1e-9).then(|| (mi - mr) / sd)
 }
 
+/// Each image mapped by its own 1st and 99th percentiles to [0, 1] (clamped outside).
+pub fn percentile_normalised(img: &GrayImage) -> GrayImage {
+    let mut v = img.data.clone();
+    v.sort_by(f32::total_cmp);
+    let q = |p: f64| v[((v.len().max(1) - 1) as f64 * p).round() as usize];
+    let (lo, hi) = (q(0.01), q(0.99));
+    let span = (hi - lo).max(1e-6);
+    GrayImage {
+        width: img.width,
+        height: img.height,
+        data: img
+            .data
+            .iter()
+            .map(|x| ((x - lo) / span).clamp(0.0, 1.0))
+            .collect(),
+    }
+}
+
+/// [`cdf`] of images after [`percentile_normalised`].
+pub fn window_free_cdf(images: &[&GrayImage]) -> Vec<f64> {
+    let n: Vec<GrayImage> = images.iter().map(|g| percentile_normalised(g)).collect();
+    cdf(&n.iter().collect::<Vec<_>>())
+}
+
+/// The stride periods whose lattices [`stride_texture`] measures (pixels).
+pub const STRIDE_PERIODS: [usize; 3] = [2, 4, 8];
+
+/// Periodic texture at each of [`STRIDE_PERIODS`]: for period p, the lattice points (i/p, j/p)
+/// cycles/pixel (not both 0) that are not on the lattice of p/2; at each, the strongest power
+/// within ±1 bin over the median power of the ring 3…max(6, n/32) bins around it; the geometric
+/// mean of those ratios. A planted grid of period p raises entry p; a natural image gives ≈ 1–3.
+pub fn stride_texture(img: &GrayImage) -> Result<[f64; 3]> {
+    let (w, h) = (img.width, img.height);
+    if w < 32 || h < 32 {
+        return Err(Error::Image(format!(
+            "the texture measure needs at least 32×32, got {w}×{h}"
+        )));
+    }
+    let power = windowed_power(img);
+    let at = |fx: i64, fy: i64| {
+        power[fy.rem_euclid(h as i64) as usize * w + fx.rem_euclid(w as i64) as usize]
+    };
+    let outer = (w.min(h) / 32).max(6) as i64;
+    let mut out = [0.0; 3];
+    for (slot, &p) in STRIDE_PERIODS.iter().enumerate() {
+        let mut logs = Vec::new();
+        let half = p as i64 / 2;
+        for j in 0..=half {
+            for i in -half..=half {
+                // one of each ± pair (the spectrum of a real image is symmetric), not the origin
+                if (j == 0 && i <= 0) || (p > 2 && i % 2 == 0 && j % 2 == 0) {
+                    continue;
+                }
+                let (cx, cy) = (
+                    (i as f64 * w as f64 / p as f64).round() as i64,
+                    (j as f64 * h as f64 / p as f64).round() as i64,
+                );
+                let mut peak = 0f64;
+                let mut ring = Vec::new();
+                for dy in -outer..=outer {
+                    for dx in -outer..=outer {
+                        let d = dx.abs().max(dy.abs());
+                        let v = at(cx + dx, cy + dy);
+                        if d <= 1 {
+                            peak = peak.max(v);
+                        } else if d >= 3 {
+                            ring.push(v);
+                        }
+                    }
+                }
+                ring.sort_by(f64::total_cmp);
+                let base = ring[ring.len() / 2].max(1e-30);
+                logs.push((peak.max(1e-30) / base).ln());
+            }
+        }
+        out[slot] = (logs.iter().sum::<f64>() / logs.len() as f64).exp();
+    }
+    Ok(out)
+}
+
+/// |FFT|² of the mean-removed, Hann-windowed image.
+fn windowed_power(img: &GrayImage) -> Vec<f64> {
+    let (w, h) = (img.width, img.height);
+    let mean = img.data.iter().map(|v| *v as f64).sum::<f64>() / img.data.len() as f64;
+    let hann = |k: usize, n: usize| {
+        0.5 - 0.5 * (2.0 * std::f64::consts::PI * k as f64 / (n - 1) as f64).cos()
+    };
+    let mut buf: Vec<Complex<f64>> = (0..w * h)
+        .map(|p| {
+            Complex::new(
+                (img.data[p] as f64 - mean) * hann(p % w, w) * hann(p / w, h),
+                0.0,
+            )
+        })
+        .collect();
+    fft2(&mut buf, w, h, false);
+    buf.iter().map(|c| c.norm_sqr()).collect()
+}
+
+/// The lungs of a frontal radiograph or DRR (dense = bright): pixels inside the body (above 8 %
+/// of the 1–99 % range) darker than Otsu's threshold of the body, away from the image border
+/// (5 %) and from the body's edge (a 2 %-of-width erosion). Row-major, `true` = lung.
+pub fn lung_mask(img: &GrayImage) -> Vec<bool> {
+    let (w, h) = (img.width, img.height);
+    let mut v = img.data.clone();
+    v.sort_by(f32::total_cmp);
+    let q = |p: f64| v[((v.len().max(1) - 1) as f64 * p) as usize];
+    let (lo, hi) = (q(0.01), q(0.99));
+    let body_t = lo + 0.08 * (hi - lo);
+    let body: Vec<bool> = img.data.iter().map(|x| *x > body_t).collect();
+    let inside: Vec<f32> = img.data.iter().copied().filter(|x| *x > body_t).collect();
+    if inside.is_empty() || hi - lo < 1e-3 {
+        return vec![false; w * h];
+    }
+    let norm: Vec<f32> = inside.iter().map(|x| (x - lo) / (hi - lo)).collect();
+    let t = lo + crate::scale::otsu(&norm) * (hi - lo);
+    let r = (w / 50).max(1) as i64;
+    let (mx, my) = (w / 20, h / 20);
+    let body_at = |x: i64, y: i64| {
+        x >= 0
+            && y >= 0
+            && (x as usize) < w
+            && (y as usize) < h
+            && body[y as usize * w + x as usize]
+    };
+    (0..w * h)
+        .map(|p| {
+            let (x, y) = (p % w, p / w);
+            if x < mx || x >= w - mx || y < my || y >= h - my || !body[p] || img.data[p] >= t {
+                return false;
+            }
+            let (xi, yi) = (x as i64, y as i64);
+            body_at(xi - r, yi) && body_at(xi + r, yi) && body_at(xi, yi - r) && body_at(xi, yi + r)
+        })
+        .collect()
+}
+
+/// A bright blob found by [`find_blobs`]: centre (pixels), radius (σ√2) and its response (the
+/// scale-normalised negative Laplacian of Gaussian, in the image's intensity units).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Blob {
+    pub centre: [f64; 2],
+    pub radius: f64,
+    pub response: f64,
+}
+
+/// Bright blobs of radius `radii` (pixels; σ = r/√2, 8 scales spaced evenly in log) inside
+/// `mask`: local maxima over position and scale of −σ²∇²(G_σ * image) whose response is at
+/// least `threshold`. Maxima within one radius of a stronger one are dropped.
+pub fn find_blobs(img: &GrayImage, mask: &[bool], radii: [f64; 2], threshold: f64) -> Vec<Blob> {
+    let (w, h) = (img.width, img.height);
+    let scales = 8;
+    let [r0, r1] = [radii[0].max(1.0), radii[1].max(radii[0].max(1.0) * 1.01)];
+    let sigmas: Vec<f64> = (0..scales)
+        .map(|k| r0 * (r1 / r0).powf(k as f64 / (scales - 1) as f64) / std::f64::consts::SQRT_2)
+        .collect();
+    let responses: Vec<Vec<f64>> = sigmas
+        .iter()
+        .map(|&s| {
+            let g: Vec<f64> = super::degrade::gaussian_blur(img, s)
+                .data
+                .iter()
+                .map(|v| *v as f64)
+                .collect();
+            (0..w * h)
+                .map(|p| {
+                    let (x, y) = (p % w, p / w);
+                    if x == 0 || y == 0 || x == w - 1 || y == h - 1 {
+                        return 0.0;
+                    }
+                    let lap = g[p - 1] + g[p + 1] + g[p - w] + g[p + w] - 4.0 * g[p];
+                    -s * s * lap
+                })
+                .collect()
+        })
+        .collect();
+    let mut found = Vec::new();
+    for (k, resp) in responses.iter().enumerate() {
+        for p in 0..w * h {
+            let v = resp[p];
+            if v < threshold || !mask[p] {
+                continue;
+            }
+            let (x, y) = ((p % w) as i64, (p / w) as i64);
+            let is_max = (k.saturating_sub(1)..(k + 2).min(scales)).all(|kk| {
+                (-1..=1).all(|dy| {
+                    (-1..=1).all(|dx| {
+                        let (xx, yy) = (x + dx, y + dy);
+                        if xx < 0 || yy < 0 || xx >= w as i64 || yy >= h as i64 {
+                            return true;
+                        }
+                        let q = yy as usize * w + xx as usize;
+                        (kk == k && q == p)
+                            || responses[kk][q] < v
+                            || (responses[kk][q] == v && q > p)
+                    })
+                })
+            });
+            if is_max {
+                found.push(Blob {
+                    centre: [x as f64 + 0.5, y as f64 + 0.5],
+                    radius: sigmas[k] * std::f64::consts::SQRT_2,
+                    response: v,
+                });
+            }
+        }
+    }
+    found.sort_by(|a, b| b.response.total_cmp(&a.response));
+    let mut kept: Vec<Blob> = Vec::new();
+    for b in found {
+        let near = kept.iter().any(|k| {
+            (k.centre[0] - b.centre[0]).hypot(k.centre[1] - b.centre[1]) < k.radius.max(b.radius)
+        });
+        if !near {
+            kept.push(b);
+        }
+    }
+    kept
+}
+
+/// The response of the blob detector at a known nodule: the largest −σ²∇²G response within
+/// half a radius of `centre` over the detector's scales around `radius`.
+pub fn blob_response_at(img: &GrayImage, centre: [f64; 2], radius: f64) -> f64 {
+    let all = vec![true; img.width * img.height];
+    find_blobs(img, &all, [radius * 0.7, radius * 1.4], f64::MIN)
+        .iter()
+        .filter(|b| {
+            (b.centre[0] - centre[0]).hypot(b.centre[1] - centre[1]) <= 0.5 * radius.max(2.0)
+        })
+        .map(|b| b.response)
+        .fold(0.0, f64::max)
+}
+
+/// Background outside the body: the pixels of `input` within 2 % of the range above its
+/// minimum (the air a DRR leaves black); the mean of `output` there on the 1–99 % range of
+/// `input`. `None` when the input has no such background.
+pub fn background_level(input: &GrayImage, output: &GrayImage) -> Option<f64> {
+    let mut v = input.data.clone();
+    v.sort_by(f32::total_cmp);
+    let q = |p: f64| v[((v.len().max(1) - 1) as f64 * p) as usize];
+    let (lo, hi) = (q(0.0), q(0.99));
+    let span = (hi - q(0.01)).max(1e-6);
+    let bg: Vec<usize> = (0..input.data.len())
+        .filter(|&p| input.data[p] <= lo + 0.02 * (hi - lo))
+        .collect();
+    if bg.len() < input.data.len() / 100 || output.data.len() != input.data.len() {
+        return None;
+    }
+    let base = q(0.01);
+    Some(
+        bg.iter()
+            .map(|&p| ((output.data[p] - base) / span) as f64)
+            .sum::<f64>()
+            / bg.len() as f64,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,5 +546,116 @@ mod tests {
             nodule_cnr(&disk, [2.0, 2.0], 8.0).is_none(),
             "ring outside the image"
         );
+    }
+
+    #[test]
+    fn window_free_distance_ignores_a_display_window() {
+        let a = img(64, 64, |x, y| ((x * 64 + y) as f32 / 4096.0).powf(1.5));
+        let windowed = img(64, 64, |x, y| {
+            0.2 + 0.5 * ((x * 64 + y) as f32 / 4096.0).powf(1.5)
+        });
+        let other = img(64, 64, |x, y| ((x * 64 + y) as f32 / 4096.0).powf(0.5));
+        let d = |p: &GrayImage, q: &GrayImage| {
+            wasserstein(&window_free_cdf(&[p]), &window_free_cdf(&[q]))
+        };
+        assert!(d(&a, &windowed) < 0.005, "{}", d(&a, &windowed));
+        assert!(d(&a, &other) > 0.1, "{}", d(&a, &other));
+    }
+
+    #[test]
+    fn a_planted_grid_raises_its_own_stride_only() {
+        let base = power_law(256, -3.0, 5);
+        let clean = stride_texture(&base).unwrap();
+        for (slot, &p) in STRIDE_PERIODS.iter().enumerate() {
+            // a faint period-p pattern: 2 % of the range, a point every p pixels
+            let grid = img(256, 256, |x, y| {
+                base.data[y * 256 + x] + if x % p == 0 && y % p == 0 { 0.02 } else { 0.0 }
+            });
+            let t = stride_texture(&grid).unwrap();
+            assert!(
+                t[slot] > 5.0 * clean[slot],
+                "period {p}: {t:?} vs clean {clean:?}"
+            );
+            // a period-p grid has harmonics at multiples of 1/p (so also at the finer lattices'
+            // points) but nothing on the points only a longer period has
+            for (other, &q) in STRIDE_PERIODS.iter().enumerate() {
+                if q > p {
+                    assert!(
+                        t[other] < 2.0 * clean[other],
+                        "period {p} leaks into {q}: {t:?}"
+                    );
+                }
+            }
+        }
+        assert!(clean.iter().all(|c| *c < 5.0), "natural field: {clean:?}");
+    }
+
+    #[test]
+    fn the_blob_detector_finds_disks_at_their_size_and_no_others() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
+        let disks = [
+            ([40.0, 40.0], 4.0),
+            ([100.0, 60.0], 9.0),
+            ([60.0, 110.0], 6.0),
+        ];
+        let field = img(160, 160, |x, y| {
+            let mut v = 0.4 + rng.sample::<f64, _>(rand_distr::StandardNormal) * 0.005;
+            for (c, r) in disks {
+                let d = (x as f64 + 0.5 - c[0]).hypot(y as f64 + 0.5 - c[1]);
+                v += 0.08 / (1.0 + ((d - r) / 0.7).exp());
+            }
+            v as f32
+        });
+        let mask = vec![true; 160 * 160];
+        let calib: Vec<f64> = disks
+            .iter()
+            .map(|(c, r)| blob_response_at(&field, *c, *r))
+            .collect();
+        let t = 0.5 * calib.iter().cloned().fold(f64::MAX, f64::min);
+        let found = find_blobs(&field, &mask, [3.0, 12.0], t);
+        assert_eq!(found.len(), disks.len(), "{found:?}");
+        for (c, r) in disks {
+            let b = found
+                .iter()
+                .find(|b| (b.centre[0] - c[0]).hypot(b.centre[1] - c[1]) < 2.0)
+                .unwrap_or_else(|| panic!("disk at {c:?} not found: {found:?}"));
+            assert!(
+                (b.radius / r - 1.0).abs() < 0.35,
+                "radius {r}: found {}",
+                b.radius
+            );
+        }
+        // a dark disk is not a bright blob
+        let dark = img(64, 64, |x, y| {
+            if (x as f64 - 32.0).hypot(y as f64 - 32.0) < 6.0 {
+                0.3
+            } else {
+                0.4
+            }
+        });
+        assert!(find_blobs(&dark, &vec![true; 64 * 64], [3.0, 12.0], t).is_empty());
+    }
+
+    #[test]
+    fn background_level_sees_a_lifted_background() {
+        let input = img(
+            64,
+            64,
+            |x, _| if x < 16 { 0.0 } else { 0.3 + x as f32 / 128.0 },
+        );
+        let same = background_level(&input, &input).unwrap();
+        let lifted = img(64, 64, |x, y| input.data[y * 64 + x] + 0.1);
+        let l = background_level(&input, &lifted).unwrap();
+        assert!(same.abs() < 0.01, "{same}");
+        assert!(l > 0.1, "{l}");
+        // one black pixel is no background
+        let no_bg = img(64, 64, |x, y| {
+            if x + y == 0 {
+                0.0
+            } else {
+                0.5 + x as f32 / 128.0
+            }
+        });
+        assert!(background_level(&no_bg, &no_bg).is_none());
     }
 }

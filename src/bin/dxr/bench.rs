@@ -1,9 +1,12 @@
 //! `dxr bench`: milliseconds per denoiser step (tiled where the backend's memory budget asks)
-//! for each model, size and backend, then whole-image restorations with their peak resident
-//! memory. Medians after one warm-up run; ratios against the first backend of the same row.
+//! for each model, size and backend, a DDPM-HQ training step, the same networks in PyTorch when
+//! the authors' code and `torch` are there, then whole-image restorations with their peak
+//! resident memory. Medians after one warm-up run. `dxr train-bench`: training steps of both
+//! trainers per backend.
 
+use std::collections::BTreeMap;
 use std::ops::ControlFlow;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::prelude::*;
@@ -13,7 +16,13 @@ use dxr::config::ModelSpec;
 use dxr::device::{self, DeviceChoice};
 use dxr::diffusion::Denoiser;
 use dxr::diffusion::sampler::{SamplerSettings, SeededNoise};
+use dxr::io::GrayImage;
+use dxr::model::munit::{MunitConfig, MunitWeights};
 use dxr::restore::{RestoreOptions, Restorer, plan_tiles};
+use dxr::train::data::{Columns, Domain, PairSet};
+use dxr::train::ddpm::{DdpmData, DdpmSettings, DdpmTrainer, DdpmVal, bicubic_degrade};
+use dxr::train::munit::{MunitSettings, MunitTrainer};
+use dxr::train::{self, Trainer};
 use dxr::{Error, Result};
 
 #[derive(Args)]
@@ -28,7 +37,7 @@ pub struct BenchArgs {
     /// Timed runs per backend and size (the median is reported).
     #[arg(long, default_value_t = 3)]
     runs: usize,
-    /// Backends (ndarray, flex, gpu); default: every one present.
+    /// Backends (ndarray, flex, tch, gpu); default: every one built in and present.
     #[arg(long, num_args = 1..)]
     device: Vec<String>,
     /// Images to restore whole with the default model and the default sampler settings
@@ -38,6 +47,19 @@ pub struct BenchArgs {
     /// Backend of the whole-image restorations.
     #[arg(long, default_value = "cpu")]
     restore_device: String,
+    /// Batch of the DDPM-HQ training step timed per model and backend (0: no training rows).
+    #[arg(long, default_value_t = 4)]
+    train_batch: usize,
+    /// Crop side of the training step.
+    #[arg(long, default_value_t = 64)]
+    train_patch: usize,
+    /// Timed training steps (median reported) after one warm-up step.
+    #[arg(long, default_value_t = 5)]
+    train_steps: usize,
+    /// Python with `torch` for the PyTorch rows (they run when $DXR_REFERENCE holds the authors'
+    /// `cheff/sr`); default $DXR_PYTHON, else python3.
+    #[arg(long)]
+    python: Option<PathBuf>,
 }
 
 fn spec_of(path: &std::path::Path) -> Result<ModelSpec> {
@@ -81,6 +103,23 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// A model's row label: the file name, or `cheff NAME` for a fixture's `config.json`.
+fn label_of(model: &Path) -> String {
+    let label = model.file_name().unwrap_or_default().to_string_lossy();
+    if label == "config.json" {
+        model
+            .parent()
+            .and_then(|p| p.file_name())
+            .map(|n| format!("cheff {}", n.to_string_lossy()))
+            .unwrap_or_default()
+    } else {
+        label.into_owned()
+    }
+}
+
+/// Rows of the comparison table: (model, work) → backend → seconds.
+type Table = BTreeMap<(String, String), BTreeMap<String, f64>>;
+
 pub fn run(a: &BenchArgs) -> Result<()> {
     let mut models = a.config.clone();
     if models.is_empty() {
@@ -92,7 +131,12 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         }
     }
     let names: Vec<String> = if a.device.is_empty() {
-        vec!["ndarray".into(), "flex".into(), "gpu".into()]
+        let mut v = vec!["ndarray".to_string(), "flex".into()];
+        if cfg!(feature = "tch") {
+            v.push("tch".into());
+        }
+        v.push("gpu".into());
+        v
     } else {
         a.device.clone()
     };
@@ -104,26 +148,19 @@ pub fn run(a: &BenchArgs) -> Result<()> {
             Err(e) => println!("{n}: skipped: {e}"),
         }
     }
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = rayon::current_num_threads();
+    let mut table = Table::new();
     println!(
-        "one denoiser step (batch 1), median of {} runs after 1 warm-up; {threads} CPU threads available",
+        "one denoiser step (batch 1), median of {} runs after 1 warm-up; flex on {threads} threads (rayon), ndarray on 1",
         a.runs.max(1)
     );
     println!("| model | size | backend | median ms/step | tiles | ratio to first backend |");
     println!("|---|---|---|---|---|---|");
+    let mut specs = Vec::new();
     for model in &models {
         let spec = spec_of(model)?;
         let schedule = spec.schedule.build()?;
-        let label = model.file_name().unwrap_or_default().to_string_lossy();
-        let label = if label == "config.json" {
-            model
-                .parent()
-                .and_then(|p| p.file_name())
-                .map(|n| format!("cheff {}", n.to_string_lossy()))
-                .unwrap_or_default()
-        } else {
-            label.into_owned()
-        };
+        let label = label_of(model);
         for &side in &a.size {
             let mut first = None;
             for (name, device, choice) in &backends {
@@ -164,8 +201,51 @@ pub fn run(a: &BenchArgs) -> Result<()> {
                     grid.len(),
                     med / base
                 );
+                table
+                    .entry((label.clone(), format!("step {side}²")))
+                    .or_default()
+                    .insert(name.clone(), med / 1e3);
             }
         }
+        specs.push((label, spec));
+    }
+    if a.train_batch > 0 {
+        println!();
+        println!(
+            "DDPM-HQ training step (forward, backward, Adam, EMA), batch {}, {}² crops, median of {} after 1 warm-up",
+            a.train_batch, a.train_patch, a.train_steps
+        );
+        println!("| model | backend | s/step | images/s |");
+        println!("|---|---|---|---|");
+        for (label, spec) in &specs {
+            for (name, device, _) in &backends {
+                let settings = ddpm_bench_settings(spec.clone(), a.train_batch, a.train_patch);
+                let times = trainer_step_times(
+                    Box::new(ddpm_bench_trainer(settings, device)?),
+                    device,
+                    a.train_steps,
+                )?;
+                let med = median(times);
+                println!(
+                    "| {label} | {name} | {med:.3} | {:.1} |",
+                    a.train_batch as f64 / med
+                );
+                table
+                    .entry((label.clone(), train_work(a)))
+                    .or_default()
+                    .insert(name.clone(), med);
+            }
+        }
+    }
+    match torch_rows(a, &specs, threads) {
+        Ok(rows) if !rows.is_empty() => {
+            for (key, secs) in rows {
+                table.entry(key).or_default().insert(TORCH.into(), secs);
+            }
+            print_comparison(&table);
+        }
+        Ok(_) => {}
+        Err(why) => println!("\nPyTorch rows skipped: {why}"),
     }
     if !a.restore.is_empty() {
         let choice: DeviceChoice = a.restore_device.parse()?;
@@ -206,6 +286,301 @@ pub fn run(a: &BenchArgs) -> Result<()> {
                 image.height,
                 out.plan.grid.len(),
                 peak_rss_mib().map_or("–".into(), |m| format!("{m:.0}"))
+            );
+        }
+    }
+    Ok(())
+}
+
+const TORCH: &str = "PyTorch";
+
+fn train_work(a: &BenchArgs) -> String {
+    format!("train b{} {}²", a.train_batch, a.train_patch)
+}
+
+/// The PyTorch side (`scripts/bench-torch.py` on the authors' UNet) of every cheff model, run
+/// after ours so that the two never share the cores. `Ok(empty)` when there is nothing to run.
+fn torch_rows(
+    a: &BenchArgs,
+    specs: &[(String, ModelSpec)],
+    threads: usize,
+) -> std::result::Result<Vec<((String, String), f64)>, String> {
+    let Some(reference) = std::env::var_os("DXR_REFERENCE") else {
+        println!(
+            "\nPyTorch rows: set DXR_REFERENCE to a copy of qureai/DiffusionXray (and DXR_PYTHON to a python with torch) to add them"
+        );
+        return Ok(Vec::new());
+    };
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/bench-torch.py");
+    let python = a
+        .python
+        .clone()
+        .or_else(|| std::env::var_os("DXR_PYTHON").map(PathBuf::from))
+        .unwrap_or_else(|| "python3".into());
+    let dir = std::env::temp_dir().join(format!("dxr-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let mut cmd = std::process::Command::new(&python);
+    cmd.arg(&script)
+        .env("DXR_REFERENCE", &reference)
+        .arg("--threads")
+        .arg(threads.to_string())
+        .arg("--runs")
+        .arg(a.runs.max(1).to_string())
+        .arg("--train-batch")
+        .arg(a.train_batch.to_string())
+        .arg("--train-patch")
+        .arg(a.train_patch.to_string())
+        .arg("--train-steps")
+        .arg(a.train_steps.to_string())
+        .arg("--size")
+        .args(a.size.iter().map(|s| s.to_string()));
+    let mut any = false;
+    for (k, (label, spec)) in specs.iter().enumerate() {
+        let dxr::model::NetworkConfig::Cheff(c) = &spec.network else {
+            continue; // the reference script holds the cheff UNet only
+        };
+        let json = serde_json::json!({ "model": {
+            "dim": c.dim, "init_dim": c.init_dim, "out_dim": c.out_dim,
+            "dim_mults": c.dim_mults, "num_attention_layer": c.num_attention_layer,
+            "channels": c.channels, "block_groups": c.block_groups,
+        }});
+        let path = dir.join(format!("model{k}.json"));
+        std::fs::write(&path, json.to_string()).map_err(|e| e.to_string())?;
+        cmd.arg("--model")
+            .arg(format!("{label}={}", path.display()));
+        any = true;
+    }
+    if !any {
+        return Ok(Vec::new());
+    }
+    let out = cmd
+        .output()
+        .map_err(|e| format!("{}: {e}", python.display()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = out?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        return Err(format!(
+            "{} {} failed: {}",
+            python.display(),
+            script.display(),
+            err.lines().last().unwrap_or("")
+        ));
+    }
+    let mut rows = Vec::new();
+    println!();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .map_err(|e| format!("bench-torch.py printed {line:?}: {e}"))?;
+        let text = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+        match v["kind"].as_str() {
+            Some("info") => println!(
+                "PyTorch {} on {} threads (torch.get_num_threads), the authors' cheff/sr/model.py",
+                text("torch"),
+                v["threads"]
+            ),
+            Some("step") => rows.push((
+                (text("model"), format!("step {}²", v["size"])),
+                v["ms"].as_f64().unwrap_or(f64::NAN) / 1e3,
+            )),
+            Some("train") => rows.push((
+                (text("model"), train_work(a)),
+                v["s"].as_f64().unwrap_or(f64::NAN),
+            )),
+            _ => return Err(format!("bench-torch.py printed {line:?}")),
+        }
+    }
+    Ok(rows)
+}
+
+/// Seconds per row and backend, and each backend's time over PyTorch's (below 1: faster).
+fn print_comparison(table: &Table) {
+    let mut cols: Vec<String> = table
+        .values()
+        .flat_map(|r| r.keys().cloned())
+        .filter(|k| k != TORCH)
+        .collect();
+    cols.sort();
+    cols.dedup();
+    println!();
+    println!(
+        "side by side (medians; each ratio = backend time ÷ PyTorch time, below 1 is faster than PyTorch)"
+    );
+    let head: Vec<String> = cols
+        .iter()
+        .map(|c| format!("{c} | {c} ÷ PyTorch"))
+        .collect();
+    println!("| model | work | PyTorch | {} |", head.join(" | "));
+    println!("|---|---|---|{}", "---|---|".repeat(cols.len()));
+    for ((model, work), row) in table {
+        let Some(&torch) = row.get(TORCH) else {
+            continue;
+        };
+        let fmt = |s: f64| {
+            if s < 1.0 {
+                format!("{:.0} ms", s * 1e3)
+            } else {
+                format!("{s:.2} s")
+            }
+        };
+        let cells: Vec<String> = cols
+            .iter()
+            .map(|c| match row.get(c) {
+                Some(&s) => format!("{} | {:.2}×", fmt(s), s / torch),
+                None => "– | –".into(),
+            })
+            .collect();
+        println!(
+            "| {model} | {work} | {} | {} |",
+            fmt(torch),
+            cells.join(" | ")
+        );
+    }
+}
+
+/// Settings of a timed DDPM-HQ training step (the trainer's defaults).
+fn ddpm_bench_settings(spec: ModelSpec, batch: usize, patch: usize) -> DdpmSettings {
+    DdpmSettings {
+        spec,
+        batch,
+        patch,
+        lr: 5e-5,
+        betas: (0.9, 0.999),
+        ema_decay: 0.999,
+        seed: 0,
+        val_steps: 1,
+    }
+}
+
+/// A DDPM-HQ trainer on synthetic bicubic pairs twice the crop side.
+fn ddpm_bench_trainer(settings: DdpmSettings, device: &Device) -> Result<DdpmTrainer> {
+    let images = synthetic(4, settings.patch * 2, 1);
+    let set = PairSet {
+        lq: images
+            .iter()
+            .map(|i| bicubic_degrade(i, 4.0))
+            .collect::<Result<_>>()?,
+        hq: images.clone(),
+        names: (0..images.len()).map(|k| k.to_string()).collect(),
+    };
+    DdpmTrainer::new(settings, DdpmData::Pairs(set), DdpmVal::None, device)
+}
+
+/// Seconds of `steps` training steps after one warm-up step, each waited for on the device.
+fn trainer_step_times(mut t: Box<dyn Trainer>, device: &Device, steps: usize) -> Result<Vec<f64>> {
+    let sync = |d: &Device| d.sync().map_err(|e| Error::Device(format!("{e:?}")));
+    t.step(0)?;
+    sync(device)?;
+    let mut times = Vec::new();
+    for k in 0..steps.max(1) {
+        let t0 = Instant::now();
+        t.step(k as u64 + 1)?;
+        sync(device)?;
+        times.push(t0.elapsed().as_secs_f64());
+    }
+    Ok(times)
+}
+
+#[derive(Args)]
+pub struct TrainBenchArgs {
+    /// Network size (tiny, small, base or a config file), for DDPM-HQ and MUNIT alike.
+    #[arg(long, default_value = "small")]
+    config: String,
+    #[arg(long, default_value_t = 4)]
+    batch: usize,
+    #[arg(long, default_value_t = 64)]
+    patch: usize,
+    /// Timed steps per backend (median reported) after one warm-up step.
+    #[arg(long, default_value_t = 5)]
+    steps: usize,
+    /// Backends (cpu, flex, ndarray, gpu); default cpu, ndarray and gpu when a wgpu adapter exists.
+    #[arg(long)]
+    device: Vec<String>,
+}
+
+/// Synthetic training data: smooth random images (no files needed).
+fn synthetic(n: usize, side: usize, seed: u64) -> Vec<GrayImage> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    (0..n)
+        .map(|_| {
+            let (fx, fy, ph) = (
+                rng.random_range(0.02..0.2),
+                rng.random_range(0.02..0.2),
+                rng.random_range(0.0..6.0),
+            );
+            GrayImage {
+                width: side,
+                height: side,
+                data: (0..side * side)
+                    .map(|p| {
+                        let (x, y) = ((p % side) as f32, (p / side) as f32);
+                        0.5 + 0.4 * ((x * fx + ph).sin() * (y * fy).cos())
+                    })
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+pub fn run_train_bench(a: &TrainBenchArgs) -> Result<()> {
+    let devices: Vec<String> = if a.device.is_empty() {
+        let mut v = vec!["cpu".to_string(), "ndarray".to_string()];
+        if device::gpu().is_ok() {
+            v.push("gpu".into());
+        }
+        v
+    } else {
+        a.device.clone()
+    };
+    println!(
+        "training benchmark: {} config, batch {}, {}² crops, median of {} steps after a warm-up",
+        a.config, a.batch, a.patch, a.steps
+    );
+    println!("| trainer | device | s/step | images/s | vs first |");
+    println!("|---|---|---|---|---|");
+    for trainer in ["ddpm-hq", "munit"] {
+        let mut first_rate = None;
+        for dev_name in &devices {
+            let device = device::open(dev_name.parse::<DeviceChoice>()?)?;
+            let t: Box<dyn Trainer> = if trainer == "ddpm-hq" {
+                let settings = ddpm_bench_settings(train::preset(&a.config, 2)?, a.batch, a.patch);
+                Box::new(ddpm_bench_trainer(settings, &device)?)
+            } else {
+                let images = synthetic(4, a.patch * 2, 1);
+                let dom = |imgs: Vec<GrayImage>| Domain {
+                    names: (0..imgs.len()).map(|k| k.to_string()).collect(),
+                    images: imgs,
+                    columns: Columns::All,
+                };
+                let settings = MunitSettings {
+                    config: MunitConfig::preset(&a.config)?,
+                    weights: MunitWeights::default(),
+                    batch: a.batch,
+                    patch: a.patch,
+                    lr: 1e-4,
+                    betas: (0.5, 0.999),
+                    ema_decay: 0.999,
+                    seed: 0,
+                };
+                let lq = images
+                    .iter()
+                    .map(|i| bicubic_degrade(i, 4.0))
+                    .collect::<Result<Vec<_>>>()?;
+                Box::new(MunitTrainer::new(
+                    settings,
+                    dom(images.clone()),
+                    dom(lq),
+                    Vec::new(),
+                    &device,
+                )?)
+            };
+            let med = median(trainer_step_times(t, &device, a.steps)?);
+            let rate = a.batch as f64 / med;
+            let base = *first_rate.get_or_insert(rate);
+            println!(
+                "| {trainer} | {dev_name} | {med:.3} | {rate:.2} | {:.2}× |",
+                rate / base
             );
         }
     }

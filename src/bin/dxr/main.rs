@@ -91,8 +91,13 @@ enum Command {
     Realism(Box<train::RealismArgs>),
     /// Before/after sheet: a PNG grid, one column per folder, one row per image name.
     Sheet(Box<train::SheetArgs>),
+    /// Fits the DRR look (tone curve + blur) that `dxr pairs --method drr` gives radiographs,
+    /// and the fixed-filter baseline, by measuring how close the degraded radiograph comes to DRRs.
+    FitDrrLook(Box<train::FitDrrLookArgs>),
+    /// The no-learning baseline: tone curve to the radiograph's grey levels + unsharp mask.
+    Filter(Box<train::FilterArgs>),
     /// Training images per second (DDPM-HQ and MUNIT) on every backend.
-    TrainBench(Box<train::TrainBenchArgs>),
+    TrainBench(Box<bench::TrainBenchArgs>),
     /// PSNR/SSIM per image and mean ± std, as a Markdown table and CSV.
     Eval(Box<train::EvalArgs>),
     /// Milliseconds per denoiser step (tiled where needed) for each model, size and backend,
@@ -121,9 +126,11 @@ fn main() -> ExitCode {
         Command::Pairs(a) => train::run_pairs(&a),
         Command::SynthLq(a) => train::run_synth(&a),
         Command::Eval(a) => train::run_eval(&a),
-        Command::TrainBench(a) => train::run_train_bench(&a),
+        Command::TrainBench(a) => bench::run_train_bench(&a),
         Command::Realism(a) => train::run_realism(&a),
         Command::Sheet(a) => train::run_sheet(&a),
+        Command::FitDrrLook(a) => train::run_fit_drr_look(&a),
+        Command::Filter(a) => train::run_filter(&a),
         Command::DrrBench(a) => drr::bench(&a),
         Command::Bench(a) => bench::run(&a),
     };

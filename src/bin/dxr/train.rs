@@ -111,6 +111,10 @@ pub enum TrainCommand {
         /// Held-out pair set for validation (PSNR/SSIM of fast restorations).
         #[arg(long)]
         val: Option<PathBuf>,
+        /// Start from this model's weights (fine-tuning; same network as --config). Ignored on
+        /// --resume, whose state holds the weights.
+        #[arg(long)]
+        init: Option<PathBuf>,
     },
     /// The LQ domain's model: unconditional, trained on any folder of LQ images (DRRs).
     DdpmLq {
@@ -170,7 +174,12 @@ pub fn run_train(cmd: &TrainCommand) -> Result<()> {
         let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
     }
     let (common, mut trainer): (&Common, Box<dyn Trainer>) = match cmd {
-        TrainCommand::DdpmHq { common, pairs, val } => {
+        TrainCommand::DdpmHq {
+            common,
+            pairs,
+            val,
+            init,
+        } => {
             let device = open_device(&common.device)?;
             let mut settings = ddpm_settings(common, 2)?;
             settings.spec.scale = model_scale(common, read_set_scale(pairs)?)?;
@@ -179,10 +188,13 @@ pub fn run_train(cmd: &TrainCommand) -> Result<()> {
                 None => DdpmVal::None,
             };
             let data = DdpmData::Pairs(PairSet::load(pairs)?);
-            (
-                common,
-                Box::new(DdpmTrainer::new(settings, data, val, &device)?),
-            )
+            let mut t = DdpmTrainer::new(settings, data, val, &device)?;
+            if let (Some(path), false) = (init, common.resume) {
+                let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+                t.init_from(&load_bytes(&bytes, None, &device)?)?;
+                eprintln!("starting from the weights of {}", path.display());
+            }
+            (common, Box::new(t))
         }
         TrainCommand::DdpmLq { common, lq, val } => {
             let device = open_device(&common.device)?;
@@ -305,10 +317,12 @@ fn drive(trainer: &mut dyn Trainer, c: &Common, cancel: &AtomicBool) -> Result<(
 /// How HQ becomes LQ (shared by `dxr pairs` and `dxr synth-lq`).
 #[derive(Args, Clone)]
 pub struct Degradation {
-    /// bicubic (the paper's baseline), ddpm (SDEdit with a DDPM-LQ model) or munit.
+    /// bicubic (the paper's baseline), ddpm (SDEdit with a DDPM-LQ model), munit, or drr (the
+    /// tone curve and blur fitted by `dxr fit-drr-look`).
     #[arg(long)]
     method: String,
-    /// ddpm / munit: the trained model (model.safetensors or munit.safetensors of its run).
+    /// ddpm / munit: the trained model (model.safetensors or munit.safetensors of its run);
+    /// drr: the fitted degradation.json.
     #[arg(long)]
     weights: Option<PathBuf>,
     /// bicubic: down- and up-sampling factor.
@@ -376,6 +390,7 @@ fn columns(region: &str, holdout: f64) -> Result<Columns> {
 /// A degradation HQ → LQ.
 enum Degrade {
     Bicubic(f64),
+    Drr(dxr::train::degrade::DrrLike),
     Ddpm {
         model: LoadedModel,
         schedule: dxr::diffusion::schedule::Schedule,
@@ -397,6 +412,7 @@ impl Degrade {
     fn apply(&self, img: &GrayImage, seed: u64) -> Result<GrayImage> {
         match self {
             Degrade::Bicubic(k) => bicubic_degrade(img, *k),
+            Degrade::Drr(d) => Ok(d.apply(img, seed)),
             Degrade::Ddpm {
                 model,
                 schedule,
@@ -449,6 +465,19 @@ fn degrade_for(how: &Degradation) -> Result<Degrade> {
     let (scale, strength, steps, ilvr) = (*scale, *strength, *steps, *ilvr);
     match method.as_str() {
         "bicubic" => Ok(Degrade::Bicubic(scale)),
+        "drr" => {
+            let w = weights.ok_or_else(|| {
+                Error::Config(
+                    "--method drr needs --weights (the degradation.json of `dxr fit-drr-look`)"
+                        .into(),
+                )
+            })?;
+            let text = std::fs::read_to_string(w).map_err(|e| Error::io(w, e))?;
+            let d = serde_json::from_str(&text).map_err(|e| {
+                Error::Config(format!("{}: not a fitted DRR look ({e})", w.display()))
+            })?;
+            Ok(Degrade::Drr(d))
+        }
         "ddpm" => {
             let w = weights.ok_or_else(|| {
                 Error::Config("--method ddpm needs --weights (a DDPM-LQ model.safetensors)".into())
@@ -641,150 +670,6 @@ pub fn run_eval(a: &EvalArgs) -> Result<()> {
 }
 
 #[derive(Args)]
-pub struct TrainBenchArgs {
-    /// Network size (tiny, small, base or a config file), for DDPM-HQ and MUNIT alike.
-    #[arg(long, default_value = "small")]
-    config: String,
-    #[arg(long, default_value_t = 4)]
-    batch: usize,
-    #[arg(long, default_value_t = 64)]
-    patch: usize,
-    /// Timed steps per backend (median reported) after one warm-up step.
-    #[arg(long, default_value_t = 5)]
-    steps: usize,
-    /// Backends (cpu, flex, gpu); default all three (gpu when a wgpu adapter exists).
-    #[arg(long)]
-    device: Vec<String>,
-}
-
-/// Synthetic training data: smooth random images (no files needed).
-fn synthetic(n: usize, side: usize, seed: u64) -> Vec<GrayImage> {
-    use rand::{Rng, SeedableRng};
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    (0..n)
-        .map(|_| {
-            let (fx, fy, ph) = (
-                rng.random_range(0.02..0.2),
-                rng.random_range(0.02..0.2),
-                rng.random_range(0.0..6.0),
-            );
-            GrayImage {
-                width: side,
-                height: side,
-                data: (0..side * side)
-                    .map(|p| {
-                        let (x, y) = ((p % side) as f32, (p / side) as f32);
-                        0.5 + 0.4 * ((x * fx + ph).sin() * (y * fy).cos())
-                    })
-                    .collect(),
-            }
-        })
-        .collect()
-}
-
-pub fn run_train_bench(a: &TrainBenchArgs) -> Result<()> {
-    let devices: Vec<String> = if a.device.is_empty() {
-        let mut v = vec!["cpu".to_string(), "flex".to_string()];
-        if device::gpu().is_ok() {
-            v.push("gpu".into());
-        }
-        v
-    } else {
-        a.device.clone()
-    };
-    let side = a.patch * 2;
-    let images = synthetic(4, side, 1);
-    println!(
-        "training benchmark: {} config, batch {}, {}² crops, median of {} steps after a warm-up",
-        a.config, a.batch, a.patch, a.steps
-    );
-    println!("| trainer | device | s/step | images/s | vs cpu |");
-    println!("|---|---|---|---|---|");
-    for trainer in ["ddpm-hq", "munit"] {
-        let mut cpu_rate = None;
-        for dev_name in &devices {
-            let device = open_device(dev_name)?;
-            let mut t: Box<dyn Trainer> = if trainer == "ddpm-hq" {
-                let set = PairSet {
-                    lq: images
-                        .iter()
-                        .map(|i| bicubic_degrade(i, 4.0))
-                        .collect::<Result<_>>()?,
-                    hq: images.clone(),
-                    names: (0..images.len()).map(|k| k.to_string()).collect(),
-                };
-                let mut c = ddpm_settings_for_bench(&a.config, a.batch, a.patch)?;
-                c.val_steps = 1;
-                Box::new(DdpmTrainer::new(
-                    c,
-                    DdpmData::Pairs(set),
-                    DdpmVal::None,
-                    &device,
-                )?)
-            } else {
-                let dom = |imgs: Vec<GrayImage>| Domain {
-                    names: (0..imgs.len()).map(|k| k.to_string()).collect(),
-                    images: imgs,
-                    columns: Columns::All,
-                };
-                let settings = MunitSettings {
-                    config: MunitConfig::preset(&a.config)?,
-                    weights: MunitWeights::default(),
-                    batch: a.batch,
-                    patch: a.patch,
-                    lr: 1e-4,
-                    betas: (0.5, 0.999),
-                    ema_decay: 0.999,
-                    seed: 0,
-                };
-                let lq = images
-                    .iter()
-                    .map(|i| bicubic_degrade(i, 4.0))
-                    .collect::<Result<Vec<_>>>()?;
-                Box::new(MunitTrainer::new(
-                    settings,
-                    dom(images.clone()),
-                    dom(lq),
-                    Vec::new(),
-                    &device,
-                )?)
-            };
-            t.step(0)?;
-            device.sync().map_err(|e| Error::Device(format!("{e:?}")))?;
-            let mut times = Vec::new();
-            for k in 0..a.steps.max(1) {
-                let t0 = std::time::Instant::now();
-                t.step(k as u64 + 1)?;
-                device.sync().map_err(|e| Error::Device(format!("{e:?}")))?;
-                times.push(t0.elapsed().as_secs_f64());
-            }
-            times.sort_by(f64::total_cmp);
-            let med = times[times.len() / 2];
-            let rate = a.batch as f64 / med;
-            let base = *cpu_rate.get_or_insert(rate);
-            println!(
-                "| {trainer} | {dev_name} | {med:.3} | {rate:.2} | {:.2}× |",
-                rate / base
-            );
-        }
-    }
-    Ok(())
-}
-
-fn ddpm_settings_for_bench(config: &str, batch: usize, patch: usize) -> Result<DdpmSettings> {
-    Ok(DdpmSettings {
-        spec: train::preset(config, 2)?,
-        batch,
-        patch,
-        lr: 5e-5,
-        betas: (0.9, 0.999),
-        ema_decay: 0.999,
-        seed: 0,
-        val_steps: 1,
-    })
-}
-
-#[derive(Args)]
 pub struct RealismArgs {
     /// Images (a folder or files).
     #[arg(required = true)]
@@ -801,6 +686,121 @@ pub struct RealismArgs {
     /// CSV with one row per image.
     #[arg(long)]
     csv: Option<PathBuf>,
+    /// The DRRs the images restore (matched by file stem): runs the checks of a restoration
+    /// (detail, texture, intensities, nodules, nothing invented) with a pass/fail line each.
+    /// Needs --reference and --labels.
+    #[arg(long)]
+    before: Option<PathBuf>,
+    /// The nodule-free twins of the DRRs (a set's clean/ folder), for "nothing invented".
+    #[arg(long, requires = "clean_after")]
+    clean_before: Option<PathBuf>,
+    /// Their restorations.
+    #[arg(long, requires = "clean_before")]
+    clean_after: Option<PathBuf>,
+}
+
+/// Files of `dir` by stem.
+fn by_stem(dir: &std::path::Path) -> Result<std::collections::BTreeMap<String, PathBuf>> {
+    Ok(dxr::train::data::image_files(dir)?
+        .into_iter()
+        .map(|p| {
+            (
+                p.file_stem()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned(),
+                p,
+            )
+        })
+        .collect())
+}
+
+/// `img` at the size of `like` (unchanged when it already is).
+fn at_size(img: GrayImage, like: &GrayImage) -> GrayImage {
+    if [img.width, img.height] == [like.width, like.height] {
+        img
+    } else {
+        img.resized(
+            like.width,
+            like.height,
+            image::imageops::FilterType::Triangle,
+        )
+    }
+}
+
+/// `dxr realism --before`: the checks of a restoration.
+fn run_checks(a: &RealismArgs, before: &std::path::Path, reference: &[GrayImage]) -> Result<()> {
+    use dxr::drr::dataset::ViewLabel;
+    use dxr::train::checks::{self, Reference, Twin, View};
+    let labels = a.labels.as_ref().ok_or_else(|| {
+        Error::Config("--before needs --labels (the DRR set the nodules come from)".into())
+    })?;
+    let pitch = |file: &std::path::Path, img: &GrayImage| -> Option<f64> {
+        let l = ViewLabel::for_image(labels, file).ok()?;
+        Some(l.pixel_mm() * l.width as f64 / img.width as f64)
+    };
+    let befores = by_stem(before)?;
+    let mut views = Vec::new();
+    for dir in &a.images {
+        for (stem, file) in by_stem(dir)? {
+            let Some(src) = befores.get(&stem) else {
+                continue;
+            };
+            let after = io::read(&file)?;
+            let input = at_size(io::read(src)?, &after);
+            let nodules = nodule_labels(labels, src, &input)?
+                .into_iter()
+                .map(|n| (n.centre, n.radius))
+                .collect();
+            views.push(View {
+                pixel_mm: pitch(src, &input),
+                name: stem,
+                before: input,
+                after,
+                nodules,
+            });
+        }
+    }
+    let mut twins = Vec::new();
+    if let (Some(cb), Some(ca)) = (&a.clean_before, &a.clean_after) {
+        let cbs = by_stem(cb)?;
+        for (stem, file) in by_stem(ca)? {
+            let Some(src) = cbs.get(&stem) else { continue };
+            let after = io::read(&file)?;
+            let input = at_size(io::read(src)?, &after);
+            twins.push(Twin {
+                pixel_mm: pitch(src, &input),
+                name: stem,
+                before: input,
+                after,
+            });
+        }
+    }
+    let reference = Reference::from_images(&reference.iter().collect::<Vec<_>>())?;
+    println!(
+        "checks of {} restored views ({} twins) against {}",
+        views.len(),
+        twins.len(),
+        a.reference
+            .as_ref()
+            .map_or("?".into(), |p| p.display().to_string())
+    );
+    println!("| check | before | after | target | result |");
+    println!("|---|---|---|---|---|");
+    let results = checks::run(&views, &twins, &reference)?;
+    for c in &results {
+        println!(
+            "| {} | {} | {} | {} | {} |",
+            c.name,
+            c.before,
+            c.after,
+            c.target,
+            if c.pass { "pass" } else { "FAIL" }
+        );
+    }
+    let passed = results.iter().filter(|c| c.pass).count();
+    println!("{passed} of {} checks pass", results.len());
+    Ok(())
 }
 
 pub fn run_realism(a: &RealismArgs) -> Result<()> {
@@ -809,32 +809,27 @@ pub fn run_realism(a: &RealismArgs) -> Result<()> {
     for i in &a.images {
         files.extend(dxr::train::data::image_files(i)?);
     }
-    let reference_cdf = match &a.reference {
+    let reference_crops = match &a.reference {
         Some(r) => {
             let cols = if a.reference_holdout > 0.0 {
                 Columns::HeldOut(a.reference_holdout)
             } else {
                 Columns::All
             };
-            let dom = Domain::load(r, cols)?;
-            let crops: Vec<GrayImage> = dom
-                .images
-                .iter()
-                .map(|img| {
-                    let (c0, c1) = cols.range(img.width);
-                    GrayImage {
-                        width: c1 - c0,
-                        height: img.height,
-                        data: (0..img.height)
-                            .flat_map(|y| img.data[y * img.width + c0..y * img.width + c1].to_vec())
-                            .collect(),
-                    }
-                })
-                .collect();
-            Some(realism::cdf(&crops.iter().collect::<Vec<_>>()))
+            let crops = Domain::load(r, cols)?.region_images();
+            Some(crops)
         }
         None => None,
     };
+    if let Some(before) = &a.before {
+        let reference = reference_crops.as_ref().ok_or_else(|| {
+            Error::Config("--before needs --reference (the real radiograph)".into())
+        })?;
+        return run_checks(a, before, reference);
+    }
+    let reference_cdf = reference_crops
+        .as_ref()
+        .map(|crops| realism::cdf(&crops.iter().collect::<Vec<_>>()));
     let mut csv =
         String::from("image,hist_distance,spectrum_slope,edge_sharpness,nodules,mean_cnr\n");
     let (mut hd, mut sl, mut es, mut cnrs) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -1015,5 +1010,125 @@ pub fn run_sheet(a: &SheetArgs) -> Result<()> {
         rows.len(),
         a.columns.len()
     );
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct FitDrrLookArgs {
+    /// HQ radiograph(s); only the training columns (left of --holdout) are used.
+    #[arg(long)]
+    hq: PathBuf,
+    /// DRRs whose look the degraded radiograph should take (a set's png16/ of training views).
+    #[arg(long)]
+    drr: PathBuf,
+    /// Fraction of HQ columns (right-most) held out.
+    #[arg(long, default_value_t = 1.0 / 3.0)]
+    holdout: f64,
+    /// Blur widths (pixels at the HQ scale) to try.
+    #[arg(long, num_args = 1.., default_values_t = [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0])]
+    sigma: Vec<f64>,
+    /// White-noise levels (standard deviation, grey levels in [0, 1]) to try with each blur.
+    #[arg(long, num_args = 1.., default_values_t = [0.0, 0.005, 0.01, 0.02, 0.04])]
+    noise: Vec<f64>,
+    /// Where the fitted degradation goes (JSON, for `dxr pairs --method drr --weights`).
+    #[arg(short, long)]
+    out: PathBuf,
+    /// Also write the fixed-filter baseline (DRR → radiograph tone curve + unsharp mask) here.
+    #[arg(long)]
+    filter_out: Option<PathBuf>,
+}
+
+/// `dxr fit-drr-look`: the DRR look as a tone curve and a blur, chosen by measurement.
+pub fn run_fit_drr_look(a: &FitDrrLookArgs) -> Result<()> {
+    use dxr::scale::estimate_chest_px;
+    use dxr::train::degrade::{DrrLike, FixedFilter};
+    let hq = Domain::load(&a.hq, columns("train", a.holdout)?)?;
+    let hq_chest = typical_chest_px(&hq.images);
+    let hq_imgs = hq.region_images();
+    // the DRRs at the radiograph's scale (lung-field widths matched)
+    let mut drrs = Vec::new();
+    for f in dxr::train::data::image_files(&a.drr)? {
+        let img = io::read(&f)?;
+        let k = match (hq_chest, estimate_chest_px(&img)) {
+            (Some(h), Some(d)) => h / d,
+            _ => 1.0,
+        };
+        drrs.push(if (k - 1.0).abs() < 0.02 {
+            img
+        } else {
+            let (w, h) = (
+                ((img.width as f64 * k).round() as usize).max(16),
+                ((img.height as f64 * k).round() as usize).max(16),
+            );
+            img.resized(w, h, image::imageops::FilterType::Triangle)
+        });
+    }
+    let hq_refs: Vec<&GrayImage> = hq_imgs.iter().collect();
+    let drr_refs: Vec<&GrayImage> = drrs.iter().collect();
+    let (fit, target, rows) = DrrLike::fit(&hq_refs, &drr_refs, &a.sigma, &a.noise)?;
+    println!(
+        "DRR look fitted on {} radiograph(s) (training columns) and {} DRRs at the radiograph's scale",
+        hq_imgs.len(),
+        drrs.len()
+    );
+    println!(
+        "| LQ | blur σ px | noise σ | spectrum slope | edge sharpness | window-free histogram distance to the DRRs |"
+    );
+    println!("|---|---|---|---|---|---|");
+    println!(
+        "| DRRs (target) | – | – | {:.3} | {:.4} | {:.4} |",
+        target.slope, target.sharpness, target.histogram_distance
+    );
+    for r in &rows {
+        println!(
+            "| radiograph, tone curve + blur + noise{} | {:.1} | {:.3} | {:.3} | {:.4} | {:.4} |",
+            if (r.sigma, r.noise) == (fit.sigma, fit.noise) {
+                " (chosen)"
+            } else {
+                ""
+            },
+            r.sigma,
+            r.noise,
+            r.slope,
+            r.sharpness,
+            r.histogram_distance
+        );
+    }
+    write_atomic(&a.out, &serde_json::to_vec(&fit).expect("serialisable"))?;
+    if let Some(p) = &a.filter_out {
+        let f = FixedFilter::fit(&drr_refs, &hq_refs)?;
+        write_atomic(p, &serde_json::to_vec(&f).expect("serialisable"))?;
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct FilterArgs {
+    /// The fixed filter's JSON (`dxr fit-drr-look --filter-out`).
+    #[arg(long)]
+    filter: PathBuf,
+    /// Images or folders.
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    #[arg(short, long)]
+    out: PathBuf,
+}
+
+/// `dxr filter`: the no-learning baseline (tone curve + unsharp mask) over images.
+pub fn run_filter(a: &FilterArgs) -> Result<()> {
+    let text = std::fs::read_to_string(&a.filter).map_err(|e| Error::io(&a.filter, e))?;
+    let f: dxr::train::degrade::FixedFilter = serde_json::from_str(&text)
+        .map_err(|e| Error::Config(format!("{}: not a fixed filter ({e})", a.filter.display())))?;
+    std::fs::create_dir_all(&a.out).map_err(|e| Error::io(&a.out, e))?;
+    for i in &a.inputs {
+        for file in dxr::train::data::image_files(i)? {
+            let out = f.apply(&io::read(&file)?);
+            let stem = file.file_stem().unwrap_or_default().to_string_lossy();
+            write_atomic(
+                &a.out.join(format!("{stem}.png")),
+                &encode_png(&out, BitDepth::Sixteen)?,
+            )?;
+        }
+    }
     Ok(())
 }

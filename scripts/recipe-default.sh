@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# The shipped default model, reproducibly: a DDPM-HQ trained on pairs whose LQ is the real
+# radiograph made to look like a DRR (a tone curve and a blur fitted by measurement), then the
+# checks of a restoration on held-out DRRs (views, poses and nodules no step of training used).
+#   data → DRRs (training views; held-out views at 256² and 512²) → fit the DRR look (and the
+#   fixed-filter baseline) → pairs → train → restore the held-out views and their nodule-free
+#   twins → `dxr realism --before` (the checks), for the model and for the fixed filter.
+# Knobs (environment; defaults in brackets): DEVICE [cpu] STEPS [6000] BATCH [4] PATCH [128]
+#   LR [2e-4] PREDICTION [x0] CONFIG [small] INIT [] (a model to fine-tune from) N_DRR [100]
+#   N_PAIRS [400] N_EVAL [12] SAMPLER_STEPS [25] OUT [runs/default] JOBS: unused.
+#   PUBLISH=1 installs the model as models/default.safetensors (+ .json) and the sheets in docs/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/dxr-target}
+DXR=${DXR:-$CARGO_TARGET_DIR/release/dxr}
+DEVICE=${DEVICE:-cpu}; STEPS=${STEPS:-6000}; BATCH=${BATCH:-4}; PATCH=${PATCH:-128}
+LR=${LR:-2e-4}; PREDICTION=${PREDICTION:-x0}; CONFIG=${CONFIG:-small}; INIT=${INIT:-}
+N_DRR=${N_DRR:-100}; N_PAIRS=${N_PAIRS:-400}; N_EVAL=${N_EVAL:-12}; SAMPLER_STEPS=${SAMPLER_STEPS:-25}
+OUT=${OUT:-runs/default}
+[[ -x "$DXR" ]] || cargo build --release
+scripts/fetch-data.sh all >/dev/null
+CT=(--ct data/ct/cxr.nii.gz --mask data/ct/mask.nii.gz)
+R="$OUT/results"; mkdir -p "$R"
+log() { echo "== $*" | tee -a "$R/recipe.log"; }
+
+# 1. the radiograph at the DRRs' pixel scale (a 256² DRR spans 400 mm; 256 px across the chest)
+[[ -f "$OUT/hq/RG1_UNCR.png" ]] || "$DXR" resize data/cxr/RG1_UNCR.dcm -o "$OUT/hq" --width 256
+HQ="$OUT/hq/RG1_UNCR.png"
+
+# 2. DRRs: training views 0…; held-out views from index 100000 (256²) and 200000 (512²), other
+#    seeds, more nodules; each with its nodule-free twin (clean/)
+log "DRRs"
+[[ -f "$OUT/drr/coco.json" ]] || "$DXR" drr "${CT[@]}" --out "$OUT/drr" --count "$N_DRR" --size 256 --nodules 2 --seed 1 --device cpu >/dev/null
+[[ -f "$OUT/eval256/coco.json" ]] || "$DXR" drr "${CT[@]}" --out "$OUT/eval256" --count "$N_EVAL" --size 256 --nodules 3 --seed 7 --first-index 100000 --device cpu >/dev/null
+[[ -f "$OUT/eval512/coco.json" ]] || "$DXR" drr "${CT[@]}" --out "$OUT/eval512" --count $(( (N_EVAL + 1) / 2 )) --size 512 --nodules 3 --seed 8 --first-index 200000 --device cpu >/dev/null
+
+# 3. the DRR look (tone curve + blur, chosen by measurement) and the fixed-filter baseline
+log "fit the DRR look"
+"$DXR" fit-drr-look --hq "$HQ" --drr "$OUT/drr/png16" -o "$OUT/drr-look.json" --filter-out "$OUT/filter.json" | tee "$R/fit-drr-look.md"
+
+# 4. pairs from the radiograph's training columns
+log "pairs"
+[[ -d "$OUT/pairs/hq" ]] || "$DXR" pairs --method drr --weights "$OUT/drr-look.json" --hq "$HQ" --out "$OUT/pairs" --count "$N_PAIRS" --size "$PATCH" --seed 1 >/dev/null
+[[ -d "$OUT/pairs-eval/hq" ]] || "$DXR" pairs --method drr --weights "$OUT/drr-look.json" --hq "$HQ" --out "$OUT/pairs-eval" --count 8 --size 64 --region heldout --seed 2 >/dev/null
+
+# 5. the restoration model
+log "DDPM-HQ ($CONFIG, $STEPS steps, batch $BATCH, ${PATCH}², $PREDICTION, $DEVICE)"
+init=(); [[ -n "$INIT" ]] && init=(--init "$INIT")
+resume=(); [[ -f "$OUT/model/state.safetensors" ]] && resume=(--resume)
+start=$(date +%s)
+"$DXR" train ddpm-hq --pairs "$OUT/pairs" --val "$OUT/pairs-eval" --config "$CONFIG" --prediction "$PREDICTION" \
+  --batch "$BATCH" --patch "$PATCH" --lr "$LR" --steps "$STEPS" --device "$DEVICE" --seed 1 \
+  --val-every 1000 --save-every 250 --out "$OUT/model" "${init[@]}" "${resume[@]}" 2>&1 | tee "$R/train.log" | tail -3
+echo "training wall time this run: $(( $(date +%s) - start )) s" | tee -a "$R/recipe.log"
+
+# 6. the checks on the held-out views, for the model and for the fixed filter
+for set in eval256 eval512; do
+  log "checks on $set"
+  for what in png16 clean/png16; do
+    dest="$OUT/restored-$set/${what%%/*}"
+    [[ "$what" == png16 ]] && dest="$OUT/restored-$set/views"
+    "$DXR" restore "$OUT/$set/$what" -o "$dest" --weights "$OUT/model/model.safetensors" --steps "$SAMPLER_STEPS" --seed 1 --bits 16 --labels "$OUT/$set" >/dev/null 2>&1
+    fdest="$OUT/filtered-$set/${what%%/*}"; [[ "$what" == png16 ]] && fdest="$OUT/filtered-$set/views"
+    "$DXR" filter --filter "$OUT/filter.json" "$OUT/$set/$what" -o "$fdest"
+  done
+  for kind in restored filtered; do
+    echo "### $kind, $set" | tee -a "$R/checks.md"
+    "$DXR" realism "$OUT/$kind-$set/views" --before "$OUT/$set/png16" --labels "$OUT/$set" \
+      --reference "$HQ" --reference-holdout 0.333 \
+      --clean-before "$OUT/$set/clean/png16" --clean-after "$OUT/$kind-$set/clean" | tee -a "$R/checks.md"
+  done
+done
+
+# 7. before/after sheets (input, fixed filter, model; nodule boxes)
+"$DXR" sheet "$OUT/eval256/png16" "$OUT/filtered-eval256/views" "$OUT/restored-eval256/views" --labels "$OUT/eval256" --count 4 -o "$R/sheet-256.png"
+"$DXR" sheet "$OUT/eval512/png16" "$OUT/filtered-eval512/views" "$OUT/restored-eval512/views" --labels "$OUT/eval512" --count 3 --thumb 384 -o "$R/sheet-512.png"
+"$DXR" sheet "$OUT/eval256/clean/png16" "$OUT/filtered-eval256/clean" "$OUT/restored-eval256/clean" --count 3 -o "$R/sheet-256-clean.png"
+
+if [[ "${PUBLISH:-0}" == 1 ]]; then
+  "$DXR" convert "$OUT/model/model.safetensors" models/default.safetensors --f16
+  mkdir -p docs
+  cp "$R/sheet-256.png" docs/sheet-drr-restored.png
+  cp "$R/sheet-512.png" docs/sheet-drr-restored-512.png
+  cp "$R/sheet-256-clean.png" docs/sheet-drr-clean-restored.png
+  log "published models/default.safetensors (update models/default.json: sha256, recipe)"
+fi

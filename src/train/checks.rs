@@ -1,0 +1,345 @@
+//! Does a restoration do its job? The checks a restored DRR set must pass against the DRRs it
+//! came from and a real radiograph (the measures are in [`super::realism`]):
+//! 1. detail: the spectrum slope moves at least a third of the way from the input's toward the
+//!    radiograph's, and goes past the radiograph's by at most that third;
+//! 2. no texture of its own: at each stride period, the periodic texture after at most twice
+//!    before (means over the views);
+//! 3. intensities: the window-free histogram distance to the radiograph at most half the input's;
+//! 4. nodules kept: CNR after ≥ 90 % of before per nodule, on the median and on the mean; none
+//!    inverted (a visible nodule, CNR before ≥ 1, whose CNR after is ≤ 0);
+//! 5. nothing invented: on the nodule-free twins, no bright blob in the lungs after that was not
+//!    there before (the blob threshold: half the median detector response at the labelled
+//!    nodules of the inputs), and the background outside the body stays black (mean ≤ 5 % of the
+//!    input's range).
+
+use super::realism::{self, STRIDE_PERIODS};
+use crate::io::GrayImage;
+use crate::{Error, Result};
+
+/// One labelled view: the DRR, its restoration (same size) and its nodules in those pixels.
+pub struct View {
+    pub name: String,
+    pub before: GrayImage,
+    pub after: GrayImage,
+    /// (centre, radius) in pixels.
+    pub nodules: Vec<([f64; 2], f64)>,
+    /// Pixel pitch at the detector, when known (sets the blob scales, 3–15 mm).
+    pub pixel_mm: Option<f64>,
+}
+
+/// A nodule-free twin and its restoration.
+pub struct Twin {
+    pub name: String,
+    pub before: GrayImage,
+    pub after: GrayImage,
+    pub pixel_mm: Option<f64>,
+}
+
+/// The real radiograph the restorations should come closer to.
+pub struct Reference {
+    /// [`realism::window_free_cdf`] of the radiograph (its held-out part).
+    pub cdf: Vec<f64>,
+    /// Its spectrum slope.
+    pub slope: f64,
+}
+
+impl Reference {
+    pub fn from_images(images: &[&GrayImage]) -> Result<Self> {
+        if images.is_empty() {
+            return Err(Error::Image("no reference radiograph".into()));
+        }
+        let slopes = images
+            .iter()
+            .map(|g| realism::spectrum_slope(g))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            cdf: realism::window_free_cdf(images),
+            slope: slopes.iter().sum::<f64>() / slopes.len() as f64,
+        })
+    }
+}
+
+/// One check's figures and verdict.
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub name: &'static str,
+    pub before: String,
+    pub after: String,
+    pub target: String,
+    pub pass: bool,
+}
+
+/// Blob radii in pixels: 3–15 mm when the pitch is known, else the labelled nodules' range.
+fn blob_radii(pixel_mm: Option<f64>, labelled: &[f64]) -> [f64; 2] {
+    match pixel_mm {
+        Some(mm) if mm > 0.0 => [3.0 / mm, 15.0 / mm],
+        _ => {
+            let lo = labelled.iter().cloned().fold(f64::MAX, f64::min);
+            let hi = labelled.iter().cloned().fold(0.0, f64::max);
+            if lo <= hi { [lo, hi] } else { [2.0, 10.0] }
+        }
+    }
+}
+
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len().max(1) as f64
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    if s.is_empty() {
+        return f64::NAN;
+    }
+    s[s.len() / 2]
+}
+
+/// Runs checks 1–5 over the views (and twins, for 5).
+pub fn run(views: &[View], twins: &[Twin], reference: &Reference) -> Result<Vec<Check>> {
+    if views.is_empty() {
+        return Err(Error::Image("no restored views to check".into()));
+    }
+    for v in views {
+        if [v.before.width, v.before.height] != [v.after.width, v.after.height] {
+            return Err(Error::Image(format!(
+                "{}: restored image is {}×{}, its input {}×{}",
+                v.name, v.after.width, v.after.height, v.before.width, v.before.height
+            )));
+        }
+    }
+    let mut out = Vec::new();
+
+    // 1. spectrum slope
+    let slopes = |f: &dyn Fn(&View) -> &GrayImage| -> Result<f64> {
+        let s = views
+            .iter()
+            .map(|v| realism::spectrum_slope(f(v)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(mean(&s))
+    };
+    let (s_in, s_out, s_ref) = (
+        slopes(&|v| &v.before)?,
+        slopes(&|v| &v.after)?,
+        reference.slope,
+    );
+    let gap = s_ref - s_in;
+    let moved = (s_out - s_in) / gap;
+    out.push(Check {
+        name: "1 detail: spectrum slope",
+        before: format!("{s_in:.3}"),
+        after: format!("{s_out:.3} ({:.0} % of the way)", moved * 100.0),
+        target: format!("toward {s_ref:.3}: 33–133 % of the way"),
+        pass: gap.abs() > 1e-9 && (1.0 / 3.0..=4.0 / 3.0).contains(&moved),
+    });
+
+    // 2. stride texture
+    let mut tex_in = [0.0; 3];
+    let mut tex_out = [0.0; 3];
+    for v in views {
+        let (a, b) = (
+            realism::stride_texture(&v.before)?,
+            realism::stride_texture(&v.after)?,
+        );
+        for k in 0..3 {
+            tex_in[k] += a[k] / views.len() as f64;
+            tex_out[k] += b[k] / views.len() as f64;
+        }
+    }
+    let fmt3 = |t: [f64; 3]| {
+        STRIDE_PERIODS
+            .iter()
+            .zip(t)
+            .map(|(p, v)| format!("1/{p}: {v:.2}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    out.push(Check {
+        name: "2 no texture: stride peaks",
+        before: fmt3(tex_in),
+        after: fmt3(tex_out),
+        target: "each ≤ 2× before".into(),
+        pass: (0..3).all(|k| tex_out[k] <= 2.0 * tex_in[k]),
+    });
+
+    // 3. window-free histogram distance to the radiograph
+    let w1 = |g: &GrayImage| realism::wasserstein(&realism::window_free_cdf(&[g]), &reference.cdf);
+    let d_in = mean(&views.iter().map(|v| w1(&v.before)).collect::<Vec<_>>());
+    let d_out = mean(&views.iter().map(|v| w1(&v.after)).collect::<Vec<_>>());
+    out.push(Check {
+        name: "3 intensities: distance to the radiograph",
+        before: format!("{d_in:.4}"),
+        after: format!("{d_out:.4}"),
+        target: format!("≤ {:.4} (half)", d_in / 2.0),
+        pass: d_out <= d_in / 2.0,
+    });
+
+    // 4. nodules
+    let (mut ratios, mut inverted, mut counted) = (Vec::new(), 0, 0);
+    let mut cnr_before = Vec::new();
+    for v in views {
+        for &(c, r) in &v.nodules {
+            let (Some(b), Some(a)) = (
+                realism::nodule_cnr(&v.before, c, r),
+                realism::nodule_cnr(&v.after, c, r),
+            ) else {
+                continue;
+            };
+            counted += 1;
+            cnr_before.push(b);
+            if b >= 1.0 && a <= 0.0 {
+                inverted += 1;
+            }
+            if b > 0.0 {
+                ratios.push(a / b);
+            }
+        }
+    }
+    out.push(Check {
+        name: "4 nodules kept: CNR after / before",
+        before: format!("{counted} nodules, median CNR {:.2}", median(&cnr_before)),
+        after: format!(
+            "median {:.2}, mean {:.2}, {inverted} inverted",
+            median(&ratios),
+            mean(&ratios)
+        ),
+        target: "median and mean ≥ 0.90, none inverted".into(),
+        pass: !ratios.is_empty() && median(&ratios) >= 0.9 && mean(&ratios) >= 0.9 && inverted == 0,
+    });
+
+    // 5. nothing invented (needs the twins)
+    if twins.is_empty() {
+        out.push(Check {
+            name: "5 nothing invented",
+            before: "–".into(),
+            after: "–".into(),
+            target: "needs the nodule-free twins (--clean-before, --clean-after)".into(),
+            pass: false,
+        });
+        return Ok(out);
+    }
+    let responses: Vec<f64> = views
+        .iter()
+        .flat_map(|v| {
+            v.nodules
+                .iter()
+                .map(|&(c, r)| realism::blob_response_at(&v.before, c, r))
+        })
+        .filter(|r| *r > 0.0)
+        .collect();
+    let radii: Vec<f64> = views
+        .iter()
+        .flat_map(|v| v.nodules.iter().map(|n| n.1))
+        .collect();
+    let threshold = 0.5 * median(&responses);
+    let (mut new_blobs, mut blobs_before, mut bg) = (0, 0, Vec::new());
+    for t in twins {
+        let mask = realism::lung_mask(&t.before);
+        let rr = blob_radii(t.pixel_mm, &radii);
+        let b = realism::find_blobs(&t.before, &mask, rr, threshold);
+        let a = realism::find_blobs(&t.after, &mask, rr, threshold);
+        blobs_before += b.len();
+        new_blobs += a
+            .iter()
+            .filter(|x| {
+                !b.iter().any(|y| {
+                    (x.centre[0] - y.centre[0]).hypot(x.centre[1] - y.centre[1])
+                        <= x.radius.max(y.radius)
+                })
+            })
+            .count();
+        if let Some(l) = realism::background_level(&t.before, &t.after) {
+            bg.push(l);
+        }
+    }
+    let bg_mean = if bg.is_empty() { 0.0 } else { mean(&bg) };
+    out.push(Check {
+        name: "5 nothing invented: new blobs in the lungs, background",
+        before: format!(
+            "{} twins, {blobs_before} blobs ≥ {threshold:.4} (half the nodules' median response)",
+            twins.len()
+        ),
+        after: format!(
+            "{new_blobs} new blobs, background at {:.1} %",
+            bg_mean * 100.0
+        ),
+        target: "0 new blobs, background ≤ 5 %".into(),
+        pass: !responses.is_empty() && new_blobs == 0 && bg_mean <= 0.05,
+    });
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn img(w: usize, h: usize, f: impl Fn(usize, usize) -> f32) -> GrayImage {
+        GrayImage {
+            width: w,
+            height: h,
+            data: (0..w * h).map(|p| f(p % w, p / w)).collect(),
+        }
+    }
+
+    /// A chest-like picture: a bright body on black air, two dark lungs, one bright nodule.
+    fn chest(nodule: f32, blur: bool) -> GrayImage {
+        img(128, 128, |x, y| {
+            let (xf, yf) = (x as f32, y as f32);
+            let body = ((xf - 64.0) / 54.0).powi(2) + ((yf - 64.0) / 60.0).powi(2) < 1.0;
+            if !body {
+                return 0.0;
+            }
+            let lung = |cx: f32| ((xf - cx) / 18.0).powi(2) + ((yf - 60.0) / 34.0).powi(2) < 1.0;
+            let mut v: f32 = if lung(40.0) || lung(88.0) { 0.35 } else { 0.7 };
+            // fine texture (detail) unless blurred
+            if !blur {
+                v += 0.03 * ((xf * 1.3).sin() * (yf * 1.7).cos());
+            }
+            if (xf - 40.0).hypot(yf - 60.0) < 5.0 {
+                v += nodule;
+            }
+            // a little deterministic grain, so that the ring around a nodule is not flat
+            v + 0.01 * (((x * 7919 + y * 104_729) % 101) as f32 / 101.0 - 0.5)
+        })
+    }
+
+    #[test]
+    fn the_identity_fails_detail_and_a_lost_nodule_fails_check_4() {
+        let before = chest(0.15, true);
+        let reference = Reference::from_images(&[&chest(0.0, false)]).unwrap();
+        let views = vec![View {
+            name: "a".into(),
+            before: before.clone(),
+            after: before.clone(),
+            nodules: vec![([40.0, 60.0], 5.0)],
+            pixel_mm: None,
+        }];
+        let twins = vec![Twin {
+            name: "a".into(),
+            before: chest(0.0, true),
+            after: chest(0.0, true),
+            pixel_mm: None,
+        }];
+        let c = run(&views, &twins, &reference).unwrap();
+        assert!(!c[0].pass, "no change is not detail: {c:?}");
+        assert!(c[1].pass && c[3].pass && c[4].pass, "{c:?}");
+        // the restoration erases the nodule and invents one in the other lung
+        let lost = View {
+            after: chest(0.0, true),
+            ..views.into_iter().next().unwrap()
+        };
+        let invented = Twin {
+            after: img(128, 128, |x, y| {
+                let v = chest(0.0, true).data[y * 128 + x];
+                if (x as f32 - 88.0).hypot(y as f32 - 60.0) < 5.0 {
+                    v + 0.15
+                } else {
+                    v
+                }
+            }),
+            ..twins.into_iter().next().unwrap()
+        };
+        let c = run(&[lost], &[invented], &reference).unwrap();
+        assert!(!c[3].pass, "{:?}", c[3]);
+        assert!(!c[4].pass, "{:?}", c[4]);
+    }
+}

@@ -1,0 +1,312 @@
+//! HQ → LQ by measurement: a radiograph made to look like a DRR with two fitted steps, and the
+//! fixed filter (its rough inverse) that every learned model is compared with.
+//! - [`DrrLike`]: the radiograph's grey levels mapped onto the DRRs' by one monotone curve
+//!   (histogram matching on whole images, so that every crop of the radiograph gets the same
+//!   curve), then a Gaussian blur and white noise whose strengths are chosen so that the degraded
+//!   radiograph's spectrum slope and edge sharpness come closest to the DRRs' (DRRs have soft
+//!   edges, which a blur gives, but a fine-grained floor of projected CT noise that a blur alone
+//!   would remove).
+//! - [`FixedFilter`]: a DRR mapped onto the radiograph's grey levels (the inverse curve), then
+//!   unsharp masking: what histogram matching and sharpening alone do, with no learning.
+
+use serde::{Deserialize, Serialize};
+
+use super::realism;
+use crate::io::GrayImage;
+use crate::{Error, Result};
+
+/// Points of a tone curve over [0, 1].
+const CURVE_POINTS: usize = 256;
+
+/// A monotone tone curve: `points[i]` is the output for input `i / (points − 1)`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToneCurve {
+    pub points: Vec<f32>,
+}
+
+impl ToneCurve {
+    /// The curve that gives `from`'s intensities the distribution of `to`'s: F_to⁻¹ ∘ F_from
+    /// over all pixels of each set.
+    pub fn matching(from: &[&GrayImage], to: &[&GrayImage]) -> Result<Self> {
+        let sorted = |set: &[&GrayImage]| -> Result<Vec<f32>> {
+            let mut v: Vec<f32> = set.iter().flat_map(|g| g.data.iter().copied()).collect();
+            if v.is_empty() {
+                return Err(Error::Image(
+                    "histogram matching of an empty image set".into(),
+                ));
+            }
+            v.sort_by(f32::total_cmp);
+            Ok(v)
+        };
+        let (src, dst) = (sorted(from)?, sorted(to)?);
+        let points = (0..CURVE_POINTS)
+            .map(|i| {
+                let x = i as f32 / (CURVE_POINTS - 1) as f32;
+                // F_from(x): fraction of source pixels ≤ x (mid-rank for ties)
+                let below = src.partition_point(|v| *v < x);
+                let upto = src.partition_point(|v| *v <= x);
+                let p = (below + upto) as f64 / 2.0 / src.len() as f64;
+                dst[((dst.len() - 1) as f64 * p).round() as usize]
+            })
+            .collect();
+        Ok(Self { points })
+    }
+
+    /// The curve applied to one value (linear between points).
+    pub fn map(&self, x: f32) -> f32 {
+        let n = self.points.len() - 1;
+        let t = x.clamp(0.0, 1.0) * n as f32;
+        let i = (t.floor() as usize).min(n - 1);
+        let f = t - i as f32;
+        self.points[i] * (1.0 - f) + self.points[i + 1] * f
+    }
+
+    pub fn apply(&self, img: &GrayImage) -> GrayImage {
+        GrayImage {
+            width: img.width,
+            height: img.height,
+            data: img.data.iter().map(|v| self.map(*v)).collect(),
+        }
+    }
+}
+
+/// Separable Gaussian blur (σ in pixels; edges clamped); σ ≤ 0 returns the image.
+pub fn gaussian_blur(img: &GrayImage, sigma: f64) -> GrayImage {
+    if sigma <= 0.0 {
+        return img.clone();
+    }
+    let (w, h) = (img.width, img.height);
+    let r = (3.0 * sigma).ceil() as i64;
+    let k: Vec<f32> = (-r..=r)
+        .map(|d| (-(d * d) as f64 / (2.0 * sigma * sigma)).exp() as f32)
+        .collect();
+    let ks: f32 = k.iter().sum();
+    let pass = |src: &[f32], horizontal: bool| -> Vec<f32> {
+        (0..w * h)
+            .map(|p| {
+                let (x, y) = ((p % w) as i64, (p / w) as i64);
+                let mut acc = 0.0;
+                for (d, kv) in (-r..=r).zip(&k) {
+                    let q = if horizontal {
+                        y as usize * w + (x + d).clamp(0, w as i64 - 1) as usize
+                    } else {
+                        (y + d).clamp(0, h as i64 - 1) as usize * w + x as usize
+                    };
+                    acc += kv * src[q];
+                }
+                acc / ks
+            })
+            .collect()
+    };
+    GrayImage {
+        width: w,
+        height: h,
+        data: pass(&pass(&img.data, true), false),
+    }
+}
+
+/// A radiograph made to look like a DRR: tone curve, blur, white noise.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DrrLike {
+    pub curve: ToneCurve,
+    /// Gaussian blur after the curve, pixels.
+    pub sigma: f64,
+    /// Standard deviation of the white Gaussian noise added last (grey levels in [0, 1]).
+    #[serde(default)]
+    pub noise: f64,
+}
+
+/// One row of the blur fit: how close the degraded radiograph comes to the DRRs.
+#[derive(Debug, Clone)]
+pub struct FitRow {
+    pub sigma: f64,
+    pub noise: f64,
+    pub slope: f64,
+    pub sharpness: f64,
+    pub histogram_distance: f64,
+}
+
+impl DrrLike {
+    /// The degradation of `img`; the noise is drawn from `seed`.
+    pub fn apply(&self, img: &GrayImage, seed: u64) -> GrayImage {
+        use rand::SeedableRng;
+        let mut out = gaussian_blur(&self.curve.apply(img), self.sigma);
+        if self.noise > 0.0 {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            for v in &mut out.data {
+                let n: f64 = rand::Rng::sample(&mut rng, rand_distr::StandardNormal);
+                *v = (*v + (n * self.noise) as f32).clamp(0.0, 1.0);
+            }
+        }
+        out
+    }
+
+    /// Fits the curve on whole images (`hq`: radiographs, `drr`: DRRs at the same pixel scale)
+    /// and picks the (blur, noise) among `sigmas` × `noises` whose degraded radiographs come
+    /// closest to the DRRs in mean spectrum slope and edge sharpness (the sum of the two relative
+    /// differences). Returns the degradation, the DRRs' own figures and a row per pair tried.
+    pub fn fit(
+        hq: &[&GrayImage],
+        drr: &[&GrayImage],
+        sigmas: &[f64],
+        noises: &[f64],
+    ) -> Result<(Self, FitRow, Vec<FitRow>)> {
+        let curve = ToneCurve::matching(hq, drr)?;
+        let measure = |set: &[GrayImage], sigma: f64, noise: f64| -> Result<FitRow> {
+            let n = set.len().max(1) as f64;
+            let mut slope = 0.0;
+            let mut sharp = 0.0;
+            for g in set {
+                slope += realism::spectrum_slope(g)? / n;
+                sharp += realism::edge_sharpness(g) / n;
+            }
+            let drr_cdf = realism::window_free_cdf(drr);
+            let set_cdf = realism::window_free_cdf(&set.iter().collect::<Vec<_>>());
+            Ok(FitRow {
+                sigma,
+                noise,
+                slope,
+                sharpness: sharp,
+                histogram_distance: realism::wasserstein(&set_cdf, &drr_cdf),
+            })
+        };
+        let target = measure(
+            &drr.iter().map(|g| (*g).clone()).collect::<Vec<_>>(),
+            f64::NAN,
+            f64::NAN,
+        )?;
+        let mut rows = Vec::new();
+        for &sigma in sigmas {
+            for &noise in noises {
+                let d = Self {
+                    curve: curve.clone(),
+                    sigma,
+                    noise,
+                };
+                let set: Vec<GrayImage> = hq
+                    .iter()
+                    .enumerate()
+                    .map(|(k, g)| d.apply(g, k as u64))
+                    .collect();
+                rows.push(measure(&set, sigma, noise)?);
+            }
+        }
+        let cost = |r: &FitRow| {
+            ((r.slope - target.slope) / target.slope).abs()
+                + ((r.sharpness - target.sharpness) / target.sharpness.max(1e-9)).abs()
+        };
+        let best = rows
+            .iter()
+            .min_by(|a, b| cost(a).total_cmp(&cost(b)))
+            .ok_or_else(|| Error::Config("no blur widths or noise levels to try".into()))?;
+        Ok((
+            Self {
+                curve,
+                sigma: best.sigma,
+                noise: best.noise,
+            },
+            target,
+            rows,
+        ))
+    }
+}
+
+/// The no-learning baseline: a DRR given the radiograph's grey levels (tone curve), then
+/// unsharp masking `out = y + amount · (y − blur_σ(y))`, clamped to [0, 1].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FixedFilter {
+    pub curve: ToneCurve,
+    pub sigma: f64,
+    pub amount: f64,
+}
+
+impl FixedFilter {
+    /// The curve from the DRRs' distribution to the radiograph's; unsharp σ 2 px, amount 1.
+    pub fn fit(drr: &[&GrayImage], radiograph: &[&GrayImage]) -> Result<Self> {
+        Ok(Self {
+            curve: ToneCurve::matching(drr, radiograph)?,
+            sigma: 2.0,
+            amount: 1.0,
+        })
+    }
+
+    pub fn apply(&self, img: &GrayImage) -> GrayImage {
+        let y = self.curve.apply(img);
+        let b = gaussian_blur(&y, self.sigma);
+        GrayImage {
+            width: y.width,
+            height: y.height,
+            data: y
+                .data
+                .iter()
+                .zip(&b.data)
+                .map(|(v, s)| (v + self.amount as f32 * (v - s)).clamp(0.0, 1.0))
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn img(w: usize, h: usize, f: impl Fn(usize, usize) -> f32) -> GrayImage {
+        GrayImage {
+            width: w,
+            height: h,
+            data: (0..w * h).map(|p| f(p % w, p / w)).collect(),
+        }
+    }
+
+    #[test]
+    fn matching_gives_the_target_distribution_and_stays_monotone() {
+        let from = img(64, 64, |x, y| (x * 64 + y) as f32 / 4095.0);
+        let to = img(64, 64, |x, y| ((x * 64 + y) as f32 / 4095.0).powi(3));
+        let c = ToneCurve::matching(&[&from], &[&to]).unwrap();
+        assert!(c.points.windows(2).all(|p| p[1] >= p[0]), "monotone");
+        let mapped = c.apply(&from);
+        let d = realism::histogram_distance(&mapped, &to);
+        assert!(d < 0.01, "distance after matching {d}");
+        assert!(realism::histogram_distance(&from, &to) > 0.1);
+    }
+
+    #[test]
+    fn the_fit_picks_the_blur_that_matches_the_slope() {
+        // "DRRs": a detailed field blurred by σ 2; "radiograph": the same field unblurred
+        let field = img(128, 128, |x, y| {
+            let (xf, yf) = (x as f32, y as f32);
+            0.5 + 0.2 * (xf * 0.9).sin() * (yf * 0.7).cos() + 0.1 * (xf * 0.13 + yf * 0.05).sin()
+        });
+        let drr = gaussian_blur(&field, 2.0);
+        let (d, target, rows) =
+            DrrLike::fit(&[&field], &[&drr], &[0.0, 1.0, 2.0, 3.0, 4.0], &[0.0, 0.02]).unwrap();
+        assert_eq!((d.sigma, d.noise), (2.0, 0.0), "{rows:?} vs {target:?}");
+        assert_eq!(rows.len(), 10);
+        // noise on the "DRRs" is found as noise
+        let noisy = DrrLike {
+            curve: d.curve.clone(),
+            sigma: 2.0,
+            noise: 0.02,
+        }
+        .apply(&field, 9);
+        let (d, _, _) =
+            DrrLike::fit(&[&field], &[&noisy], &[1.0, 2.0, 3.0], &[0.0, 0.02, 0.05]).unwrap();
+        assert_eq!((d.sigma, d.noise), (2.0, 0.02));
+    }
+
+    #[test]
+    fn the_fixed_filter_sharpens_edges() {
+        let soft = gaussian_blur(&img(64, 64, |x, _| if x < 32 { 0.3 } else { 0.7 }), 2.0);
+        let f = FixedFilter::fit(&[&soft], &[&soft]).unwrap();
+        let out = f.apply(&soft);
+        // the steepest step across the edge grows
+        let steepest = |g: &GrayImage| {
+            g.data[32 * 64..33 * 64]
+                .windows(2)
+                .map(|p| (p[1] - p[0]).abs())
+                .fold(0.0, f32::max)
+        };
+        let (a, b) = (steepest(&out), steepest(&soft));
+        assert!(a > 1.15 * b, "steepest step {b} → {a}");
+    }
+}
