@@ -13,8 +13,9 @@ pub enum DeviceChoice {
     Ndarray,
     /// burn-wgpu on the best adapter wgpu finds.
     Gpu,
-    /// burn's flex CPU backend (GEMM convolutions, fused attention; multi-threaded natively,
-    /// SIMD128 in wasm32): the fastest CPU backend built in, and what `cpu` means.
+    /// burn's flex CPU backend (multi-threaded GEMM convolutions, fused attention): the
+    /// fastest CPU backend built natively, and what `cpu` means there.
+    #[cfg(not(target_arch = "wasm32"))]
     Flex,
     /// burn's LibTorch backend on the CPU (optional `tch` feature, linked against the libtorch
     /// of a PyTorch wheel): PyTorch's own kernels. When built in, `cpu` means it.
@@ -25,10 +26,12 @@ pub enum DeviceChoice {
 impl DeviceChoice {
     /// The fastest CPU backend built into this binary.
     pub fn fastest_cpu() -> Self {
-        #[cfg(feature = "tch")]
+        #[cfg(all(feature = "tch", not(target_arch = "wasm32")))]
         return DeviceChoice::Tch;
-        #[cfg(not(feature = "tch"))]
+        #[cfg(all(not(feature = "tch"), not(target_arch = "wasm32")))]
         return DeviceChoice::Flex;
+        #[cfg(target_arch = "wasm32")]
+        return DeviceChoice::Ndarray;
     }
 
     /// Its name, as `--device` takes it.
@@ -36,6 +39,7 @@ impl DeviceChoice {
         match self {
             DeviceChoice::Ndarray => "ndarray",
             DeviceChoice::Gpu => "wgpu",
+            #[cfg(not(target_arch = "wasm32"))]
             DeviceChoice::Flex => "flex",
             #[cfg(feature = "tch")]
             DeviceChoice::Tch => "tch",
@@ -48,6 +52,7 @@ impl DeviceChoice {
         match self {
             #[cfg(not(target_arch = "wasm32"))]
             DeviceChoice::Gpu => gpu_budget(),
+            #[cfg(not(target_arch = "wasm32"))]
             DeviceChoice::Flex => MemoryBudget {
                 materialises_attention: false,
                 ..MemoryBudget::cpu()
@@ -64,6 +69,7 @@ impl std::str::FromStr for DeviceChoice {
             "cpu" => Ok(DeviceChoice::fastest_cpu()),
             "ndarray" => Ok(DeviceChoice::Ndarray),
             "gpu" | "wgpu" => Ok(DeviceChoice::Gpu),
+            #[cfg(not(target_arch = "wasm32"))]
             "flex" => Ok(DeviceChoice::Flex),
             #[cfg(feature = "tch")]
             "tch" | "libtorch" => Ok(DeviceChoice::Tch),
@@ -211,7 +217,7 @@ mod tests {
             "cpu".parse::<DeviceChoice>().unwrap(),
             DeviceChoice::fastest_cpu()
         );
-        #[cfg(not(feature = "tch"))]
+        #[cfg(all(not(feature = "tch"), not(target_arch = "wasm32")))]
         assert_eq!(DeviceChoice::fastest_cpu(), DeviceChoice::Flex);
         #[cfg(feature = "tch")]
         assert_eq!(DeviceChoice::fastest_cpu(), DeviceChoice::Tch);

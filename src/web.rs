@@ -74,12 +74,12 @@ pub async fn init(prefer_gpu: bool) -> Result<String, JsValue> {
     }
     let (device, adapter, backend) = opened.unwrap_or_else(|| {
         (
-            Device::flex(),
-            "CPU (burn-flex in wasm, SIMD128)".to_string(),
+            crate::device::cpu(),
+            "CPU (burn-ndarray in wasm)".to_string(),
             "cpu",
         )
     });
-    let budget = budget.unwrap_or_else(|| crate::device::DeviceChoice::Flex.budget());
+    let budget = budget.unwrap_or_else(MemoryBudget::cpu);
     let desc = serde_json::json!({
         "backend": backend, "adapter": adapter, "fallback_reason": reason,
         "budget": budget.to_string(),
