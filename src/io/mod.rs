@@ -26,6 +26,17 @@ pub struct GrayImage {
 }
 
 impl GrayImage {
+    /// A `width × height` image whose pixel (x, y) is `f(x, y)`, filled row by row.
+    pub fn from_fn(width: usize, height: usize, mut f: impl FnMut(usize, usize) -> f32) -> Self {
+        Self {
+            width,
+            height,
+            data: (0..width * height)
+                .map(|p| f(p % width, p / width))
+                .collect(),
+        }
+    }
+
     /// Resampled to `width`×`height` with `filter` (the filter widens when shrinking, so
     /// downsampling averages instead of aliasing); values clamped to [0, 1].
     pub fn resized(

@@ -272,12 +272,8 @@ pub fn run(views: &[View], twins: &[Twin], reference: &Reference) -> Result<Vec<
 mod tests {
     use super::*;
 
-    fn img(w: usize, h: usize, f: impl Fn(usize, usize) -> f32) -> GrayImage {
-        GrayImage {
-            width: w,
-            height: h,
-            data: (0..w * h).map(|p| f(p % w, p / w)).collect(),
-        }
+    fn img(w: usize, h: usize, f: impl FnMut(usize, usize) -> f32) -> GrayImage {
+        GrayImage::from_fn(w, h, f)
     }
 
     /// A chest-like picture: a bright body on black air, two dark lungs, one bright nodule.

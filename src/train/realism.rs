@@ -61,20 +61,8 @@ pub fn spectrum_slope(img: &GrayImage) -> Result<f64> {
             "spectrum slope needs at least 16×16, got {w}×{h}"
         )));
     }
-    // 1. mean removed, Hann window, 2-D FFT (rows then columns)
-    let mean = img.data.iter().map(|v| *v as f64).sum::<f64>() / img.data.len() as f64;
-    let hann = |k: usize, n: usize| {
-        0.5 - 0.5 * (2.0 * std::f64::consts::PI * k as f64 / (n - 1) as f64).cos()
-    };
-    let mut buf: Vec<Complex<f64>> = (0..w * h)
-        .map(|p| {
-            Complex::new(
-                (img.data[p] as f64 - mean) * hann(p % w, w) * hann(p / w, h),
-                0.0,
-            )
-        })
-        .collect();
-    fft2(&mut buf, w, h, false);
+    // 1. mean removed, Hann window, 2-D FFT (rows then columns), |F|²
+    let power = windowed_power(img);
     // 2. radial average of |F|² in frequency bins, fit a line in log–log
     let (f_lo, f_hi) = (4.0 / w.min(h) as f64, 0.4);
     let nbins = 24;
@@ -89,7 +77,7 @@ pub fn spectrum_slope(img: &GrayImage) -> Result<f64> {
             let k = (((f / f_lo).ln() / (f_hi / f_lo).ln()) * nbins as f64)
                 .floor()
                 .min(nbins as f64 - 1.0) as usize;
-            sum[k] += buf[y * w + x].norm_sqr();
+            sum[k] += power[y * w + x];
             count[k] += 1;
         }
     }
@@ -476,12 +464,8 @@ mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
 
-    fn img(w: usize, h: usize, mut f: impl FnMut(usize, usize) -> f32) -> GrayImage {
-        GrayImage {
-            width: w,
-            height: h,
-            data: (0..w * h).map(|p| f(p % w, p / w)).collect(),
-        }
+    fn img(w: usize, h: usize, f: impl FnMut(usize, usize) -> f32) -> GrayImage {
+        GrayImage::from_fn(w, h, f)
     }
 
     /// A random field with power ∝ f^β (β = −2 … −3), built by summing random-phase waves.

@@ -509,16 +509,10 @@ fn synthetic(n: usize, side: usize, seed: u64) -> Vec<GrayImage> {
                 rng.random_range(0.02..0.2),
                 rng.random_range(0.0..6.0),
             );
-            GrayImage {
-                width: side,
-                height: side,
-                data: (0..side * side)
-                    .map(|p| {
-                        let (x, y) = ((p % side) as f32, (p / side) as f32);
-                        0.5 + 0.4 * ((x * fx + ph).sin() * (y * fy).cos())
-                    })
-                    .collect(),
-            }
+            GrayImage::from_fn(side, side, |x, y| {
+                let (x, y) = (x as f32, y as f32);
+                0.5 + 0.4 * ((x * fx + ph).sin() * (y * fy).cos())
+            })
         })
         .collect()
 }
