@@ -1,40 +1,14 @@
 //! A model's full description: network + training schedule ([`ModelSpec`]), read from our own
 //! JSON, from the cheff fixtures' `config.json`, or from an upstream SR3 JSON config.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 
-use crate::diffusion::sampler::Prediction;
-use crate::diffusion::schedule::{BetaKind, ScheduleConfig};
 use crate::error::{Error, Result};
-use crate::model::{CheffUnetConfig, Family, NetworkConfig, Sr3UnetConfig};
-
-/// Everything needed to rebuild a model apart from its weights.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ModelSpec {
-    pub network: NetworkConfig,
-    pub schedule: ScheduleConfig,
-    /// The training objective (ε unless the file says `"prediction": "x0"`).
-    #[serde(default, skip_serializing_if = "Prediction::is_eps")]
-    pub prediction: Prediction,
-    /// The pixel scale of the training images; `None` for a checkpoint that does not say (then
-    /// an input is restored at its own scale).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scale: Option<ModelScale>,
-}
-
-/// The pixel scale a model was trained at. A diffusion UNet learns textures of a given size in
-/// pixels, so an input is brought to this scale before it is restored.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct ModelScale {
-    /// Millimetres per pixel at the detector (DRR detector pitch; DICOM Imager Pixel Spacing),
-    /// when the training images said it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pixel_mm: Option<f64>,
-    /// Typical chest width, in pixels, of the training images (always known: it is measured on
-    /// the images themselves, see [`crate::scale::estimate_chest_px`]).
-    pub chest_px: f64,
-}
+use crate::spec::{
+    BetaKind, CheffUnetConfig, Family, ModelScale, ModelSpec, NetworkConfig, Prediction,
+    ScheduleConfig, Sr3UnetConfig,
+};
 
 impl ModelScale {
     /// Refuses scales that cannot describe an image (non-finite, not positive).
@@ -47,23 +21,6 @@ impl ModelScale {
             )));
         }
         Ok(())
-    }
-}
-
-impl std::fmt::Display for ModelScale {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.pixel_mm {
-            Some(mm) => write!(
-                f,
-                "{mm:.3} mm/px, lung fields ~{:.0} px wide",
-                self.chest_px
-            ),
-            None => write!(
-                f,
-                "lung fields ~{:.0} px wide (mm/px not known)",
-                self.chest_px
-            ),
-        }
     }
 }
 

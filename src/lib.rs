@@ -14,15 +14,16 @@ pub mod diffusion;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod drr;
 pub mod error;
+pub mod eval;
 pub mod io;
-pub mod metrics;
 pub mod model;
 pub mod restore;
 pub mod scale;
+pub mod spec;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod train;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
 
-pub use config::ModelSpec;
 pub use error::{Error, Result};
+pub use spec::ModelSpec;

@@ -16,9 +16,11 @@ use crate::diffusion::sampler::{Denoiser, NoiseSource, SamplerRun, SamplerSettin
 use crate::diffusion::schedule::Schedule;
 use crate::diffusion::tiles::TileGrid;
 use crate::error::{Error, Result};
+use crate::io::InputScale;
 use crate::io::{GrayImage, MAX_SIDE, MIN_SIDE};
-use crate::model::{NetworkConfig, pad_to_multiple};
-use crate::scale::{InputScale, ScaleDecision, decide};
+use crate::model::pad_to_multiple;
+use crate::scale::{ScaleDecision, decide};
+use crate::spec::NetworkConfig;
 
 /// At which scale the result is returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -496,7 +498,7 @@ fn to_image(x: Tensor<4>, height: usize, width: usize) -> Tensor<4> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::CheffUnetConfig;
+    use crate::spec::CheffUnetConfig;
 
     fn ramp(w: usize, h: usize) -> GrayImage {
         GrayImage {

@@ -8,35 +8,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::ModelScale;
-use crate::io::GrayImage;
+use crate::io::{GrayImage, InputScale};
+use crate::spec::ModelScale;
 
 /// Resampling closer to 1 than this is skipped: it would only blur.
 pub const SAME_SCALE_TOLERANCE: f64 = 0.02;
-
-/// What is known about an input's pixel scale.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-pub struct InputScale {
-    /// Millimetres per pixel at the detector, when the file or the user says it.
-    pub pixel_mm: Option<f64>,
-    /// Where `pixel_mm` came from ("DICOM Imager Pixel Spacing", "DRR label", "--pixel-mm").
-    pub source: Option<String>,
-}
-
-impl InputScale {
-    /// A known pitch from `source`; non-positive or non-finite values (a DICOM file may hold
-    /// `0\0`) count as unknown.
-    pub fn known(pixel_mm: f64, source: impl Into<String>) -> Self {
-        if pixel_mm.is_finite() && pixel_mm > 0.0 {
-            Self {
-                pixel_mm: Some(pixel_mm),
-                source: Some(source.into()),
-            }
-        } else {
-            Self::default()
-        }
-    }
-}
 
 /// How an image is brought to the model's scale.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -10,12 +10,12 @@ use burn::prelude::*;
 use wasm_bindgen::prelude::*;
 
 use crate::checkpoint::read_checkpoint;
-use crate::config::ModelSpec;
 use crate::device::MemoryBudget;
 use crate::diffusion::sampler::{SamplerKind, SamplerSettings, SeededNoise, seed_from_f64};
+use crate::io::InputScale;
 use crate::io::{self, BitDepth, GrayImage};
 use crate::restore::{OutputScale, RestoreOptions, Restorer};
-use crate::scale::InputScale;
+use crate::spec::ModelSpec;
 
 struct Engine {
     device: Device,
@@ -177,12 +177,7 @@ impl RestoreRequest {
     fn parse(json: &str, t_total: usize) -> Result<(Self, SamplerSettings, u64), JsValue> {
         let req: Self = serde_json::from_str(json)
             .map_err(|e| js_err(format!("invalid restore settings: {e}")))?;
-        let settings = SamplerSettings {
-            kind: req.sampler.parse::<SamplerKind>().map_err(js_err)?,
-            steps: req.steps,
-            eta: req.eta,
-            clip_denoised: true,
-        };
+        let settings = SamplerSettings::named(&req.sampler, req.steps, req.eta).map_err(js_err)?;
         settings.validate(t_total).map_err(js_err)?;
         let seed = seed_from_f64(req.seed).map_err(js_err)?;
         Ok((req, settings, seed))

@@ -5,7 +5,7 @@ mod common;
 
 use burn::prelude::*;
 use dxr::checkpoint::{SaveDType, load_bytes, read_checkpoint, to_safetensors_bytes};
-use dxr::config::ModelSpec;
+use dxr::spec::ModelSpec;
 
 fn forward(net: &dxr::model::Network, device: &Device, channels: usize) -> Vec<f32> {
     let x = Tensor::<4>::from_data(
@@ -42,8 +42,8 @@ fn own_checkpoints_round_trip_with_their_spec() {
         )
         .unwrap();
         let channels = match &spec.network {
-            dxr::model::NetworkConfig::Cheff(c) => c.channels,
-            dxr::model::NetworkConfig::Sr3(c) => c.in_channel,
+            dxr::spec::NetworkConfig::Cheff(c) => c.channels,
+            dxr::spec::NetworkConfig::Sr3(c) => c.in_channel,
         };
         let reference = forward(&model.network, &device, channels);
 

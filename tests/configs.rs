@@ -7,10 +7,10 @@ use std::ops::ControlFlow;
 
 use burn::prelude::*;
 use dxr::checkpoint::{SaveDType, load_bytes, to_safetensors_bytes};
-use dxr::config::ModelSpec;
 use dxr::diffusion::sampler::{Denoiser, SamplerKind, SamplerSettings, SeededNoise, sample};
-use dxr::diffusion::schedule::{BetaKind, ScheduleConfig};
-use dxr::model::{CheffUnetConfig, Family, NetworkConfig, Sr3UnetConfig};
+use dxr::spec::{
+    BetaKind, CheffUnetConfig, Family, ModelSpec, NetworkConfig, ScheduleConfig, Sr3UnetConfig,
+};
 
 fn specs() -> Vec<(&'static str, ModelSpec)> {
     let cheff = |c: CheffUnetConfig, kind| ModelSpec {

@@ -12,8 +12,8 @@ use std::process::Command;
 use common::Scratch;
 use dxr::drr::dataset::{self, Renderer, SetSettings};
 use dxr::drr::gpu::{AdapterChoice, GpuProjector};
+use dxr::drr::nifti::nifti_bytes;
 use dxr::drr::nodule::{LungRegion, block_window};
-use dxr::drr::volume::nifti_bytes;
 use dxr::drr::{Cleanup, Geometry, NoduleSettings, Pose, Projection, Scene, Shape, View, Volume};
 
 const MU_WATER: f64 = 0.02;

@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use dxr::metrics::{psnr, ssim};
+use dxr::eval::metrics::{psnr, ssim};
 use serde_json::Value;
 
 fn eight_bit(path: &Path) -> (Vec<f64>, usize, usize) {

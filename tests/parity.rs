@@ -9,12 +9,11 @@ use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
 use dxr::checkpoint::{RawCheckpoint, load_bytes, read_checkpoint};
-use dxr::config::ModelSpec;
 use dxr::diffusion::sampler::{
     self, Denoiser, FixedNoise, SamplerKind, SamplerSettings, ddpm_step, sample,
 };
-use dxr::diffusion::schedule::{Schedule, ScheduleConfig};
-use dxr::model::Family;
+use dxr::diffusion::schedule::Schedule;
+use dxr::spec::{Family, ModelSpec, ScheduleConfig};
 use serde_json::Value;
 
 struct Case {

@@ -9,14 +9,16 @@ use std::path::Path;
 
 use burn::prelude::*;
 use dxr::checkpoint::{LoadedModel, load_bytes};
-use dxr::config::{ModelScale, ModelSpec};
 use dxr::device::MemoryBudget;
-use dxr::diffusion::sampler::{Prediction, SamplerKind, SamplerSettings, SeededNoise};
-use dxr::diffusion::{BetaKind, ScheduleConfig};
+use dxr::diffusion::sampler::{SamplerKind, SamplerSettings, SeededNoise};
 use dxr::io::GrayImage;
-use dxr::model::{CheffUnetConfig, Family, NetworkConfig};
+use dxr::io::InputScale;
 use dxr::restore::{OutputScale, RestoreOptions, Restorer};
-use dxr::scale::{InputScale, estimate_chest_px};
+use dxr::scale::estimate_chest_px;
+use dxr::spec::{
+    BetaKind, CheffUnetConfig, Family, ModelScale, ModelSpec, NetworkConfig, Prediction,
+    ScheduleConfig,
+};
 
 const SAMPLERS: [SamplerKind; 4] = [
     SamplerKind::Ddpm,
@@ -401,7 +403,7 @@ fn a_512_drr_is_restored_at_the_model_scale_and_is_not_blurrier() {
     // no more sharpness than the model itself takes away at its own scale (the shipped model
     // smooths a little there: the default-model issue), and more is kept than by enlarging the
     // model-scale result.
-    let sharp = dxr::train::realism::edge_sharpness;
+    let sharp = dxr::eval::realism::edge_sharpness;
     let enlarged = at_model
         .image
         .resized(512, 512, image::imageops::FilterType::CatmullRom);

@@ -9,14 +9,15 @@ use std::path::Path;
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use common::Scratch;
-use dxr::diffusion::Prediction;
+use dxr::eval::tables;
 use dxr::io::{BitDepth, GrayImage, encode_png};
+use dxr::spec::Prediction;
 use dxr::train::data::{Augment, Columns, Domain, PairSet};
 use dxr::train::ddpm::{
     DdpmData, DdpmSettings, DdpmTrainer, DdpmVal, Sdedit, bicubic_degrade, sdedit, val_pairs,
 };
 use dxr::train::optim::{grads_in_order, params, set_params};
-use dxr::train::{self, RunOptions, StateFile, eval};
+use dxr::train::{self, RunOptions, StateFile};
 
 /// A smooth random "radiograph": a few Gaussian blobs on a gradient.
 fn blobs(seed: u64, w: usize, h: usize) -> GrayImage {
@@ -441,23 +442,23 @@ fn eval_equals_the_metrics_fixtures() {
     }
     assert!(n >= 4);
     let rows = vec![
-        eval::EvalRow {
+        tables::EvalRow {
             name: "a".into(),
             psnr: 20.0,
             ssim: 0.5,
         },
-        eval::EvalRow {
+        tables::EvalRow {
             name: "b".into(),
             psnr: 30.0,
             ssim: 0.7,
         },
     ];
-    assert!(eval::markdown(&rows).contains("25.000 ± 5.000"));
+    assert!(tables::markdown(&rows).contains("25.000 ± 5.000"));
 }
 
 #[test]
 fn munit_learns_and_a_resumed_run_equals_an_uninterrupted_one() {
-    use dxr::model::munit::{MunitConfig, MunitWeights};
+    use dxr::train::munit::net::{MunitConfig, MunitWeights};
     use dxr::train::munit::{MunitSettings, MunitTrainer, Style, load_munit, translate};
     let dir = Scratch::new("train-munit");
     for k in 0..3 {
@@ -920,7 +921,7 @@ fn the_drr_look_is_fitted_made_into_pairs_and_the_fixed_filter_runs() {
     assert_eq!(set.lq.len(), 3);
     // the LQ takes the DRRs' grey levels: closer to them than the HQ crop is
     let drr = dxr::io::read(&dir.path("set/png16/00000.png")).unwrap();
-    let d = |a: &GrayImage| dxr::train::realism::histogram_distance(a, &drr);
+    let d = |a: &GrayImage| dxr::eval::realism::histogram_distance(a, &drr);
     let (lq, hq) = (&set.lq, &set.hq);
     assert!(
         (0..3).map(|k| d(&lq[k])).sum::<f64>() < (0..3).map(|k| d(&hq[k])).sum::<f64>(),

@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 use regex::Regex;
 
-use crate::model::Family;
+use crate::spec::Family;
 
 /// (reference pattern, module replacement, module pattern, reference replacement).
 type RuleText = (&'static str, &'static str, &'static str, &'static str);

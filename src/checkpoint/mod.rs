@@ -13,9 +13,9 @@ use std::collections::{BTreeMap, HashMap};
 use burn::prelude::*;
 use burn::store::{BurnToPyTorchAdapter, ModuleSnapshot, PyTorchToBurnAdapter, bridge};
 
-use crate::config::ModelSpec;
 use crate::error::{Error, Result};
-use crate::model::{Family, Network};
+use crate::model::Network;
+use crate::spec::{Family, ModelSpec};
 
 /// Metadata key under which our checkpoints store their spec (JSON).
 pub const SPEC_KEY: &str = "dxr_spec";

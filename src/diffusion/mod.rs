@@ -5,7 +5,6 @@ pub mod schedule;
 pub mod tiles;
 
 pub use sampler::{
-    Denoiser, FixedNoise, NoiseSource, Prediction, SamplerKind, SamplerSettings, SeededNoise,
-    StepInfo, sample,
+    Denoiser, FixedNoise, NoiseSource, SamplerKind, SamplerSettings, SeededNoise, StepInfo, sample,
 };
-pub use schedule::{BetaKind, Schedule, ScheduleConfig};
+pub use schedule::Schedule;

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::schedule::Schedule;
 use super::tiles::TileGrid;
 use crate::error::Error;
-use crate::model::Network;
+use crate::spec::{Prediction, Unet};
 
 /// Which sampler to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,6 +60,17 @@ pub struct SamplerSettings {
 }
 
 impl SamplerSettings {
+    /// The settings a user gives by name (`dpmpp`, `ddim`, `plms`, `ddpm`), steps and η, with
+    /// the reference's clipping; checked later against the schedule by [`Self::validate`].
+    pub fn named(sampler: &str, steps: usize, eta: f64) -> crate::Result<Self> {
+        Ok(Self {
+            kind: sampler.parse()?,
+            steps,
+            eta,
+            clip_denoised: true,
+        })
+    }
+
     /// Refuses settings no sampler can run with a schedule of `t_total` steps.
     pub fn validate(&self, t_total: usize) -> crate::Result<()> {
         check_steps(t_total, self.steps)?;
@@ -163,19 +174,6 @@ fn check_steps(t_total: usize, steps: usize) -> crate::Result<()> {
     Ok(())
 }
 
-/// What a network's output means: its training objective.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Prediction {
-    /// The noise ε (the authors' and SR3's objective).
-    #[default]
-    Eps,
-    /// The clean image x₀. For restoration it learns in far fewer steps (the output is a
-    /// sharpened LQ from the start, where an ε model first has to learn to remove fine noise);
-    /// the samplers see it as ε through [`Prediction::eps`].
-    X0,
-}
-
 impl std::str::FromStr for Prediction {
     type Err = Error;
     fn from_str(s: &str) -> crate::Result<Self> {
@@ -190,11 +188,6 @@ impl std::str::FromStr for Prediction {
 }
 
 impl Prediction {
-    /// True for the authors' objective (kept out of saved specs, so they read as before).
-    pub fn is_eps(&self) -> bool {
-        *self == Prediction::Eps
-    }
-
     /// ε implied by the network's output `out` for `x` at timestep `t`:
     /// ε = (x_t − √ᾱ_t·x̂₀) / √(1 − ᾱ_t) for an x₀ model, `out` itself for an ε model. A `t`
     /// outside the schedule (PLMS asks for t − 1 = −1) uses the nearest ᾱ.
@@ -213,7 +206,7 @@ impl Prediction {
 /// runs over when the whole image would not fit the memory budget.
 #[derive(Clone, Copy)]
 pub struct Denoiser<'a> {
-    pub net: &'a Network,
+    pub net: &'a dyn Unet,
     pub schedule: &'a Schedule,
     pub prediction: Prediction,
     /// Overlapping tiles (blended at every call); `None` runs the whole image at once.
@@ -250,7 +243,7 @@ impl Denoised {
 
 impl<'a> Denoiser<'a> {
     /// The whole image in one call.
-    pub fn new(net: &'a Network, schedule: &'a Schedule, prediction: Prediction) -> Self {
+    pub fn new(net: &'a dyn Unet, schedule: &'a Schedule, prediction: Prediction) -> Self {
         Self {
             net,
             schedule,
@@ -277,15 +270,20 @@ impl<'a> Denoiser<'a> {
                     let [n, c_all, _, _] = joined.dims();
                     let x = joined.clone().narrow(1, 0, c);
                     let cond = joined.narrow(1, c, c_all - c);
-                    self.net.predict(x, cond, &vec![t; n], self.schedule)
+                    self.net.predict_at(x, cond, &vec![self.time_value(t); n])
                 };
                 grid.apply(Tensor::cat(vec![x, cond], 1), &mut call)
             }
             _ => {
                 let b = x.dims()[0];
-                self.net.predict(x, cond, &vec![t; b], self.schedule)
+                self.net.predict_at(x, cond, &vec![self.time_value(t); b])
             }
         }
+    }
+
+    /// The network's time input for timestep `t`.
+    fn time_value(&self, t: i64) -> f32 {
+        self.schedule.time_value(self.net.family(), t)
     }
 
     /// The network's prediction at `t`, read by its objective.
@@ -625,7 +623,7 @@ mod tests {
     #[test]
     fn an_x0_output_is_seen_as_the_noise_that_made_x_t() {
         let device = crate::device::cpu();
-        let schedule = crate::diffusion::ScheduleConfig::cheff_default()
+        let schedule = crate::spec::ScheduleConfig::cheff_default()
             .build()
             .unwrap();
         let x0 = Tensor::<4>::from_data(

@@ -3,33 +3,8 @@
 //! - cheff (`schedule.py`): float32 arithmetic throughout (torch's cumprod accumulates in f64);
 //! - SR3 (`diffusion.py`): float64 numpy arithmetic, each array cast to float32 at the end.
 
-use serde::{Deserialize, Serialize};
-
 use crate::error::{Error, Result};
-use crate::model::Family;
-
-/// The shape of β over time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BetaKind {
-    /// β linear from start to end.
-    Linear,
-    /// Improved-DDPM cosine ᾱ (s = 0.008); start/end ignored.
-    Cosine,
-    /// √β linear (cheff "quadratic", SR3 "quad").
-    #[serde(alias = "quad")]
-    Quadratic,
-    /// sigmoid(linspace(−6, 6))·(end − start) + start (cheff only).
-    Sigmoid,
-    /// end everywhere, the first 10 % rising linearly from start (SR3 only).
-    Warmup10,
-    /// end everywhere, the first 50 % rising linearly from start (SR3 only).
-    Warmup50,
-    /// end everywhere (SR3 only).
-    Const,
-    /// 1/T, 1/(T−1), …, 1 (SR3 only).
-    Jsd,
-}
+use crate::spec::{BetaKind, Family, ScheduleConfig};
 
 impl std::str::FromStr for BetaKind {
     type Err = Error;
@@ -42,27 +17,14 @@ impl std::str::FromStr for BetaKind {
     }
 }
 
-/// A schedule as the references describe it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ScheduleConfig {
-    /// Whose precision rules to follow.
-    pub family: Family,
-    pub kind: BetaKind,
-    /// Number of diffusion steps T.
-    pub timesteps: usize,
-    /// β at t = 0 (cheff default 1e-4).
-    #[serde(default = "default_beta_start")]
-    pub beta_start: f64,
-    /// β at t = T − 1 (cheff default 0.02).
-    #[serde(default = "default_beta_end")]
-    pub beta_end: f64,
-}
-
-fn default_beta_start() -> f64 {
-    1e-4
-}
-fn default_beta_end() -> f64 {
-    0.02
+/// The name a config file uses (`jsd`, `warmup10`), for messages.
+impl std::fmt::Display for BetaKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match serde_json::to_value(self) {
+            Ok(serde_json::Value::String(name)) => f.write_str(&name),
+            _ => write!(f, "{self:?}"),
+        }
+    }
 }
 
 impl ScheduleConfig {
@@ -131,7 +93,7 @@ impl ScheduleConfig {
             }
             other => {
                 return Err(Error::Config(format!(
-                    "the cheff family has no '{other:?}' schedule (linear, cosine, quadratic, sigmoid)"
+                    "the cheff family has no '{other}' schedule (linear, cosine, quadratic, sigmoid)"
                 )));
             }
         };
@@ -203,6 +165,17 @@ pub struct Schedule {
 }
 
 impl Schedule {
+    /// The time input a `family`'s network takes for integer timestep `t` (−1 means "before
+    /// the first step", which PLMS asks for): cheff takes t itself, SR3 takes √ᾱ_t (1 at
+    /// t = −1).
+    pub fn time_value(&self, family: Family, t: i64) -> f32 {
+        match family {
+            Family::Cheff => t as f32,
+            Family::Sr3 if t < 0 => 1.0,
+            Family::Sr3 => self.sqrt_alphas_cumprod[t as usize],
+        }
+    }
+
     /// Number of timesteps T.
     pub fn len(&self) -> usize {
         self.betas.len()
@@ -393,7 +366,8 @@ mod tests {
             beta_start: 1e-4,
             beta_end: 0.02,
         };
-        assert!(bad.build().unwrap_err().to_string().contains("jsd") || bad.build().is_err());
+        let msg = bad.build().unwrap_err().to_string();
+        assert!(msg.contains("no 'jsd' schedule"), "{msg}");
     }
 
     #[test]

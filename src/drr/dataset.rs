@@ -17,7 +17,7 @@ use super::Scene;
 use super::geometry::{Geometry, Pose, Projection};
 use super::gpu::GpuProjector;
 use super::nodule::{LungRegion, Nodule, NoduleLabel, NoduleSettings};
-use crate::io::sheet::{self, Cell};
+use crate::eval::sheet::{self, Cell};
 use crate::io::{BitDepth, GrayImage, encode_png, write_atomic};
 use crate::{Error, Result};
 
@@ -264,6 +264,17 @@ impl ViewLabel {
     pub fn for_image(dir: &Path, image: &Path) -> Result<Self> {
         let stem = image.file_stem().unwrap_or_default().to_string_lossy();
         Self::read(&dir.join("labels").join(format!("{stem}.json")))
+    }
+
+    /// The nodules of image `image` of the set `dir`, in the pixels of a `width × height` copy
+    /// of it (a restoration may have another size than the view).
+    pub fn nodules_for(
+        dir: &Path,
+        image: &Path,
+        width: usize,
+        height: usize,
+    ) -> Result<Vec<NoduleLabel>> {
+        Ok(Self::for_image(dir, image)?.resized(width, height).nodules)
     }
 
     /// Millimetres per pixel at the detector (the mean of the two axes).

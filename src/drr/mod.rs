@@ -3,7 +3,7 @@
 //! (Beer–Lambert: I = I₀·exp(−∫μ dl)); the displayed image is that integral, −log(I/I₀),
 //! windowed so dense structures are bright, as on a film.
 //!
-//! A CT travels: [`volume`] / [`dicom_series`] read it → [`clean`] removes the table and the
+//! A CT travels: [`read_volume`] reads it ([`nifti`] or a [`dicom_series`] into a [`Volume`]) → [`clean`] removes the table and the
 //! contrast → [`Scene`] turns HU into attenuation, crops it to the body and lays it out along the
 //! rays → [`project`] (all cores) or [`gpu`] (a WGSL compute shader) traces the rays of a
 //! [`geometry::Projection`] → [`nodule`] adds nodules by tracing only their own windows →
@@ -14,6 +14,7 @@ pub mod dataset;
 pub mod dicom_series;
 pub mod geometry;
 pub mod gpu;
+pub mod nifti;
 pub mod nodule;
 pub mod project;
 pub mod volume;
@@ -22,7 +23,9 @@ pub use clean::Cleanup;
 pub use geometry::{Geometry, Pose, Projection, View};
 pub use nodule::{Nodule, NoduleSettings, Shape};
 pub use project::MuVolume;
-pub use volume::{Volume, read_volume};
+pub use volume::Volume;
+
+use std::path::Path;
 
 use crate::{Error, Result};
 
@@ -35,6 +38,15 @@ pub const MU_WATER_PER_MM: f64 = 0.02;
 #[inline]
 pub fn hu_to_mu(hu: f64, mu_water: f64) -> f64 {
     (mu_water * (1.0 + hu / 1000.0)).max(0.0)
+}
+
+/// Reads a CT: a folder is a DICOM series, a file is NIfTI (plain or gzip).
+pub fn read_volume(path: &Path) -> Result<Volume> {
+    if path.is_dir() {
+        dicom_series::read_series(path)
+    } else {
+        nifti::read_nifti(path)
+    }
 }
 
 /// A CT prepared for many views: cleaned HU (for nodules), attenuation cropped to what is not

@@ -2,11 +2,12 @@
 //! results as 8- or 16-bit PNG without ever leaving a half-written file behind.
 
 pub mod dicom;
-pub mod sheet;
 
 use std::io::Cursor;
 #[cfg(not(target_arch = "wasm32"))]
 use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
@@ -115,12 +116,37 @@ pub fn decode(bytes: &[u8]) -> Result<GrayImage> {
     })
 }
 
+/// What a file (or the user) says about an image's pixel scale; [`crate::scale`] decides
+/// from it how far to resample.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct InputScale {
+    /// Millimetres per pixel at the detector, when the file or the user says it.
+    pub pixel_mm: Option<f64>,
+    /// Where `pixel_mm` came from ("DICOM Imager Pixel Spacing", "DRR label", "--pixel-mm").
+    pub source: Option<String>,
+}
+
+impl InputScale {
+    /// A known pitch from `source`; non-positive or non-finite values (a DICOM file may hold
+    /// `0\0`) count as unknown.
+    pub fn known(pixel_mm: f64, source: impl Into<String>) -> Self {
+        if pixel_mm.is_finite() && pixel_mm > 0.0 {
+            Self {
+                pixel_mm: Some(pixel_mm),
+                source: Some(source.into()),
+            }
+        } else {
+            Self::default()
+        }
+    }
+}
+
 /// [`decode`], with the pixel scale when the file records it (DICOM spacing tags).
-pub fn decode_with_scale(bytes: &[u8]) -> Result<(GrayImage, crate::scale::InputScale)> {
+pub fn decode_with_scale(bytes: &[u8]) -> Result<(GrayImage, InputScale)> {
     if !bytes.is_empty() && dicom::looks_like_dicom(bytes) {
         let (img, spacing) = dicom::decode_with_spacing(bytes)?;
         let scale = spacing
-            .map(|(mm, name)| crate::scale::InputScale::known(mm, name))
+            .map(|(mm, name)| InputScale::known(mm, name))
             .unwrap_or_default();
         return Ok((img, scale));
     }
@@ -129,7 +155,7 @@ pub fn decode_with_scale(bytes: &[u8]) -> Result<(GrayImage, crate::scale::Input
 
 /// Reads a file as [`decode_with_scale`] does, with [`read`]'s size check.
 #[cfg(not(target_arch = "wasm32"))]
-pub fn read_with_scale(path: &Path) -> Result<(GrayImage, crate::scale::InputScale)> {
+pub fn read_with_scale(path: &Path) -> Result<(GrayImage, InputScale)> {
     let bytes = read_bytes(path)?;
     decode_with_scale(&bytes).map_err(|e| with_path(path, e))
 }
@@ -156,6 +182,68 @@ fn read_bytes(path: &Path) -> Result<Vec<u8>> {
         )));
     }
     std::fs::read(path).map_err(|e| Error::io(path, e))
+}
+
+/// Image extensions read from folders (files without an extension are read when their content
+/// is DICOM: PACS exports often have none).
+pub const IMAGE_EXT: &[&str] = &["png", "jpg", "jpeg", "tif", "tiff", "dcm", "dicom"];
+
+/// The images a path names: the file itself, or the image files of a folder (not recursive,
+/// sorted, hidden files skipped): by extension, or without one when the file is DICOM. An
+/// empty folder is an error that names it.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn image_files(path: &Path) -> Result<Vec<PathBuf>> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if !meta.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut v: Vec<PathBuf> = std::fs::read_dir(path)
+        .map_err(|e| Error::io(path, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && is_image_file(p))
+        .collect();
+    v.sort();
+    if v.is_empty() {
+        return Err(Error::Image(format!(
+            "{}: no images ({}, or DICOM without an extension)",
+            path.display(),
+            IMAGE_EXT.join(", ")
+        )));
+    }
+    Ok(v)
+}
+
+/// [`image_files`] of every path, in order.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn image_inputs(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for p in paths {
+        files.extend(image_files(p)?);
+    }
+    if files.is_empty() {
+        return Err(Error::Image("no input images found".into()));
+    }
+    Ok(files)
+}
+
+/// A folder entry to read: not hidden, and an image extension or a DICOM file without one.
+#[cfg(not(target_arch = "wasm32"))]
+fn is_image_file(p: &Path) -> bool {
+    if p.file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+    {
+        return false;
+    }
+    match p.extension() {
+        Some(e) => IMAGE_EXT.contains(&e.to_string_lossy().to_ascii_lowercase().as_str()),
+        None => {
+            use std::io::Read;
+            let mut head = [0u8; 132];
+            std::fs::File::open(p)
+                .and_then(|mut f| f.read_exact(&mut head))
+                .is_ok_and(|_| dicom::looks_like_dicom(&head))
+        }
+    }
 }
 
 /// Reads and decodes a file, refusing files over [`MAX_FILE_BYTES`] before reading them.

@@ -13,36 +13,11 @@ use burn::tensor::activation::{gelu, silu, softmax};
 use super::conv::conv2d;
 use super::{SinusoidalKind, attention_heads, check_groups, sinusoidal_embedding};
 use crate::error::Error;
+use crate::spec::CheffUnetConfig;
 
 /// Heads and per-head width of both attention kinds (fixed in the reference).
 const HEADS: usize = 4;
 const DIM_HEAD: usize = 32;
-
-/// Settings of [`CheffUnet`]; the names and meanings are the reference constructor's.
-#[derive(Config, Debug, PartialEq)]
-pub struct CheffUnetConfig {
-    /// Base width; level i has `dim * dim_mults[i]` channels. The authors' checkpoint: 16.
-    #[config(default = 16)]
-    pub dim: usize,
-    /// Width after the 7×7 input conv; `dim / 3 * 2` when absent (16 → 10).
-    #[config(default = "None")]
-    pub init_dim: Option<usize>,
-    /// Output channels (ε of the image channel); `channels` when absent. Authors: 1.
-    #[config(default = "Some(1)")]
-    pub out_dim: Option<usize>,
-    /// Width multipliers per level; the first must be 1. Authors: (1,2,4,8,16,32,32,32).
-    #[config(default = "vec![1, 2, 4, 8, 16, 32, 32, 32]")]
-    pub dim_mults: Vec<usize>,
-    /// How many levels carry attention, counted as the reference does (see [`Self::down_attention`]).
-    #[config(default = 5)]
-    pub num_attention_layer: usize,
-    /// Input channels: noisy image + conditioning image. Authors: 2.
-    #[config(default = 2)]
-    pub channels: usize,
-    /// GroupNorm groups in every ResnetBlock and final Block.
-    #[config(default = 8)]
-    pub block_groups: usize,
-}
 
 impl CheffUnetConfig {
     /// Number of resolution levels L.

@@ -3,45 +3,15 @@
 
 pub mod cheff;
 pub mod conv;
-#[cfg(not(target_arch = "wasm32"))]
-pub mod munit;
 pub mod sr3;
 
 use burn::prelude::*;
 use burn::tensor::ops::PadMode;
-use serde::{Deserialize, Serialize};
 
-use crate::diffusion::schedule::Schedule;
 use crate::error::{Error, Result};
-pub use cheff::{CheffUnet, CheffUnetConfig};
-pub use sr3::{Sr3Unet, Sr3UnetConfig};
-
-/// Which reference a network (and its checkpoint layout and schedule rules) comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Family {
-    /// qureai/DiffusionXray `cheff.sr` (input `cat[x_t, lq]`, integer t).
-    Cheff,
-    /// The public SR3 code (input `cat[lq, x_t]`, continuous √ᾱ).
-    Sr3,
-}
-
-impl std::fmt::Display for Family {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Family::Cheff => "cheff",
-            Family::Sr3 => "sr3",
-        })
-    }
-}
-
-/// A network configuration of either family.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "family", rename_all = "lowercase")]
-pub enum NetworkConfig {
-    Cheff(CheffUnetConfig),
-    Sr3(Sr3UnetConfig),
-}
+use crate::spec::{Family, NetworkConfig, Unet};
+pub use cheff::CheffUnet;
+pub use sr3::Sr3Unet;
 
 impl NetworkConfig {
     /// The family of this configuration.
@@ -202,39 +172,6 @@ impl Network {
         }
     }
 
-    /// The time input each family expects for integer timestep `t` (−1 means "before the
-    /// first step", which PLMS asks for): cheff takes t itself, SR3 takes √ᾱ_t (1 at t = −1).
-    pub fn time_value(&self, t: i64, schedule: &Schedule) -> f32 {
-        match self {
-            Network::Cheff(_) => t as f32,
-            Network::Sr3(_) => {
-                if t < 0 {
-                    1.0
-                } else {
-                    schedule.sqrt_alphas_cumprod[t as usize]
-                }
-            }
-        }
-    }
-
-    /// The network's output (ε, or x₀ for an x₀-objective model: see
-    /// [`Prediction`](crate::diffusion::sampler::Prediction)) for noisy `x` given the
-    /// conditioning image at timestep `t` (one per item).
-    ///
-    /// # Shapes
-    /// - x: `[batch, image_channels, height, width]`, cond: `[batch, cond_channels, height, width]`
-    /// - output: `[batch, image_channels, height, width]`
-    pub fn predict(
-        &self,
-        x: Tensor<4>,
-        cond: Tensor<4>,
-        t: &[i64],
-        schedule: &Schedule,
-    ) -> Tensor<4> {
-        let times: Vec<f32> = t.iter().map(|&t| self.time_value(t, schedule)).collect();
-        self.forward_raw(self.join_input(x, cond), &times)
-    }
-
     /// Concatenates x_t and the conditioning image in this family's channel order.
     pub fn join_input(&self, x: Tensor<4>, cond: Tensor<4>) -> Tensor<4> {
         match self {
@@ -249,6 +186,16 @@ impl Network {
             Network::Cheff(net) => net.forward(input, time),
             Network::Sr3(net) => net.forward(input, time),
         }
+    }
+}
+
+impl Unet for Network {
+    fn family(&self) -> Family {
+        Network::family(self)
+    }
+
+    fn predict_at(&self, x: Tensor<4>, cond: Tensor<4>, time: &[f32]) -> Tensor<4> {
+        self.forward_raw(self.join_input(x, cond), time)
     }
 }
 
@@ -364,6 +311,7 @@ pub(crate) fn check_groups(what: &str, channels: usize, groups: usize) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spec::{CheffUnetConfig, Sr3UnetConfig};
 
     #[test]
     fn rejects_impossible_configs_with_a_reason() {

@@ -13,38 +13,7 @@ use burn::tensor::activation::{silu, softmax};
 
 use super::{SinusoidalKind, check_groups, sinusoidal_embedding};
 use crate::error::Error;
-
-/// Settings of [`Sr3Unet`]: the upstream JSON config's `model.unet` section plus `image_size`.
-#[derive(Config, Debug, PartialEq)]
-pub struct Sr3UnetConfig {
-    /// Input channels: conditioning + noisy image (2 for grey, 6 for RGB).
-    #[config(default = 2)]
-    pub in_channel: usize,
-    /// Output channels (ε of the noisy image).
-    #[config(default = 1)]
-    pub out_channel: usize,
-    /// Base width.
-    #[config(default = 64)]
-    pub inner_channel: usize,
-    /// GroupNorm groups everywhere (blocks and attention).
-    #[config(default = 32)]
-    pub norm_groups: usize,
-    /// Width multipliers per level.
-    #[config(default = "vec![1, 2, 4, 8, 8]")]
-    pub channel_multiplier: Vec<usize>,
-    /// Resolutions (counted from `image_size`) whose blocks get self-attention.
-    #[config(default = "vec![16]")]
-    pub attn_res: Vec<usize>,
-    /// ResnetBlocks per encoder level (the decoder has one more).
-    #[config(default = 3)]
-    pub res_blocks: usize,
-    /// Dropout inside the second block of each ResnetBlock (training only).
-    #[config(default = 0.0)]
-    pub dropout: f64,
-    /// The training image size; only used to place attention.
-    #[config(default = 128)]
-    pub image_size: usize,
-}
+use crate::spec::Sr3UnetConfig;
 
 /// One encoder/decoder entry and its type, in list order.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -2,47 +2,13 @@
 //! (`lq/` and `hq/` with files matched by name), cut into random patches. Every draw is a pure
 //! function of (seed, step, item), so a resumed run sees exactly the batches it would have seen.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::io::{self, GrayImage};
+use crate::io::{self, GrayImage, image_files};
 use crate::{Error, Result};
-
-/// Image extensions read from folders.
-pub const IMAGE_EXT: &[&str] = &["png", "jpg", "jpeg", "tif", "tiff", "dcm", "dicom"];
-
-/// Image files of a folder (sorted, hidden files skipped), or the file itself.
-pub fn image_files(path: &Path) -> Result<Vec<PathBuf>> {
-    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
-    if !meta.is_dir() {
-        return Ok(vec![path.to_path_buf()]);
-    }
-    let mut v: Vec<PathBuf> = std::fs::read_dir(path)
-        .map_err(|e| Error::io(path, e))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file())
-        .filter(|p| {
-            !p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
-        })
-        .filter(|p| {
-            p.extension()
-                .map(|e| e.to_string_lossy().to_ascii_lowercase())
-                .is_some_and(|e| IMAGE_EXT.contains(&e.as_str()))
-        })
-        .collect();
-    v.sort();
-    if v.is_empty() {
-        return Err(Error::Image(format!(
-            "{}: no images ({})",
-            path.display(),
-            IMAGE_EXT.join(", ")
-        )));
-    }
-    Ok(v)
-}
 
 /// Which columns of each image a set may use: the held-out right part is kept for evaluation.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -15,13 +15,13 @@ use super::data::{Augment, Domain, PairSet, draw_rng};
 use super::optim::{Adam, Ema, params, set_params};
 use super::{MODEL_FILE, StateFile, Trainer, Validation};
 use crate::checkpoint::{LoadedModel, SaveDType, to_safetensors_bytes};
-use crate::config::ModelSpec;
-use crate::diffusion::sampler::{Prediction, SamplerKind, SamplerSettings, SeededNoise};
+use crate::diffusion::sampler::{SamplerKind, SamplerSettings, SeededNoise};
 use crate::diffusion::schedule::Schedule;
+use crate::eval::metrics;
 use crate::io::{GrayImage, write_atomic};
-use crate::metrics;
 use crate::model::{Network, pad_to_multiple};
 use crate::restore::{RestoreOptions, Restorer};
+use crate::spec::{ModelSpec, Prediction};
 use crate::{Error, Result};
 
 /// What a DDPM run is set up with (stored in its state; a resume must match).
@@ -212,7 +212,7 @@ impl DdpmTrainer {
         let x = Tensor::<4>::from_data(TensorData::new(xt, [b, 1, side, side]), device);
         let times: Vec<f32> = ts
             .iter()
-            .map(|&t| net.time_value(t, &self.schedule))
+            .map(|&t| self.schedule.time_value(net.family(), t))
             .collect();
         let input = if self.conditional {
             let c = Tensor::<4>::from_data(TensorData::new(cond, [b, 1, side, side]), device);
@@ -468,7 +468,7 @@ pub fn sdedit(
     let mut x = noised(&y, Some(t0), gauss(device));
     for (k, &t) in ts.iter().enumerate() {
         let prev = ts.get(k + 1).copied();
-        let out = net.forward_raw(x.clone(), &[net.time_value(t as i64, schedule)]);
+        let out = net.forward_raw(x.clone(), &[schedule.time_value(net.family(), t as i64)]);
         let eps = model
             .spec
             .prediction

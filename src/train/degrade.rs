@@ -8,12 +8,131 @@
 //!   would remove).
 //! - [`FixedFilter`]: a DRR mapped onto the radiograph's grey levels (the inverse curve), then
 //!   unsharp masking: what histogram matching and sharpening alone do, with no learning.
+//!
+//! [`Strategy`] is every way `dxr pairs` makes an LQ image from an HQ one: these two steps, the
+//! paper's bicubic baseline, and the learned degradations (DDPM-LQ by SDEdit, MUNIT-LQ).
 
+use std::path::Path;
+
+use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::realism;
+use super::ddpm::{Sdedit, bicubic_degrade, sdedit};
+use super::munit::net::{MunitConfig, MunitGen};
+use super::munit::{Style, load_munit, translate};
+use crate::checkpoint::{LoadedModel, load_bytes};
+use crate::diffusion::schedule::Schedule;
+use crate::eval::realism::{self, gaussian_blur};
 use crate::io::GrayImage;
 use crate::{Error, Result};
+
+/// A degradation HQ → LQ, ready to apply to many images.
+pub enum Strategy {
+    /// Bicubic down- and up-sampling by this factor (the paper's baseline).
+    Bicubic(f64),
+    /// The fitted DRR look.
+    Drr(DrrLike),
+    /// SDEdit with a DDPM-LQ model: noise the HQ image to `strength`·T, denoise in `steps` DDIM
+    /// steps, optionally with ILVR low-pass guidance of that block size.
+    Ddpm {
+        model: LoadedModel,
+        schedule: Schedule,
+        strength: f64,
+        steps: usize,
+        ilvr: Option<usize>,
+        device: Device,
+    },
+    /// MUNIT-LQ translation.
+    Munit {
+        config: MunitConfig,
+        generator: MunitGen,
+        /// An LQ image whose style every translation takes; else a random style per image.
+        style: Option<GrayImage>,
+        device: Device,
+    },
+}
+
+impl Strategy {
+    /// The fitted DRR look of `dxr fit-drr-look` (its JSON file).
+    pub fn drr(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let look = serde_json::from_str(&text).map_err(|e| {
+            Error::Config(format!("{}: not a fitted DRR look ({e})", path.display()))
+        })?;
+        Ok(Strategy::Drr(look))
+    }
+
+    /// SDEdit with the DDPM-LQ model in `path` (ILVR off for a block size ≤ 1).
+    pub fn ddpm(
+        path: &Path,
+        strength: f64,
+        steps: usize,
+        ilvr: usize,
+        device: Device,
+    ) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let model = load_bytes(&bytes, None, &device)?;
+        let schedule = model.spec.schedule.build()?;
+        Ok(Strategy::Ddpm {
+            model,
+            schedule,
+            strength,
+            steps,
+            ilvr: (ilvr > 1).then_some(ilvr),
+            device,
+        })
+    }
+
+    /// The MUNIT generator in `path`, with one style for every output or a random one each.
+    pub fn munit(path: &Path, style: Option<GrayImage>, device: Device) -> Result<Self> {
+        let (config, generator) = load_munit(path, &device)?;
+        Ok(Strategy::Munit {
+            config,
+            generator,
+            style,
+            device,
+        })
+    }
+
+    /// The LQ version of `img`; `seed` draws the noise (and the MUNIT style) of this image.
+    pub fn apply(&self, img: &GrayImage, seed: u64) -> Result<GrayImage> {
+        match self {
+            Strategy::Bicubic(k) => bicubic_degrade(img, *k),
+            Strategy::Drr(d) => Ok(d.apply(img, seed)),
+            Strategy::Ddpm {
+                model,
+                schedule,
+                strength,
+                steps,
+                ilvr,
+                device,
+            } => sdedit(
+                model,
+                schedule,
+                img,
+                &Sdedit {
+                    strength: *strength,
+                    steps: *steps,
+                    ilvr: *ilvr,
+                    seed,
+                },
+                device,
+            ),
+            Strategy::Munit {
+                config,
+                generator,
+                style,
+                device,
+            } => {
+                let style = match style {
+                    Some(s) => Style::Of(s),
+                    None => Style::Random(seed),
+                };
+                translate(config, generator, img, style, device)
+            }
+        }
+    }
+}
 
 /// Points of a tone curve over [0, 1].
 const CURVE_POINTS: usize = 256;
@@ -67,41 +186,6 @@ impl ToneCurve {
             height: img.height,
             data: img.data.iter().map(|v| self.map(*v)).collect(),
         }
-    }
-}
-
-/// Separable Gaussian blur (σ in pixels; edges clamped); σ ≤ 0 returns the image.
-pub fn gaussian_blur(img: &GrayImage, sigma: f64) -> GrayImage {
-    if sigma <= 0.0 {
-        return img.clone();
-    }
-    let (w, h) = (img.width, img.height);
-    let r = (3.0 * sigma).ceil() as i64;
-    let k: Vec<f32> = (-r..=r)
-        .map(|d| (-(d * d) as f64 / (2.0 * sigma * sigma)).exp() as f32)
-        .collect();
-    let ks: f32 = k.iter().sum();
-    let pass = |src: &[f32], horizontal: bool| -> Vec<f32> {
-        (0..w * h)
-            .map(|p| {
-                let (x, y) = ((p % w) as i64, (p / w) as i64);
-                let mut acc = 0.0;
-                for (d, kv) in (-r..=r).zip(&k) {
-                    let q = if horizontal {
-                        y as usize * w + (x + d).clamp(0, w as i64 - 1) as usize
-                    } else {
-                        (y + d).clamp(0, h as i64 - 1) as usize * w + x as usize
-                    };
-                    acc += kv * src[q];
-                }
-                acc / ks
-            })
-            .collect()
-    };
-    GrayImage {
-        width: w,
-        height: h,
-        data: pass(&pass(&img.data, true), false),
     }
 }
 

@@ -3,24 +3,19 @@
 //! every trainer shares: one safetensors state file (weights, EMA, Adam moments, settings),
 //! written atomically and resumed exactly, `log.csv` and its plot, validation, cancellation.
 
-pub mod checks;
 pub mod data;
 pub mod ddpm;
 pub mod degrade;
-pub mod eval;
 pub mod munit;
 pub mod optim;
 pub mod plot;
-pub mod realism;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::config::ModelSpec;
-use crate::diffusion::schedule::ScheduleConfig;
 use crate::io::write_atomic;
-use crate::model::{CheffUnetConfig, NetworkConfig};
+use crate::spec::{CheffUnetConfig, ModelSpec, NetworkConfig, ScheduleConfig};
 use crate::{Error, Result};
 use burn::prelude::*;
 use optim::Flat;

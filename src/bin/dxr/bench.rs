@@ -12,15 +12,15 @@ use std::time::Instant;
 use burn::prelude::*;
 use clap::Args;
 
-use dxr::config::ModelSpec;
 use dxr::device::{self, DeviceChoice};
 use dxr::diffusion::Denoiser;
 use dxr::diffusion::sampler::{SamplerSettings, SeededNoise};
 use dxr::io::GrayImage;
-use dxr::model::munit::{MunitConfig, MunitWeights};
 use dxr::restore::{RestoreOptions, Restorer, plan_tiles};
+use dxr::spec::ModelSpec;
 use dxr::train::data::{Columns, Domain, PairSet};
 use dxr::train::ddpm::{DdpmData, DdpmSettings, DdpmTrainer, DdpmVal, bicubic_degrade};
+use dxr::train::munit::net::{MunitConfig, MunitWeights};
 use dxr::train::munit::{MunitSettings, MunitTrainer};
 use dxr::train::{self, Trainer};
 use dxr::{Error, Result};
@@ -123,7 +123,7 @@ type Table = BTreeMap<(String, String), BTreeMap<String, f64>>;
 pub fn run(a: &BenchArgs) -> Result<()> {
     let mut models = a.config.clone();
     if models.is_empty() {
-        models.push(super::default_model());
+        models.push(crate::common::default_model());
         let small = PathBuf::from(std::env::var("SHARED").unwrap_or_else(|_| "../shared".into()))
             .join("fixtures/cheff/small/config.json");
         if small.is_file() {
@@ -250,7 +250,11 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     if !a.restore.is_empty() {
         let choice: DeviceChoice = a.restore_device.parse()?;
         let device = device::open(choice)?;
-        let restorer = Restorer::new(super::read_model(&super::default_model(), None, &device)?)?;
+        let restorer = Restorer::new(crate::common::read_model(
+            &crate::common::default_model(),
+            None,
+            &device,
+        )?)?;
         let settings = SamplerSettings::new();
         println!();
         println!(
@@ -336,7 +340,7 @@ fn torch_rows(
         .args(a.size.iter().map(|s| s.to_string()));
     let mut any = false;
     for (k, (label, spec)) in specs.iter().enumerate() {
-        let dxr::model::NetworkConfig::Cheff(c) = &spec.network else {
+        let dxr::spec::NetworkConfig::Cheff(c) = &spec.network else {
             continue; // the reference script holds the cheff UNet only
         };
         let json = serde_json::json!({ "model": {

@@ -1,12 +1,10 @@
 //! `dxr drr` and `dxr drr-bench`: labelled DRR sets from a chest CT, and their speed.
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 
 use dxr::drr::dataset::{self, Renderer, SetSettings, Window};
 use dxr::drr::gpu::{AdapterChoice, GpuProjector};
@@ -243,18 +241,8 @@ pub fn run(a: &DrrArgs) -> Result<()> {
         a.size,
         renderer.name()
     );
-    let cancel = Arc::new(AtomicBool::new(false));
-    {
-        let c = cancel.clone();
-        let _ = ctrlc::set_handler(move || c.store(true, Ordering::SeqCst));
-    }
-    let bar = ProgressBar::new(s.count as u64);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} views, {per_sec}, ETA {eta}",
-        )
-        .expect("valid template"),
-    );
+    let cancel = crate::common::cancel_on_ctrl_c();
+    let bar = crate::common::progress_bar(s.count as u64, "views");
     let t1 = Instant::now();
     let summary = dataset::write_set(
         &scene,

@@ -3,18 +3,16 @@
 
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 
 use dxr::device::{self, DeviceChoice};
-use dxr::diffusion::sampler::{SamplerKind, SamplerSettings, SeededNoise};
+use dxr::diffusion::sampler::{SamplerSettings, SeededNoise};
 use dxr::drr::dataset::ViewLabel;
+use dxr::io::InputScale;
 use dxr::io::{self, BitDepth};
 use dxr::restore::{OutputScale, RestoreOptions, Restorer};
-use dxr::scale::InputScale;
 use dxr::{Error, Result};
 
 fn default_sampler() -> String {
@@ -78,39 +76,6 @@ pub struct RestoreArgs {
     tile: Option<usize>,
 }
 
-/// Image files named on the command line or found (non-recursively) in named folders.
-fn collect_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    const EXT: &[&str] = &["png", "jpg", "jpeg", "tif", "tiff", "dcm", "dicom"];
-    let mut files = Vec::new();
-    for p in inputs {
-        let meta = std::fs::metadata(p).map_err(|e| Error::io(p, e))?;
-        if meta.is_dir() {
-            let mut found: Vec<PathBuf> = std::fs::read_dir(p)
-                .map_err(|e| Error::io(p, e))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|f| f.is_file())
-                .filter(|f| {
-                    let ext = f
-                        .extension()
-                        .map(|e| e.to_string_lossy().to_ascii_lowercase());
-                    ext.as_deref().is_none_or(|e| EXT.contains(&e))
-                        && !f
-                            .file_name()
-                            .is_some_and(|n| n.to_string_lossy().starts_with('.'))
-                })
-                .collect();
-            found.sort();
-            files.extend(found);
-        } else {
-            files.push(p.clone());
-        }
-    }
-    if files.is_empty() {
-        return Err(Error::Image("no input images found".into()));
-    }
-    Ok(files)
-}
-
 /// `OUT/<stem>.png`, never an input's own path, unique among the outputs.
 fn output_paths(inputs: &[PathBuf], out: &Path) -> Result<Vec<PathBuf>> {
     let canon_inputs: Vec<PathBuf> = inputs
@@ -167,17 +132,12 @@ pub fn run(a: &RestoreArgs) -> Result<()> {
             "--pixel-mm must be a positive number, got {mm}"
         )));
     }
-    let settings = SamplerSettings {
-        kind: a.sampler.parse::<SamplerKind>()?,
-        steps: a.steps,
-        eta: a.eta,
-        clip_denoised: true,
-    };
+    let settings = SamplerSettings::named(&a.sampler, a.steps, a.eta)?;
     let device = device::open(choice)?;
     let weights = match &a.weights {
         Some(w) => w.clone(),
         None => {
-            let default = super::default_model();
+            let default = crate::common::default_model();
             if !default.is_file() {
                 return Err(Error::Config(format!(
                     "no --weights given and no default model at {} (set DXR_DEFAULT_MODEL or pass a checkpoint)",
@@ -187,10 +147,14 @@ pub fn run(a: &RestoreArgs) -> Result<()> {
             default
         }
     };
-    let restorer = Restorer::new(super::read_model(&weights, a.config.as_deref(), &device)?)?;
+    let restorer = Restorer::new(crate::common::read_model(
+        &weights,
+        a.config.as_deref(),
+        &device,
+    )?)?;
     settings.validate(restorer.schedule.len())?;
 
-    let files = collect_inputs(&a.inputs)?;
+    let files = dxr::io::image_inputs(&a.inputs)?;
     std::fs::create_dir_all(&a.out).map_err(|e| Error::io(&a.out, e))?;
     let outputs = output_paths(&files, &a.out)?;
     if a.labels.is_some() {
@@ -198,18 +162,8 @@ pub fn run(a: &RestoreArgs) -> Result<()> {
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     }
 
-    let cancel = Arc::new(AtomicBool::new(false));
-    {
-        let c = cancel.clone();
-        let _ = ctrlc::set_handler(move || c.store(true, Ordering::SeqCst));
-    }
-    let bar = ProgressBar::new((files.len() * a.steps) as u64);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} steps, ETA {eta} {msg}",
-        )
-        .expect("valid template"),
-    );
+    let cancel = crate::common::cancel_on_ctrl_c();
+    let bar = crate::common::progress_bar((files.len() * a.steps) as u64, "steps");
     let mut failures = 0;
     for (input, output_path) in files.iter().zip(&outputs) {
         bar.set_message(input.display().to_string());
@@ -294,17 +248,20 @@ pub struct ScaleArgs {
 /// `dxr scale`: what each image's file says about its pixel scale, its estimated lung-field
 /// width, and the factor `restore` would resample it by.
 pub fn run_scale(a: &ScaleArgs) -> Result<()> {
-    let weights = a.weights.clone().unwrap_or_else(super::default_model);
+    let weights = a
+        .weights
+        .clone()
+        .unwrap_or_else(crate::common::default_model);
     let spec = weights
         .is_file()
-        .then(|| super::read_model(&weights, None, &device::cpu()).map(|m| m.spec))
+        .then(|| crate::common::read_model(&weights, None, &device::cpu()).map(|m| m.spec))
         .transpose()?;
     if let Some(s) = spec.as_ref().and_then(|s| s.scale) {
         println!("model {}: {s}", weights.display());
     }
     println!("| image | size | pitch (source) | lung fields (px) | factor | how |");
     println!("|---|---|---|---|---|---|");
-    for f in collect_inputs(&a.inputs)? {
+    for f in dxr::io::image_inputs(&a.inputs)? {
         let (img, scale) = io::read_with_scale(&f)?;
         let chest = dxr::scale::estimate_chest_px(&img);
         let d = dxr::scale::decide(spec.as_ref().and_then(|s| s.scale.as_ref()), &scale, &img);

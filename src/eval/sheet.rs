@@ -1,8 +1,8 @@
 //! Image grids for figures (DRR contact sheets, before/after sheets): rows of cells scaled to one
 //! thumbnail size on a dark background, with optional red boxes (nodule labels) per cell.
 
-use super::GrayImage;
 use crate::error::{Error, Result};
+use crate::io::GrayImage;
 
 /// Pixels between cells and around the grid.
 pub const GAP: usize = 4;

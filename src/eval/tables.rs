@@ -5,11 +5,10 @@
 use std::ops::ControlFlow;
 use std::path::Path;
 
-use super::data::{PairSet, image_files};
+use super::metrics;
 use crate::device::MemoryBudget;
 use crate::diffusion::sampler::{SamplerSettings, SeededNoise};
-use crate::io::{self, GrayImage};
-use crate::metrics;
+use crate::io::{self, GrayImage, image_files};
 use crate::restore::{RestoreOptions, Restorer};
 use crate::{Error, Result};
 
@@ -62,14 +61,24 @@ pub fn eval_dirs(restored: &Path, reference: &Path) -> Result<Vec<EvalRow>> {
 /// Restores every `lq/` image of a pair set and scores it against its `hq/` twin.
 pub fn eval_model(
     restorer: &Restorer,
-    pairs: &PairSet,
+    names: &[String],
+    lq: &[GrayImage],
+    hq: &[GrayImage],
     settings: &SamplerSettings,
     seed: u64,
     device: &burn::prelude::Device,
     progress: &mut dyn FnMut(usize, usize) -> bool,
 ) -> Result<Vec<EvalRow>> {
     let mut rows = Vec::new();
-    for (k, ((lq, hq), name)) in pairs.lq.iter().zip(&pairs.hq).zip(&pairs.names).enumerate() {
+    if lq.len() != names.len() || hq.len() != names.len() {
+        return Err(Error::Image(format!(
+            "{} names, {} LQ and {} HQ images: one of each per pair",
+            names.len(),
+            lq.len(),
+            hq.len()
+        )));
+    }
+    for (k, ((lq, hq), name)) in lq.iter().zip(hq).zip(names).enumerate() {
         let mut noise = SeededNoise::new(seed);
         // pairs are made at the model's scale: restored as they are
         let opts = RestoreOptions::at_input_pixels(MemoryBudget::cpu());
@@ -79,7 +88,7 @@ pub fn eval_model(
             })?
             .image;
         rows.push(score(name, hq, &out)?);
-        if !progress(k + 1, pairs.names.len()) {
+        if !progress(k + 1, names.len()) {
             return Err(Error::Cancelled);
         }
     }

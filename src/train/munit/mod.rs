@@ -3,6 +3,8 @@
 //! content and style reconstruction losses; Adam 1e-4, β = (0.5, 0.999), as the paper. And the
 //! translation HQ → LQ it is trained for.
 
+pub mod net;
+
 use std::path::Path;
 
 use burn::optim::GradientsParams;
@@ -14,11 +16,11 @@ use serde::{Deserialize, Serialize};
 use super::data::{Augment, Domain, draw_rng};
 use super::optim::{Adam, Ema, params, set_params};
 use super::{StateFile, Trainer, Validation};
+use crate::eval::metrics;
 use crate::io::{GrayImage, write_atomic};
-use crate::metrics;
-use crate::model::munit::{MunitConfig, MunitDis, MunitGen, MunitWeights};
 use crate::model::pad_to_multiple;
 use crate::{Error, Result};
+use net::{MunitConfig, MunitDis, MunitGen, MunitWeights};
 
 /// The exported generators (EMA weights).
 pub const MUNIT_FILE: &str = "munit.safetensors";

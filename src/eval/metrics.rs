@@ -3,6 +3,7 @@
 //! K2 = 0.03, averaged over the positions where the window lies fully inside the image.
 
 use crate::error::{Error, Result};
+use crate::io::GrayImage;
 
 /// SSIM's Gaussian σ.
 pub const SSIM_SIGMA: f64 = 1.5;
@@ -92,6 +93,39 @@ pub fn ssim(
         })
         .sum();
     Ok(total / ux.len() as f64)
+}
+
+/// Two images compared as 8-bit images: the largest difference in 8-bit steps, PSNR (`None`
+/// when they are equal) and SSIM (`None` when the images are too small for its window).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Comparison {
+    pub max_abs_8bit: f32,
+    pub psnr: Option<f64>,
+    pub ssim: Option<f64>,
+}
+
+/// [`Comparison`] of `a` and `b`, which must have the same size.
+pub fn compare_8bit(a: &GrayImage, b: &GrayImage) -> Result<Comparison> {
+    if (a.width, a.height) != (b.width, b.height) {
+        return Err(Error::Image(format!(
+            "sizes differ: {}×{} and {}×{}",
+            a.width, a.height, b.width, b.height
+        )));
+    }
+    let max = a
+        .data
+        .iter()
+        .zip(&b.data)
+        .map(|(p, q)| (p - q).abs())
+        .fold(0f32, f32::max);
+    let eight = |v: &[f32]| -> Vec<f64> { v.iter().map(|p| (p * 255.0).round() as f64).collect() };
+    let (p8, q8) = (eight(&a.data), eight(&b.data));
+    let psnr = psnr(&p8, &q8, 255.0)?;
+    Ok(Comparison {
+        max_abs_8bit: max * 255.0,
+        psnr: psnr.is_finite().then_some(psnr),
+        ssim: ssim(&p8, &q8, a.width, a.height, 255.0).ok(),
+    })
 }
 
 #[cfg(test)]

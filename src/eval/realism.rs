@@ -361,7 +361,7 @@ pub fn find_blobs(img: &GrayImage, mask: &[bool], radii: [f64; 2], threshold: f6
     let responses: Vec<Vec<f64>> = sigmas
         .iter()
         .map(|&s| {
-            let g: Vec<f64> = super::degrade::gaussian_blur(img, s)
+            let g: Vec<f64> = gaussian_blur(img, s)
                 .data
                 .iter()
                 .map(|v| *v as f64)
@@ -457,6 +457,41 @@ pub fn background_level(input: &GrayImage, output: &GrayImage) -> Option<f64> {
             .sum::<f64>()
             / bg.len() as f64,
     )
+}
+
+/// Separable Gaussian blur (σ in pixels; edges clamped); σ ≤ 0 returns the image.
+pub fn gaussian_blur(img: &GrayImage, sigma: f64) -> GrayImage {
+    if sigma <= 0.0 {
+        return img.clone();
+    }
+    let (w, h) = (img.width, img.height);
+    let r = (3.0 * sigma).ceil() as i64;
+    let k: Vec<f32> = (-r..=r)
+        .map(|d| (-(d * d) as f64 / (2.0 * sigma * sigma)).exp() as f32)
+        .collect();
+    let ks: f32 = k.iter().sum();
+    let pass = |src: &[f32], horizontal: bool| -> Vec<f32> {
+        (0..w * h)
+            .map(|p| {
+                let (x, y) = ((p % w) as i64, (p / w) as i64);
+                let mut acc = 0.0;
+                for (d, kv) in (-r..=r).zip(&k) {
+                    let q = if horizontal {
+                        y as usize * w + (x + d).clamp(0, w as i64 - 1) as usize
+                    } else {
+                        (y + d).clamp(0, h as i64 - 1) as usize * w + x as usize
+                    };
+                    acc += kv * src[q];
+                }
+                acc / ks
+            })
+            .collect()
+    };
+    GrayImage {
+        width: w,
+        height: h,
+        data: pass(&pass(&img.data, true), false),
+    }
 }
 
 #[cfg(test)]

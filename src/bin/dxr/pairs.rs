@@ -1,0 +1,181 @@
+//! `dxr pairs` and `dxr synth-lq`: HQ radiographs made into LQ ones by a degradation
+//! ([`dxr::train::degrade::Strategy`]), as a pair set or as translated images.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use dxr::io::{self, BitDepth, GrayImage, encode_png, write_atomic};
+use dxr::scale::{SCALE_FILE, typical_chest_px};
+use dxr::spec::ModelScale;
+use dxr::train::data::{Augment, Domain};
+use dxr::train::degrade::Strategy;
+use dxr::{Error, Result};
+
+use crate::common::{columns, open_device, progress_bar};
+
+/// How HQ becomes LQ (shared by `dxr pairs` and `dxr synth-lq`).
+#[derive(Args, Clone)]
+pub struct Degradation {
+    /// bicubic (the paper's baseline), ddpm (SDEdit with a DDPM-LQ model), munit, or drr (the
+    /// tone curve and blur fitted by `dxr fit-drr-look`).
+    #[arg(long)]
+    method: String,
+    /// ddpm / munit: the trained model (model.safetensors or munit.safetensors of its run);
+    /// drr: the fitted degradation.json.
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// bicubic: down- and up-sampling factor.
+    #[arg(long, default_value_t = 4.0)]
+    scale: f64,
+    /// ddpm: SDEdit strength (fraction of T the HQ image is noised to).
+    #[arg(long, default_value_t = 0.4)]
+    strength: f64,
+    /// ddpm: ILVR low-pass block size (0 = no guidance).
+    #[arg(long, default_value_t = 8)]
+    ilvr: usize,
+    /// ddpm: DDIM steps.
+    #[arg(long, default_value_t = 25)]
+    steps: usize,
+    /// munit: `random` (default: a random style per output) or an LQ image whose style every
+    /// output takes.
+    #[arg(long)]
+    style: Option<PathBuf>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+#[derive(Args)]
+pub struct PairsArgs {
+    #[command(flatten)]
+    how: Degradation,
+    /// HQ images: a radiograph or a folder of them.
+    #[arg(long)]
+    hq: PathBuf,
+    /// Output pair set (lq/, hq/).
+    #[arg(long)]
+    out: PathBuf,
+    /// Number of pairs (random crops).
+    #[arg(long, default_value_t = 64)]
+    count: usize,
+    /// Crop side.
+    #[arg(long, default_value_t = 256)]
+    size: usize,
+    /// Which columns the crops come from: train (left of the hold-out), heldout, or all.
+    #[arg(long, default_value = "train")]
+    region: String,
+    /// Fraction of columns (right-most, as displayed) held out from training.
+    #[arg(long, default_value_t = 1.0 / 3.0)]
+    holdout: f64,
+}
+
+/// The library's degradation for the flags.
+fn degrade_for(how: &Degradation) -> Result<Strategy> {
+    let weights = |what: &str| {
+        how.weights.as_deref().ok_or_else(|| {
+            Error::Config(format!("--method {} needs --weights ({what})", how.method))
+        })
+    };
+    match how.method.as_str() {
+        "bicubic" => Ok(Strategy::Bicubic(how.scale)),
+        "drr" => Strategy::drr(weights("the degradation.json of `dxr fit-drr-look`")?),
+        "ddpm" => Strategy::ddpm(
+            weights("a DDPM-LQ model.safetensors")?,
+            how.strength,
+            how.steps,
+            how.ilvr,
+            open_device(&how.device)?,
+        ),
+        "munit" => {
+            let path = weights("a munit.safetensors")?;
+            let style = how.style.as_deref().filter(|p| p.as_os_str() != "random");
+            let style = style.map(io::read).transpose()?;
+            Strategy::munit(path, style, open_device(&how.device)?)
+        }
+        m => Err(Error::Config(format!(
+            "--method {m:?}: use bicubic, drr, ddpm or munit"
+        ))),
+    }
+}
+
+pub fn run_pairs(a: &PairsArgs) -> Result<()> {
+    let degrade = degrade_for(&a.how)?;
+    let hq = Domain::load(&a.hq, columns(&a.region, a.holdout)?)?;
+    hq.check_patch(a.size)?;
+    for d in ["lq", "hq"] {
+        std::fs::create_dir_all(a.out.join(d)).map_err(|e| Error::io(a.out.join(d), e))?;
+    }
+    // the scale of the whole images the crops come from, for the model trained on them
+    if let Some(chest_px) = typical_chest_px(&hq.images) {
+        let scale = ModelScale {
+            pixel_mm: None,
+            chest_px,
+        };
+        write_atomic(
+            &a.out.join(SCALE_FILE),
+            &serde_json::to_vec_pretty(&scale).expect("serialisable"),
+        )?;
+    }
+    let bar = progress_bar(a.count as u64, "pairs");
+    for k in 0..a.count {
+        let data = hq.patch(a.how.seed, k as u64, 0, a.size, &Augment::NONE);
+        let crop = GrayImage {
+            width: a.size,
+            height: a.size,
+            data,
+        };
+        let lq = degrade.apply(&crop, a.how.seed.wrapping_add(k as u64))?;
+        let name = format!("{k:05}.png");
+        write_atomic(
+            &a.out.join("lq").join(&name),
+            &encode_png(&lq, BitDepth::Sixteen)?,
+        )?;
+        write_atomic(
+            &a.out.join("hq").join(&name),
+            &encode_png(&crop, BitDepth::Sixteen)?,
+        )?;
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    eprintln!(
+        "{} {} pairs of {}² in {}",
+        a.count,
+        a.how.method,
+        a.size,
+        a.out.display()
+    );
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct SynthArgs {
+    #[command(flatten)]
+    how: Degradation,
+    /// HQ images or folders.
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    #[arg(short, long)]
+    out: PathBuf,
+}
+
+pub fn run_synth(a: &SynthArgs) -> Result<()> {
+    let degrade = degrade_for(&a.how)?;
+    std::fs::create_dir_all(&a.out).map_err(|e| Error::io(&a.out, e))?;
+    let files = io::image_inputs(&a.inputs)?;
+    let bar = progress_bar(files.len() as u64, "images");
+    for f in &files {
+        let img = io::read(f)?;
+        let out = degrade.apply(&img, a.how.seed)?;
+        let stem = f.file_stem().unwrap_or_default().to_string_lossy();
+        write_atomic(
+            &a.out.join(format!("{stem}.png")),
+            &encode_png(&out, BitDepth::Sixteen)?,
+        )?;
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    eprintln!("{} image(s) → {}", files.len(), a.out.display());
+    Ok(())
+}
