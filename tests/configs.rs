@@ -3,6 +3,8 @@
 //! inputs, batch 3): every network builds, runs every sampler, survives a save/load round trip
 //! unchanged, and gives the same numbers on wgpu as on the CPU backend.
 
+mod common;
+
 use std::ops::ControlFlow;
 
 use burn::prelude::*;
@@ -143,9 +145,7 @@ fn run(spec: &ModelSpec, bytes: &[u8], device: &Device, kind: SamplerKind) -> Ve
 #[test]
 fn unusual_configs_run_round_trip_and_agree_across_backends() {
     let cpu = dxr::device::cpu();
-    let gpu = dxr::device::gpu()
-        .map_err(|e| println!("configs: wgpu part skipped: {e}"))
-        .ok();
+    let gpu = common::gpu_or_skip("configs");
     for (name, spec) in specs() {
         spec.network
             .validate()

@@ -246,43 +246,49 @@ fn cheff_samplers(
         &grid.iter().map(|&v| v as f32).collect::<Vec<_>>(),
         &ref_grid,
     );
-    let settings = SamplerSettings {
-        kind: SamplerKind::Ddim,
+    let out = run_sampler(
+        den,
+        SamplerKind::Ddim,
         steps,
         eta,
-        clip_denoised: true,
-    };
-    let mut noise = FixedNoise(case.noise("ddim_noise", device));
-    let out = sample(
-        den,
         case.tensor4("ddim_sr", device),
         x_ch,
-        &settings,
-        &mut noise,
-        &mut |_| std::ops::ControlFlow::Continue(()),
-    )
-    .unwrap();
+        FixedNoise(case.noise("ddim_noise", device)),
+    );
     report.check(case, "ddim.out", out, &case.f32("ddim_out"));
 
     // PLMS loop.
     let steps: usize = case.meta("plms_steps").parse().unwrap();
-    let settings = SamplerSettings {
-        kind: SamplerKind::Plms,
-        steps,
-        eta: 0.0,
-        clip_denoised: true,
-    };
-    let mut noise = FixedNoise(vec![case.tensor4("plms_x_T", device)]);
-    let out = sample(
+    let out = run_sampler(
         den,
+        SamplerKind::Plms,
+        steps,
+        0.0,
         case.tensor4("plms_sr", device),
         x_ch,
-        &settings,
-        &mut noise,
-        &mut |_| std::ops::ControlFlow::Continue(()),
-    )
-    .unwrap();
+        FixedNoise(vec![case.tensor4("plms_x_T", device)]),
+    );
     report.check(case, "plms.out", out, &case.f32("plms_out"));
+
+    // DPM-Solver++(2M) against the float64 update written out below.
+    for steps in [1, 2, 6] {
+        let (cond, x_t) = (
+            case.tensor4("plms_sr", device),
+            case.tensor4("plms_x_T", device),
+        );
+        let noise = FixedNoise(vec![x_t.clone()]);
+        let out = run_sampler(
+            den,
+            SamplerKind::Dpmpp,
+            steps,
+            0.0,
+            cond.clone(),
+            x_ch,
+            noise,
+        );
+        let want = dpmpp_f64(den, schedule, cond, x_t, steps);
+        report.check(case, &format!("dpmpp{steps}.out(f64)"), out, &want);
+    }
 
     // Full ancestral loop on the short schedule.
     let kwargs: Value = serde_json::from_str(case.meta("ddpm_schedule_kwargs")).unwrap();
@@ -309,23 +315,115 @@ fn cheff_samplers(
         &case.f32("ddpm_alphas_cumprod"),
     );
     let short_den = Denoiser::new(den.net, &short, Default::default());
-    let settings = SamplerSettings {
-        kind: SamplerKind::Ddpm,
-        steps: short.len(),
-        eta: 0.0,
-        clip_denoised: true,
-    };
-    let mut noise = FixedNoise(case.noise("ddpm_noise", device));
-    let out = sample(
+    let out = run_sampler(
         short_den,
+        SamplerKind::Ddpm,
+        short.len(),
+        0.0,
         case.tensor4("ddpm_sr", device),
         x_ch,
-        &settings,
-        &mut noise,
-        &mut |_| std::ops::ControlFlow::Continue(()),
-    )
-    .unwrap();
+        FixedNoise(case.noise("ddpm_noise", device)),
+    );
     report.check(case, "ddpm.out", out, &case.f32("ddpm_out"));
+}
+
+/// A whole sampling run with the reference's clipping and the given noise.
+fn run_sampler(
+    den: Denoiser,
+    kind: SamplerKind,
+    steps: usize,
+    eta: f64,
+    cond: Tensor<4>,
+    x_ch: usize,
+    mut noise: FixedNoise,
+) -> Tensor<4> {
+    let settings = SamplerSettings {
+        kind,
+        steps,
+        eta,
+        clip_denoised: true,
+    };
+    sample(den, cond, x_ch, &settings, &mut noise, &mut |_| {
+        std::ops::ControlFlow::Continue(())
+    })
+    .unwrap()
+}
+
+/// DPM-Solver++(2M) (Lu et al. 2022, data prediction, multistep) in float64, from its
+/// definition: timesteps spread evenly over [0, T − 1] from the top; at each t the network's ε
+/// gives x̂₀ = (x − σ·ε)/α, clipped to [−1, 1]; with λ = log(α/σ), h = λ_next − λ_t and
+/// r = h_prev/h, D = (1 + 1/(2r))·x̂₀ − 1/(2r)·x̂₀_prev (first step: D = x̂₀), and
+/// x_next = (σ_next/σ_t)·x − α_next·(e^(−h) − 1)·D; the last step returns x̂₀. Only the network
+/// runs in f32 (on the state rounded to f32).
+fn dpmpp_f64(
+    den: Denoiser,
+    schedule: &Schedule,
+    cond: Tensor<4>,
+    x_t: Tensor<4>,
+    steps: usize,
+) -> Vec<f32> {
+    let t_max = schedule.len() - 1;
+    let mut ts: Vec<usize> = (0..steps)
+        .map(|i| {
+            if steps == 1 {
+                t_max
+            } else {
+                (i as f64 * t_max as f64 / (steps - 1) as f64).round() as usize
+            }
+        })
+        .collect();
+    ts.dedup();
+    ts.reverse();
+    let dims = x_t.dims();
+    let device = x_t.device();
+    let to_f64 = |t: Tensor<4>| -> Vec<f64> {
+        t.into_data()
+            .try_into_vec_as::<f32>()
+            .unwrap()
+            .iter()
+            .map(|&v| v as f64)
+            .collect()
+    };
+    let ac = |t: usize| schedule.alphas_cumprod[t] as f64;
+    let (alpha, sigma) = (|t: usize| ac(t).sqrt(), |t: usize| (1.0 - ac(t)).sqrt());
+    let lambda = |t: usize| (alpha(t) / sigma(t)).ln();
+    let mut x = to_f64(x_t);
+    let mut prev: Option<(Vec<f64>, f64)> = None;
+    for (k, &t) in ts.iter().enumerate() {
+        let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+        let eps = to_f64(den.output(
+            Tensor::from_data(TensorData::new(x32, dims), &device),
+            cond.clone(),
+            t as i64,
+        ));
+        let x0: Vec<f64> = x
+            .iter()
+            .zip(&eps)
+            .map(|(x, e)| ((x - sigma(t) * e) / alpha(t)).clamp(-1.0, 1.0))
+            .collect();
+        let Some(&tn) = ts.get(k + 1) else {
+            x = x0;
+            break;
+        };
+        let h = lambda(tn) - lambda(t);
+        let d: Vec<f64> = match &prev {
+            Some((x0_prev, h_prev)) => {
+                let r = h_prev / h;
+                x0.iter()
+                    .zip(x0_prev)
+                    .map(|(a, b)| (1.0 + 0.5 / r) * a - 0.5 / r * b)
+                    .collect()
+            }
+            None => x0.clone(),
+        };
+        x = x
+            .iter()
+            .zip(&d)
+            .map(|(x, d)| sigma(tn) / sigma(t) * x - alpha(tn) * ((-h).exp() - 1.0) * d)
+            .collect();
+        prev = Some((x0, h));
+    }
+    x.iter().map(|&v| v as f32).collect()
 }
 
 fn sr3_samplers(
@@ -352,22 +450,15 @@ fn sr3_samplers(
     let loop_cfg: Value = serde_json::from_str(case.meta("loop_schedule")).unwrap();
     let short = ModelSpec::sr3_schedule(&loop_cfg).unwrap().build().unwrap();
     let short_den = Denoiser::new(den.net, &short, Default::default());
-    let settings = SamplerSettings {
-        kind: SamplerKind::Ddpm,
-        steps: short.len(),
-        eta: 0.0,
-        clip_denoised: true,
-    };
-    let mut noise = FixedNoise(case.noise("loop_noise", device));
-    let out = sample(
+    let out = run_sampler(
         short_den,
+        SamplerKind::Ddpm,
+        short.len(),
+        0.0,
         case.tensor4("loop_cond", device),
         x_ch,
-        &settings,
-        &mut noise,
-        &mut |_| std::ops::ControlFlow::Continue(()),
-    )
-    .unwrap();
+        FixedNoise(case.noise("loop_noise", device)),
+    );
     report.check(case, "loop.out", out, &case.f32("loop_out"));
 }
 
@@ -406,8 +497,7 @@ fn parity_cpu() {
 
 #[test]
 fn parity_wgpu() {
-    match dxr::device::gpu() {
-        Ok(device) => run_all("wgpu", &device),
-        Err(e) => println!("parity[wgpu] skipped: {e}"),
+    if let Some(device) = common::gpu_or_skip("parity[wgpu]") {
+        run_all("wgpu", &device);
     }
 }

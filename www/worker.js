@@ -1,72 +1,65 @@
 // The Web Worker that owns the wasm engine: the page never blocks while a model runs.
+// Protocol (the page's side is rpc.js): `{type, id, ...}` is answered by `{id, ok: true, result}`
+// or `{id, ok: false, error}`, after `{id, progress}` messages for a restoration.
+// `{type: 'cancel', target: id}` cancels request `id`: one that has not started yet (it waits
+// for the engine to load) is answered "cancelled" without running; a restoration stops with
+// "cancelled" at its next step. A cancel for a request already answered is ignored.
 import init, * as dxr from './pkg/dxr.js';
 
-let cancelled = false;
 const ready = init();
+const open = new Set(); // ids received and not answered yet
+const cancelled = new Set(); // those of them the page cancelled
 
-function post(msg, transfer = []) {
-  self.postMessage(msg, transfer);
-}
+// Each request type: (message, id) -> { result, transfer } (or a promise of it).
+const handlers = {
+  init: async (msg) => ({ result: JSON.parse(await dxr.init(msg.preferGpu)) }),
+  load: (msg) => ({ result: JSON.parse(dxr.load_model(new Uint8Array(msg.bytes), msg.config ?? undefined)) }),
+  defaults: () => ({ result: JSON.parse(dxr.sampler_defaults()) }),
+  decode: (msg) => {
+    const img = dxr.decode_image(new Uint8Array(msg.bytes));
+    const result = { width: img.width, height: img.height, data: img.data, pixelMm: img.pixel_mm };
+    img.free();
+    return { result, transfer: [result.data.buffer] };
+  },
+  plan: (msg) => ({ result: JSON.parse(dxr.plan_restore(msg.data, msg.width, msg.height, JSON.stringify(msg.settings))) }),
+  restore: async (msg, id) => {
+    const start = performance.now();
+    // Each step is reported once the device has finished it (the engine waits for it); the
+    // engine stops with "cancelled" when this returns false.
+    const out = await dxr.restore(msg.data, msg.width, msg.height, JSON.stringify(msg.settings),
+      (step, total, preview) => {
+        self.postMessage({ id, progress: { step, total, elapsed: performance.now() - start, preview } });
+        return !cancelled.has(id);
+      });
+    const result = { data: out.data, width: out.width, height: out.height, plan: JSON.parse(out.plan),
+      elapsed: performance.now() - start };
+    return { result, transfer: [out.data.buffer] };
+  },
+  encode: (msg) => {
+    const png = dxr.encode_png(msg.data, msg.width, msg.height, msg.bits);
+    return { result: png, transfer: [png.buffer] };
+  },
+};
 
 self.onmessage = async (event) => {
   const msg = event.data;
   if (msg.type === 'cancel') {
-    cancelled = true;
+    if (open.has(msg.target)) cancelled.add(msg.target);
     return;
   }
   const { id } = msg;
+  open.add(id);
   try {
     await ready;
-    switch (msg.type) {
-      case 'init': {
-        post({ id, ok: true, result: JSON.parse(await dxr.init(msg.preferGpu)) });
-        break;
-      }
-      case 'load': {
-        const info = dxr.load_model(new Uint8Array(msg.bytes), msg.config ?? undefined);
-        post({ id, ok: true, result: JSON.parse(info) });
-        break;
-      }
-      case 'defaults': {
-        post({ id, ok: true, result: JSON.parse(dxr.sampler_defaults()) });
-        break;
-      }
-      case 'decode': {
-        const img = dxr.decode_image(new Uint8Array(msg.bytes));
-        const data = img.data;
-        const pixelMm = img.pixel_mm;
-        post({ id, ok: true, result: { width: img.width, height: img.height, data, pixelMm } }, [data.buffer]);
-        img.free();
-        break;
-      }
-      case 'plan': {
-        const plan = dxr.plan_restore(msg.data, msg.width, msg.height, JSON.stringify(msg.settings));
-        post({ id, ok: true, result: JSON.parse(plan) });
-        break;
-      }
-      case 'restore': {
-        cancelled = false;
-        const start = performance.now();
-        // Each step is reported once the device has finished it (the engine waits for it).
-        const out = await dxr.restore(msg.data, msg.width, msg.height, JSON.stringify(msg.settings),
-          (step, total, preview) => {
-            post({ id, progress: { step, total, elapsed: performance.now() - start, preview } });
-            return !cancelled;
-          });
-        const result = { data: out.data, width: out.width, height: out.height, plan: JSON.parse(out.plan),
-          elapsed: performance.now() - start };
-        post({ id, ok: true, result }, [out.data.buffer]);
-        break;
-      }
-      case 'encode': {
-        const png = dxr.encode_png(msg.data, msg.width, msg.height, msg.bits);
-        post({ id, ok: true, result: png }, [png.buffer]);
-        break;
-      }
-      default:
-        throw new Error(`unknown request ${msg.type}`);
-    }
+    if (cancelled.has(id)) throw new Error('cancelled'); // cancelled before it started
+    const handler = handlers[msg.type];
+    if (!handler) throw new Error(`unknown request ${msg.type}`);
+    const { result, transfer = [] } = await handler(msg, id);
+    self.postMessage({ id, ok: true, result }, transfer);
   } catch (e) {
-    post({ id, ok: false, error: String(e && e.message ? e.message : e) });
+    self.postMessage({ id, ok: false, error: String(e && e.message ? e.message : e) });
+  } finally {
+    open.delete(id);
+    cancelled.delete(id);
   }
 };

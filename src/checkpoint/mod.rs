@@ -400,18 +400,26 @@ pub fn to_safetensors_bytes(
         SaveDType::F32 => Dtype::F32,
         SaveDType::F16 => Dtype::F16,
     };
-    let views: Vec<(String, safetensors::tensor::TensorView)> = entries
-        .iter()
-        .map(|(n, s, b)| {
-            (
-                n.clone(),
-                safetensors::tensor::TensorView::new(st_dtype, s.clone(), b)
-                    .expect("consistent view"),
-            )
-        })
-        .collect();
     let mut meta = HashMap::new();
     meta.insert(SPEC_KEY.to_string(), spec.to_json());
+    write_safetensors(&entries, st_dtype, meta)
+}
+
+/// A safetensors file of `(name, shape, little-endian bytes)` entries, all of `dtype`, with
+/// `meta` in its header: the one writer of model files and training states.
+pub fn write_safetensors(
+    entries: &[(String, Vec<usize>, Vec<u8>)],
+    dtype: safetensors::Dtype,
+    meta: HashMap<String, String>,
+) -> Result<Vec<u8>> {
+    let views = entries
+        .iter()
+        .map(|(n, s, b)| {
+            safetensors::tensor::TensorView::new(dtype, s.clone(), b)
+                .map(|v| (n.clone(), v))
+                .map_err(|e| Error::CheckpointFormat(format!("{n}: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
     safetensors::serialize(views, Some(meta))
         .map_err(|e| Error::CheckpointFormat(format!("serialising: {e}")))
 }

@@ -177,6 +177,17 @@ impl<'a> Unpickler<'a> {
         self.pos += n;
         Ok(s)
     }
+    /// `PUT`/`BINPUT`/`LONG_BINPUT`/`MEMOIZE`: the top of the stack stored under `i`.
+    fn memoize(&mut self, i: u32) -> Result<()> {
+        let top = self
+            .stack
+            .last()
+            .cloned()
+            .ok_or_else(|| fmt_err("malformed pickle (memo)"))?;
+        self.memo.insert(i, top);
+        Ok(())
+    }
+
     fn u8(&mut self) -> Result<u8> {
         Ok(self.take(1)?[0])
     }
@@ -278,30 +289,15 @@ impl<'a> Unpickler<'a> {
                 }
                 b'q' => {
                     let i = self.u8()? as u32;
-                    let top = self
-                        .stack
-                        .last()
-                        .cloned()
-                        .ok_or_else(|| fmt_err("malformed pickle (memo)"))?;
-                    self.memo.insert(i, top);
+                    self.memoize(i)?;
                 }
                 b'r' => {
                     let i = self.u32()?;
-                    let top = self
-                        .stack
-                        .last()
-                        .cloned()
-                        .ok_or_else(|| fmt_err("malformed pickle (memo)"))?;
-                    self.memo.insert(i, top);
+                    self.memoize(i)?;
                 }
                 0x94 => {
                     let i = self.memo.len() as u32;
-                    let top = self
-                        .stack
-                        .last()
-                        .cloned()
-                        .ok_or_else(|| fmt_err("malformed pickle (memo)"))?;
-                    self.memo.insert(i, top);
+                    self.memoize(i)?;
                 }
                 b'h' | b'j' => {
                     let i = if op == b'h' {

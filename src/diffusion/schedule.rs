@@ -205,22 +205,7 @@ impl Schedule {
         let prev: Vec<f32> = std::iter::once(1.0)
             .chain(ac[..ac.len() - 1].iter().copied())
             .collect();
-        let n = betas.len();
-        let map = |f: &dyn Fn(usize) -> f32| (0..n).map(f).collect::<Vec<f32>>();
-        Self {
-            sqrt_alphas_cumprod: map(&|i| ac[i].sqrt()),
-            sqrt_recip_alphas_cumprod: map(&|i| (1.0 / ac[i]).sqrt()),
-            sqrt_recipm1_alphas_cumprod: map(&|i| (1.0 / ac[i] - 1.0).sqrt()),
-            posterior_log_variance_clipped: map(&|i| {
-                let var = betas[i] * (1.0 - prev[i]) / (1.0 - ac[i]);
-                var.max(1e-20).ln()
-            }),
-            posterior_mean_coef1: map(&|i| betas[i] * prev[i].sqrt() / (1.0 - ac[i])),
-            posterior_mean_coef2: map(&|i| (1.0 - prev[i]) * alphas[i].sqrt() / (1.0 - ac[i])),
-            betas: betas.to_vec(),
-            alphas_cumprod: ac,
-            alphas_cumprod_prev: prev,
-        }
+        Self::from_cumprod(betas, &alphas, &ac, &prev)
     }
 
     /// Coefficients from float64 β with float64 arithmetic, cast at the end (SR3's numpy).
@@ -237,22 +222,33 @@ impl Schedule {
         let prev: Vec<f64> = std::iter::once(1.0)
             .chain(ac[..n - 1].iter().copied())
             .collect();
-        let map = |f: &dyn Fn(usize) -> f64| (0..n).map(|i| f(i) as f32).collect::<Vec<f32>>();
+        let alphas: Vec<f64> = betas.iter().map(|b| 1.0 - b).collect();
+        Self::from_cumprod(betas, &alphas, &ac, &prev)
+    }
+
+    /// Every coefficient from β, α = 1 − β, ᾱ and ᾱ_{t−1}, computed in `F` (f32 for cheff,
+    /// f64 for SR3) and stored as f32.
+    fn from_cumprod<F: num_traits::Float>(betas: &[F], alphas: &[F], ac: &[F], prev: &[F]) -> Self {
+        let one = F::one();
+        let map = |f: &dyn Fn(usize) -> F| {
+            (0..betas.len())
+                .map(|i| f(i).to_f32().unwrap_or(f32::NAN))
+                .collect::<Vec<f32>>()
+        };
         Self {
             betas: map(&|i| betas[i]),
             alphas_cumprod: map(&|i| ac[i]),
             alphas_cumprod_prev: map(&|i| prev[i]),
             sqrt_alphas_cumprod: map(&|i| ac[i].sqrt()),
-            sqrt_recip_alphas_cumprod: map(&|i| (1.0 / ac[i]).sqrt()),
-            sqrt_recipm1_alphas_cumprod: map(&|i| (1.0 / ac[i] - 1.0).sqrt()),
+            sqrt_recip_alphas_cumprod: map(&|i| (one / ac[i]).sqrt()),
+            sqrt_recipm1_alphas_cumprod: map(&|i| (one / ac[i] - one).sqrt()),
             posterior_log_variance_clipped: map(&|i| {
-                let var = betas[i] * (1.0 - prev[i]) / (1.0 - ac[i]);
-                var.max(1e-20).ln()
+                let var = betas[i] * (one - prev[i]) / (one - ac[i]);
+                var.max(F::from(1e-20).unwrap_or(F::min_positive_value()))
+                    .ln()
             }),
-            posterior_mean_coef1: map(&|i| betas[i] * prev[i].sqrt() / (1.0 - ac[i])),
-            posterior_mean_coef2: map(&|i| {
-                (1.0 - prev[i]) * (1.0 - betas[i]).sqrt() / (1.0 - ac[i])
-            }),
+            posterior_mean_coef1: map(&|i| betas[i] * prev[i].sqrt() / (one - ac[i])),
+            posterior_mean_coef2: map(&|i| (one - prev[i]) * alphas[i].sqrt() / (one - ac[i])),
         }
     }
 

@@ -218,6 +218,19 @@ impl ResnetBlock {
     }
 }
 
+/// The layers both attention kinds share: GroupNorm with one group, the 1×1 q/k/v projection
+/// (no bias) to `HEADS · DIM_HEAD` channels each, and the 1×1 output projection.
+fn attention_layers(channels: usize, device: &Device) -> (GroupNorm, Conv2d, Conv2d) {
+    let hidden = HEADS * DIM_HEAD;
+    (
+        GroupNormConfig::new(1, channels).init(device),
+        Conv2dConfig::new([channels, hidden * 3], [1, 1])
+            .with_bias(false)
+            .init(device),
+        Conv2dConfig::new([hidden, channels], [1, 1]).init(device),
+    )
+}
+
 /// `x + LinearAttention(GroupNorm₁(x))`: softmax over features for q and over positions for k,
 /// so the cost is linear in the number of pixels.
 #[derive(Module, Debug)]
@@ -230,13 +243,11 @@ pub struct LinearAttention {
 
 impl LinearAttention {
     fn new(channels: usize, device: &Device) -> Self {
-        let hidden = HEADS * DIM_HEAD;
+        let (norm, to_qkv, to_out) = attention_layers(channels, device);
         Self {
-            norm: GroupNormConfig::new(1, channels).init(device),
-            to_qkv: Conv2dConfig::new([channels, hidden * 3], [1, 1])
-                .with_bias(false)
-                .init(device),
-            to_out: Conv2dConfig::new([hidden, channels], [1, 1]).init(device),
+            norm,
+            to_qkv,
+            to_out,
             out_norm: GroupNormConfig::new(1, channels).init(device),
         }
     }
@@ -265,13 +276,11 @@ pub struct Attention {
 
 impl Attention {
     fn new(channels: usize, device: &Device) -> Self {
-        let hidden = HEADS * DIM_HEAD;
+        let (norm, to_qkv, to_out) = attention_layers(channels, device);
         Self {
-            norm: GroupNormConfig::new(1, channels).init(device),
-            to_qkv: Conv2dConfig::new([channels, hidden * 3], [1, 1])
-                .with_bias(false)
-                .init(device),
-            to_out: Conv2dConfig::new([hidden, channels], [1, 1]).init(device),
+            norm,
+            to_qkv,
+            to_out,
         }
     }
 

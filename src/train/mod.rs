@@ -135,25 +135,15 @@ impl StateFile {
     }
 
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        let bytes: Vec<Vec<u8>> = self
+        let entries: Vec<(String, Vec<usize>, Vec<u8>)> = self
             .tensors
             .iter()
-            .map(|(_, _, d)| d.iter().flat_map(|v| v.to_le_bytes()).collect())
-            .collect();
-        let views: Vec<(String, safetensors::tensor::TensorView)> = self
-            .tensors
-            .iter()
-            .zip(&bytes)
-            .map(|((n, s, _), b)| {
-                (
-                    n.clone(),
-                    safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
-                        .expect("consistent view"),
-                )
+            .map(|(n, shape, d)| {
+                let bytes = d.iter().flat_map(|v| v.to_le_bytes()).collect();
+                (n.clone(), shape.clone(), bytes)
             })
             .collect();
-        safetensors::serialize(views, Some(self.meta.clone()))
-            .map_err(|e| Error::CheckpointFormat(format!("serialising the state: {e}")))
+        crate::checkpoint::write_safetensors(&entries, safetensors::Dtype::F32, self.meta.clone())
     }
 
     pub fn read(path: &Path) -> Result<Self> {

@@ -1,70 +1,15 @@
 // The page in a real browser: Debian's Chromium (headless, WebGPU on SwiftShader via
 // --enable-unsafe-webgpu) driven by playwright-core. Run by `make test` after `make web`.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, mkdirSync, writeFileSync, existsSync, readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { writeFileSync, existsSync, readFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
-import { tmpdir } from 'node:os';
-import { join, dirname, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
-
-const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const shared = process.env.SHARED || resolve(root, '..', 'shared');
-const targetDir = process.env.CARGO_TARGET_DIR || join(process.env.HOME, '.cache', 'dxr-target');
-const dxr = join(targetDir, 'release', 'dxr');
-const artifacts = process.env.DXR_ARTIFACTS || join(root, 'out', 'browser');
-const fixtureImage = join(shared, 'fixtures', 'metrics', 'public_0_blur_64x64_ref.png');
-const port = 18000 + Math.floor(Math.random() * 1000);
-const origin = `http://127.0.0.1:${port}`;
-const baseArgs = ['--no-sandbox', '--disable-background-networking', '--disable-component-update',
-  '--disable-sync', '--no-first-run', '--disable-quic'];
-
-let server;
-const scratch = mkdtempSync(join(tmpdir(), 'dxr-browser-'));
-mkdirSync(artifacts, { recursive: true });
-
-before(async () => {
-  server = spawn('python3', [join(root, 'scripts', 'serve.py'), String(port)], { env: { ...process.env, DXR_SERVE_QUIET: '1' }, stdio: 'pipe' });
-  for (let i = 0; i < 100; i++) {
-    try { const r = await fetch(`${origin}/index.html`); if (r.ok) return; } catch { /* not yet */ }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error('server did not start');
-});
-after(() => server?.kill());
-
-async function open({ webgpu = true } = {}) {
-  const ctx = await chromium.launchPersistentContext(mkdtempSync(join(scratch, 'profile-')), {
-    executablePath: '/usr/bin/chromium', headless: true, acceptDownloads: true,
-    args: webgpu ? [...baseArgs, '--enable-unsafe-webgpu'] : baseArgs,
-    viewport: { width: 1280, height: 800 },
-  });
-  const page = ctx.pages()[0] || await ctx.newPage();
-  const errors = []; const requests = [];
-  page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
-  page.on('pageerror', (e) => errors.push(String(e)));
-  ctx.on('request', (r) => requests.push(r.url()));
-  await page.goto(`${origin}/index.html`);
-  await page.waitForFunction(() => /parameters/.test(document.getElementById('model-status').textContent), null, { timeout: 120000 });
-  return { ctx, page, errors, requests };
-}
-
-async function setRange(page, id, value) {
-  await page.evaluate(([id, value]) => {
-    const el = document.getElementById(id); el.value = String(value);
-    el.dispatchEvent(new Event('input', { bubbles: true }));
-  }, [id, value]);
-}
-
-async function restore(page, file, { sampler = 'ddim', steps = 3, seed = 5 } = {}) {
-  await page.selectOption('#sampler', sampler);
-  await setRange(page, 'steps', steps);
-  await page.fill('#seed', String(seed));
-  await page.setInputFiles('#image-file', file);
-  await page.click('#run');
-}
+import { join } from 'node:path';
+import {
+  root, shared, dxr, defaultModel, artifacts, fixtureImage, scratch, origin, open, setRange, restore, waitForText, download,
+  nativeRestore, compare,
+} from './helpers.mjs';
 
 test('loads without console errors, shows the adapter, restores like the CLI', async () => {
   const { ctx, page, errors, requests } = await open();
@@ -72,17 +17,13 @@ test('loads without console errors, shows the adapter, restores like the CLI', a
     const adapter = await page.textContent('#adapter');
     assert.match(adapter, /WebGPU adapter/, `expected a WebGPU adapter, got: ${adapter}`);
     await restore(page, fixtureImage);
-    await page.waitForFunction(() => /Done/.test(document.getElementById('progress-text').textContent), null, { timeout: 300000 });
-    const [download] = await Promise.all([page.waitForEvent('download'), page.click('#download16')]);
-    const fromPage = join(scratch, 'page.png');
-    await download.saveAs(fromPage);
+    await waitForText(page, 'progress-text', /Done/);
+    const fromPage = (await download(page, '#download16')).path;
     await page.screenshot({ path: join(artifacts, 'result.png') });
 
     // The same checkpoint, seed, sampler and steps through the native CLI.
-    const outDir = join(scratch, 'native');
-    execFileSync(dxr, ['restore', fixtureImage, '-o', outDir, '--weights', join(root, 'www/models/default.safetensors'),
-      '--sampler', 'ddim', '--steps', '3', '--seed', '5', '--bits', '16'], { stdio: 'pipe' });
-    const cmp = JSON.parse(execFileSync(dxr, ['compare', fromPage, join(outDir, 'public_0_blur_64x64_ref.png')]).toString());
+    const native = nativeRestore(fixtureImage, ['--weights', defaultModel, '--sampler', 'ddim', '--steps', '3', '--seed', '5', '--bits', '16']);
+    const cmp = compare(fromPage, native);
     console.log(`browser vs native: max |diff| = ${cmp.max_abs_8bit.toFixed(4)} / 255`);
     assert.ok(cmp.max_abs_8bit <= 1, `browser and native differ by ${cmp.max_abs_8bit}/255`);
 
@@ -94,7 +35,7 @@ test('loads without console errors, shows the adapter, restores like the CLI', a
 
 test('the default model is the one its manifest describes, and the page names it', async () => {
   const meta = JSON.parse(readFileSync(join(root, 'www/models/default.json'), 'utf8'));
-  const bytes = readFileSync(join(root, 'www/models/default.safetensors'));
+  const bytes = readFileSync(defaultModel);
   assert.ok(bytes.length <= 25 * 1024 * 1024, `default model is ${bytes.length} bytes, over 25 MB`);
   // the hash keys the page's model cache: a stale hash would keep serving an old model
   if (meta.sha256) assert.equal(createHash('sha256').update(bytes).digest('hex'), meta.sha256);
@@ -114,17 +55,17 @@ test('Cancel stops the run and the next run works; a bad file shows an error', a
   const { ctx, page } = await open();
   try {
     await restore(page, fixtureImage, { sampler: 'ddpm', steps: 200 });
-    await page.waitForFunction(() => /Step \d+\//.test(document.getElementById('progress-text').textContent), null, { timeout: 120000 });
+    await waitForText(page, 'progress-text', /Step \d+\//, 120000);
     await page.click('#cancel');
-    await page.waitForFunction(() => /Cancelled/.test(document.getElementById('progress-text').textContent), null, { timeout: 60000 });
+    await waitForText(page, 'progress-text', /Cancelled/, 60000);
 
     const bad = join(scratch, 'notes.png');
     writeFileSync(bad, 'this is text, not an image');
     await restore(page, bad);
-    await page.waitForFunction(() => /unrecognised format/.test(document.getElementById('error').textContent), null, { timeout: 60000 });
+    await waitForText(page, 'error', /unrecognised format/, 60000);
 
     await restore(page, fixtureImage, { steps: 2 });
-    await page.waitForFunction(() => /Done/.test(document.getElementById('progress-text').textContent), null, { timeout: 300000 });
+    await waitForText(page, 'progress-text', /Done/, 300000);
   } finally { await ctx.close(); }
 });
 
@@ -133,19 +74,41 @@ test("a user's .pt checkpoint with its config loads, and a 16-bit PNG restores",
   try {
     const tiny = join(shared, 'fixtures', 'cheff', 'tiny');
     await page.setInputFiles('#model-file', [join(tiny, 'weights.pt'), join(tiny, 'config.json')]);
-    await page.waitForFunction(() => /weights\.pt \(cheff, 57,317 parameters/.test(document.getElementById('model-status').textContent), null, { timeout: 60000 });
+    await waitForText(page, 'model-status', /weights\.pt \(cheff, 57,317 parameters/, 60000);
     // A 16-bit input made by the CLI.
-    const outDir = join(scratch, 'sixteen');
-    execFileSync(dxr, ['restore', fixtureImage, '-o', outDir, '--weights', join(tiny, 'weights.pt'), '--config', join(tiny, 'config.json'),
-      '--steps', '1', '--bits', '16'], { stdio: 'pipe' });
-    await restore(page, join(outDir, 'public_0_blur_64x64_ref.png'), { steps: 2 });
-    await page.waitForFunction(() => /Done/.test(document.getElementById('progress-text').textContent), null, { timeout: 300000 });
+    const sixteen = nativeRestore(fixtureImage, ['--weights', join(tiny, 'weights.pt'), '--config', join(tiny, 'config.json'),
+      '--steps', '1', '--bits', '16']);
+    await restore(page, sixteen, { steps: 2 });
+    await waitForText(page, 'progress-text', /Done/, 300000);
     // A checkpoint that is not one: a clear error, and the loaded model stays.
     const junk = join(scratch, 'junk.safetensors');
     writeFileSync(junk, 'not a checkpoint at all');
     await page.setInputFiles('#model-file', junk);
-    await page.waitForFunction(() => /junk\.safetensors: .*(checkpoint|unrecognised)/.test(document.getElementById('error').textContent), null, { timeout: 60000 });
+    await waitForText(page, 'error', /junk\.safetensors: .*(checkpoint|unrecognised)/, 60000);
     assert.match(await page.textContent('#model-status'), /Kept the previous model/);
+    assert.deepEqual(errors, [], 'console errors');
+  } finally { await ctx.close(); }
+});
+
+test('a .bin checkpoint is a checkpoint everywhere: in the accept list, picked, and dropped with its config', async () => {
+  const { ctx, page, errors } = await open();
+  try {
+    assert.ok((await page.getAttribute('#model-file', 'accept')).split(',').includes('.bin'));
+    assert.match(await page.textContent('#model-panel label'), /\.bin/);
+    const tiny = join(shared, 'fixtures', 'cheff', 'tiny');
+    const asBin = join(scratch, 'tiny.bin');
+    writeFileSync(asBin, readFileSync(join(tiny, 'weights.pt')));
+    await page.setInputFiles('#model-file', [asBin, join(tiny, 'config.json')]);
+    await waitForText(page, 'model-status', /^tiny\.bin \(cheff, 57,317 parameters/, 60000);
+    // Dropped on the page: the .bin goes to the model, not to the image queue.
+    await page.evaluate(([bin, config]) => {
+      const dt = new DataTransfer();
+      dt.items.add(new File([Uint8Array.from(atob(bin), (c) => c.charCodeAt(0))], 'dropped.bin'));
+      dt.items.add(new File([config], 'config.json'));
+      window.dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+    }, [readFileSync(asBin).toString('base64'), readFileSync(join(tiny, 'config.json'), 'utf8')]);
+    await waitForText(page, 'model-status', /^dropped\.bin \(cheff, 57,317 parameters/, 60000);
+    assert.equal(await page.locator('#queue li').count(), 0, 'the .bin was queued as an image');
     assert.deepEqual(errors, [], 'console errors');
   } finally { await ctx.close(); }
 });
@@ -155,7 +118,7 @@ test('falls back to the CPU without WebGPU', async () => {
   try {
     assert.match(await page.textContent('#adapter'), /CPU/);
     await restore(page, fixtureImage, { steps: 1 });
-    await page.waitForFunction(() => /Done/.test(document.getElementById('progress-text').textContent), null, { timeout: 300000 });
+    await waitForText(page, 'progress-text', /Done/, 300000);
   } finally { await ctx.close(); }
 });
 
@@ -194,7 +157,7 @@ test('a first visit restores an example with one click, at the model scale, boxe
     assert.match(await page.textContent('#model-scale'), /model's scale \(lung fields ~\d+ px wide/);
     await setRange(page, 'steps', 2);
     await page.click('#examples button.example >> nth=0');
-    await page.waitForFunction(() => /Done/.test(document.getElementById('progress-text').textContent), null, { timeout: 600000 });
+    await waitForText(page, 'progress-text', /Done/, 600000);
     const plan = await page.textContent('#plan-text');
     assert.match(plan, /256×256 restored at \d+×\d+/, plan);
     assert.match(plan, /DRR|estimated|model's/, plan);

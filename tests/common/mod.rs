@@ -80,3 +80,19 @@ impl Drop for Scratch {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// The wgpu device, or `None` (with a line saying why) where there is no adapter. With
+/// `DXR_REQUIRE_GPU=1` (CI, which has Mesa's llvmpipe Vulkan) a missing adapter fails the test
+/// instead of skipping its wgpu part.
+pub fn gpu_or_skip(what: &str) -> Option<burn::prelude::Device> {
+    match dxr::device::gpu() {
+        Ok(device) => Some(device),
+        Err(e) if std::env::var("DXR_REQUIRE_GPU").is_ok_and(|v| v == "1") => {
+            panic!("{what}: DXR_REQUIRE_GPU=1 but there is no wgpu device: {e}")
+        }
+        Err(e) => {
+            println!("{what}: wgpu part skipped: {e}");
+            None
+        }
+    }
+}

@@ -1,0 +1,77 @@
+// The model: fetching the default one (kept in the Cache Storage `dxr-models-v1`, keyed by the
+// model's SHA-256 from default.json so that a new default model is fetched again instead of a
+// stale cached one; without a hash nothing is cached), loading a user's checkpoint + config, and
+// remembering the last model that loaded (bytes, config, label) to load it again into a fresh
+// engine after a crash.
+import { isCheckpoint, isConfig, checkpointTypesText } from './files.js';
+
+const CACHE_NAME = 'dxr-models-v1';
+const DEFAULT_MODEL = 'www/models/default.safetensors';
+const DEFAULT_MANIFEST = 'www/models/default.json';
+
+/** Fetches `url` reporting `onProgress(fraction)`; cached under `version` when there is one. */
+async function fetchModel(url, version, onProgress) {
+  const cache = version && 'caches' in self ? await caches.open(CACHE_NAME) : null;
+  const key = `${url}?v=${version}`;
+  const hit = cache && await cache.match(key);
+  if (hit) { onProgress(1); return new Uint8Array(await hit.arrayBuffer()); }
+  const resp = await fetch(url);
+  if (!resp.ok) throw new Error(`${url}: HTTP ${resp.status}`);
+  const total = Number(resp.headers.get('content-length')) || 0;
+  const reader = resp.body.getReader();
+  const chunks = []; let got = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    chunks.push(value); got += value.length;
+    if (total) onProgress(got / total);
+  }
+  const bytes = new Uint8Array(got); let off = 0;
+  for (const c of chunks) { bytes.set(c, off); off += c.length; }
+  onProgress(1);
+  if (cache) await cache.put(key, new Response(bytes.slice(), { headers: { 'content-type': 'application/octet-stream' } }));
+  return bytes;
+}
+
+export class Models {
+  constructor(engine) {
+    this.engine = engine;
+    this.last = null; // { bytes: ArrayBuffer, config, label } of the model loaded last
+  }
+
+  /** Loads into the engine; resolves to `{info, label}` ({family, parameters, timesteps, scale}). */
+  async load(bytes, config, label) {
+    const keep = bytes.slice(0);
+    const info = await this.engine.call('load', { bytes, config }, { transfer: [bytes] });
+    this.last = { bytes: keep, config, label };
+    return { info, label };
+  }
+
+  /** The default model and the note of its manifest (default.json, optional). */
+  async loadDefault(onProgress) {
+    let meta = {};
+    try { meta = await (await fetch(DEFAULT_MANIFEST)).json(); } catch { /* optional */ }
+    const bytes = await fetchModel(DEFAULT_MODEL, meta.sha256, onProgress);
+    return this.load(bytes.buffer, undefined, `Default model${meta.note ? ` — ${meta.note}` : ''}`);
+  }
+
+  /** A user's checkpoint and optional config among `files`; `onStart(name)` once one is found. */
+  async loadFiles(files, onStart) {
+    const ckpt = files.find(isCheckpoint);
+    const cfg = files.find(isConfig);
+    if (!ckpt) throw new Error(`Pick a checkpoint (${checkpointTypesText}), optionally with its config (.json).`);
+    onStart(ckpt.name);
+    try {
+      const config = cfg ? await cfg.text() : undefined;
+      return await this.load(await ckpt.arrayBuffer(), config, ckpt.name);
+    } catch (e) {
+      throw new Error(`${ckpt.name}: ${e.message}`);
+    }
+  }
+
+  /** The last model again (into a fresh engine); null when none had loaded. */
+  reload() {
+    const m = this.last;
+    return m ? this.load(m.bytes.slice(0), m.config, m.label) : Promise.resolve(null);
+  }
+}
