@@ -4,8 +4,10 @@
 //!
 //! An image travels: [`io`] reads it → [`restore`] brings it to the model's pixel scale
 //! ([`scale`]), pads it and calls a sampler in [`diffusion`] (over tiles when it is large)
-//! → the sampler calls the [`model`] UNet whose weights came from [`checkpoint`] → [`io`]
-//! writes the result.
+//! → the sampler calls the [`model`] UNet (through [`spec::Unet`], so that the two do not import
+//! each other) whose weights came from [`checkpoint`] → [`io`] writes the result. [`spec`] holds
+//! the plain data every module shares; [`eval`] measures results; [`drr`] makes DRRs from a CT
+//! and [`train`] trains the models (both native only). README "Architecture" has the whole map.
 
 pub mod checkpoint;
 pub mod config;

@@ -266,17 +266,6 @@ impl ViewLabel {
         Self::read(&dir.join("labels").join(format!("{stem}.json")))
     }
 
-    /// The nodules of image `image` of the set `dir`, in the pixels of a `width × height` copy
-    /// of it (a restoration may have another size than the view).
-    pub fn nodules_for(
-        dir: &Path,
-        image: &Path,
-        width: usize,
-        height: usize,
-    ) -> Result<Vec<NoduleLabel>> {
-        Ok(Self::for_image(dir, image)?.resized(width, height).nodules)
-    }
-
     /// Millimetres per pixel at the detector (the mean of the two axes).
     pub fn pixel_mm(&self) -> f64 {
         let g = &self.geometry;
@@ -295,17 +284,75 @@ impl ViewLabel {
         out.height = height;
         out.geometry.pixels = [width, height];
         for n in &mut out.nodules {
-            n.centre_px = [n.centre_px[0] * fx, n.centre_px[1] * fy];
-            n.radius_px *= 0.5 * (fx + fy);
-            n.bbox_px = [
-                n.bbox_px[0] * fx,
-                n.bbox_px[1] * fy,
-                n.bbox_px[2] * fx,
-                n.bbox_px[3] * fy,
-            ];
+            (n.centre_px, n.radius_px, n.bbox_px) =
+                scaled_projection(n.centre_px, n.radius_px, n.bbox_px, fx, fy);
         }
         out
     }
+}
+
+/// A nodule as the evaluation reads it from a view's label: its projection only.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+pub struct NoduleSpot {
+    pub centre_px: [f64; 2],
+    pub radius_px: f64,
+    /// `[x0, y0, x1, y1]`.
+    pub bbox_px: [f64; 4],
+}
+
+/// The part of a [`ViewLabel`] the evaluation needs, so that a label with only these fields
+/// (another tool's, or a hand-made one) is read too; a missing size means the image's own.
+#[derive(Debug, Clone, Deserialize)]
+struct Spots {
+    width: Option<f64>,
+    height: Option<f64>,
+    #[serde(default)]
+    nodules: Vec<NoduleSpot>,
+}
+
+/// The nodules of image `image` of the set `dir` (`dir/labels/<stem>.json`), in the pixels of a
+/// `width × height` copy of it (a restoration may have another size than the view).
+pub fn nodule_spots(
+    dir: &Path,
+    image: &Path,
+    width: usize,
+    height: usize,
+) -> Result<Vec<NoduleSpot>> {
+    let stem = image.file_stem().unwrap_or_default().to_string_lossy();
+    let path = dir.join("labels").join(format!("{stem}.json"));
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let spots: Spots = serde_json::from_str(&text)
+        .map_err(|e| Error::Drr(format!("{}: not a nodule label ({e})", path.display())))?;
+    let sx = width as f64 / spots.width.unwrap_or(width as f64);
+    let sy = height as f64 / spots.height.unwrap_or(height as f64);
+    Ok(spots
+        .nodules
+        .into_iter()
+        .map(|n| {
+            let (centre_px, radius_px, bbox_px) =
+                scaled_projection(n.centre_px, n.radius_px, n.bbox_px, sx, sy);
+            NoduleSpot {
+                centre_px,
+                radius_px,
+                bbox_px,
+            }
+        })
+        .collect())
+}
+
+/// A nodule's projection (centre, radius, box) on a pixel grid scaled by `fx`, `fy`.
+fn scaled_projection(
+    c: [f64; 2],
+    r: f64,
+    b: [f64; 4],
+    fx: f64,
+    fy: f64,
+) -> ([f64; 2], f64, [f64; 4]) {
+    (
+        [c[0] * fx, c[1] * fy],
+        r * 0.5 * (fx + fy),
+        [b[0] * fx, b[1] * fy, b[2] * fx, b[3] * fy],
+    )
 }
 
 /// What [`write_set`] did.

@@ -7,7 +7,7 @@ use clap::Args;
 
 use dxr::checkpoint::read_checkpoint;
 use dxr::diffusion::sampler::SamplerSettings;
-use dxr::drr::dataset::ViewLabel;
+use dxr::drr::dataset::{ViewLabel, nodule_spots};
 use dxr::eval::{checks, realism, tables};
 use dxr::io::{self, GrayImage, write_atomic};
 use dxr::restore::Restorer;
@@ -162,7 +162,7 @@ fn run_checks(a: &RealismArgs, before: &std::path::Path, reference: &[GrayImage]
             };
             let after = io::read(&file)?;
             let input = at_size(io::read(src)?, &after);
-            let nodules = ViewLabel::nodules_for(labels, src, input.width, input.height)?
+            let nodules = nodule_spots(labels, src, input.width, input.height)?
                 .into_iter()
                 .map(|n| (n.centre_px, n.radius_px))
                 .collect();
@@ -252,7 +252,7 @@ pub fn run_realism(a: &RealismArgs) -> Result<()> {
         let edge = realism::edge_sharpness(&img);
         let mut these = Vec::new();
         if let Some(dir) = &a.labels {
-            for n in ViewLabel::nodules_for(dir, f, img.width, img.height)? {
+            for n in nodule_spots(dir, f, img.width, img.height)? {
                 if let Some(v) = realism::nodule_cnr(&img, n.centre_px, n.radius_px) {
                     these.push(v);
                 }
@@ -353,7 +353,7 @@ pub fn run_sheet(a: &SheetArgs) -> Result<()> {
             })?;
             let img = io::read(file)?;
             let boxes = match &a.labels {
-                Some(dir) => ViewLabel::nodules_for(dir, file, img.width, img.height)?
+                Some(dir) => nodule_spots(dir, file, img.width, img.height)?
                     .into_iter()
                     .map(|n| n.bbox_px)
                     .collect(),
