@@ -7,7 +7,8 @@
 #   twins → `dxr realism --before` (the checks), for the model and for the fixed filter.
 # Knobs (environment; defaults in brackets): DEVICE [cpu] STEPS [6000] BATCH [4] PATCH [128]
 #   LR [2e-4] PREDICTION [x0] CONFIG [small] INIT [] (a model to fine-tune from) N_DRR [100]
-#   N_PAIRS [400] N_EVAL [12] SAMPLER_STEPS [25] OUT [runs/default] JOBS: unused.
+#   N_PAIRS [400] N_EVAL [12] SAMPLER_STEPS [25] AIR [0.4] (the fraction of pairs with black air
+#   beyond a soft edge, as around a DRR's body) OUT [runs/default].
 #   PUBLISH=1 installs the model as models/default.safetensors (+ .json) and the sheets in docs/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +17,7 @@ DXR=${DXR:-$CARGO_TARGET_DIR/release/dxr}
 DEVICE=${DEVICE:-cpu}; STEPS=${STEPS:-6000}; BATCH=${BATCH:-4}; PATCH=${PATCH:-128}
 LR=${LR:-2e-4}; PREDICTION=${PREDICTION:-x0}; CONFIG=${CONFIG:-small}; INIT=${INIT:-}
 N_DRR=${N_DRR:-100}; N_PAIRS=${N_PAIRS:-400}; N_EVAL=${N_EVAL:-12}; SAMPLER_STEPS=${SAMPLER_STEPS:-25}
+AIR=${AIR:-0.4}
 OUT=${OUT:-runs/default}
 [[ -x "$DXR" ]] || cargo build --release
 scripts/fetch-data.sh all >/dev/null
@@ -40,7 +42,7 @@ log "fit the DRR look"
 
 # 4. pairs from the radiograph's training columns
 log "pairs"
-[[ -d "$OUT/pairs/hq" ]] || "$DXR" pairs --method drr --weights "$OUT/drr-look.json" --hq "$HQ" --out "$OUT/pairs" --count "$N_PAIRS" --size "$PATCH" --seed 1 >/dev/null
+[[ -d "$OUT/pairs/hq" ]] || "$DXR" pairs --method drr --weights "$OUT/drr-look.json" --hq "$HQ" --out "$OUT/pairs" --count "$N_PAIRS" --size "$PATCH" --seed 1 --air "$AIR" --augment strong >/dev/null
 [[ -d "$OUT/pairs-eval/hq" ]] || "$DXR" pairs --method drr --weights "$OUT/drr-look.json" --hq "$HQ" --out "$OUT/pairs-eval" --count 8 --size 64 --region heldout --seed 2 >/dev/null
 
 # 5. the restoration model

@@ -33,6 +33,10 @@ pub enum Error {
     /// The work would need more memory than allowed, or several inputs failed.
     #[error("{0}")]
     Failed(String),
+    /// An input past one of the hard limits that keep hostile files from exhausting memory
+    /// (the message names the limit).
+    #[error("over a limit: {0}")]
+    TooLarge(String),
     /// The user (or the page) asked to stop.
     #[error("cancelled")]
     Cancelled,

@@ -152,7 +152,36 @@ fn ddpm_hq_learns_and_a_resumed_run_equals_an_uninterrupted_one() {
             x.0
         );
     }
-    // 3. the exported model restores in the engine
+    // 3. a state that lacks a counter or a tensor is refused by name, never defaulted
+    let state = StateFile::read(&dir.path("a/state.safetensors")).unwrap();
+    let damaged = |what: &str, edit: &dyn Fn(&mut StateFile)| {
+        let run = dir.path(&format!("damaged-{what}"));
+        std::fs::create_dir_all(&run).unwrap();
+        let mut s = StateFile {
+            tensors: state.tensors.clone(),
+            meta: state.meta.clone(),
+        };
+        edit(&mut s);
+        std::fs::write(run.join("state.safetensors"), s.to_bytes().unwrap()).unwrap();
+        let err = match train::run(&mut make(), &opts(&run, 70, true), &mut |_| true) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("resumed from a state without {what}"),
+        };
+        assert!(err.contains(what), "{what}: {err}");
+    };
+    damaged("adam_t", &|s| {
+        s.meta.remove("adam_t");
+    });
+    damaged("ema_updates", &|s| {
+        s.meta.remove("ema_updates");
+    });
+    damaged("adam.v", &|s| {
+        s.tensors.retain(|t| t.0 != "adam.v.0003");
+    });
+    damaged("model", &|s| {
+        s.tensors.retain(|t| !t.0.starts_with("model."))
+    });
+    // 4. the exported model restores in the engine
     let bytes = std::fs::read(dir.path("a/model.safetensors")).unwrap();
     let model = dxr::checkpoint::load_bytes(&bytes, None, &device).unwrap();
     assert_eq!(model.spec, settings(2).spec);

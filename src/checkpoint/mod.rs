@@ -123,8 +123,46 @@ pub struct RawCheckpoint {
     pub metadata: HashMap<String, String>,
 }
 
+/// Largest checkpoint file (the authors' `base` UNet with its EMA copy is ~0.5 GB).
+pub const MAX_CHECKPOINT_BYTES: u64 = 2 << 30;
+/// Most tensors in a checkpoint (a UNet has a few hundred).
+pub const MAX_TENSORS: usize = 100_000;
+/// Most elements in one tensor (256 M: 1 GiB as f32).
+pub const MAX_TENSOR_ELEMENTS: usize = 1 << 28;
+
+/// The element count of a tensor of `shape`, refused past [`MAX_TENSOR_ELEMENTS`].
+pub(crate) fn checked_elements(name: &str, shape: &[usize]) -> Result<usize> {
+    shape
+        .iter()
+        .try_fold(1usize, |n, d| n.checked_mul(*d))
+        .filter(|n| *n <= MAX_TENSOR_ELEMENTS)
+        .ok_or_else(|| {
+            Error::TooLarge(format!(
+                "tensor '{name}' of shape {shape:?} has more than {MAX_TENSOR_ELEMENTS} elements"
+            ))
+        })
+}
+
 /// Reads a checkpoint from bytes, recognising the format from its content.
 pub fn read_checkpoint(bytes: &[u8]) -> Result<RawCheckpoint> {
+    if bytes.len() as u64 > MAX_CHECKPOINT_BYTES {
+        return Err(Error::TooLarge(format!(
+            "the checkpoint is {} MiB; the limit is {} MiB",
+            bytes.len() >> 20,
+            MAX_CHECKPOINT_BYTES >> 20
+        )));
+    }
+    let raw = read_any(bytes)?;
+    if raw.tensors.len() > MAX_TENSORS {
+        return Err(Error::TooLarge(format!(
+            "the checkpoint holds {} tensors; the limit is {MAX_TENSORS}",
+            raw.tensors.len()
+        )));
+    }
+    Ok(raw)
+}
+
+fn read_any(bytes: &[u8]) -> Result<RawCheckpoint> {
     if bytes.len() < 8 {
         return Err(Error::CheckpointFormat(format!(
             "file is {} bytes long: too short to be a checkpoint",
@@ -174,7 +212,14 @@ fn read_safetensors(bytes: &[u8]) -> Result<RawCheckpoint> {
         .into_iter()
         .collect();
     let mut tensors = BTreeMap::new();
+    if st.len() > MAX_TENSORS {
+        return Err(Error::TooLarge(format!(
+            "the checkpoint holds {} tensors; the limit is {MAX_TENSORS}",
+            st.len()
+        )));
+    }
     for (name, view) in st.tensors() {
+        checked_elements(&name, view.shape())?;
         let dtype = match view.dtype() {
             Dtype::F32 => TensorDType::F32,
             Dtype::F16 => TensorDType::F16,
@@ -422,4 +467,38 @@ pub fn write_safetensors(
         .collect::<Result<Vec<_>>>()?;
     safetensors::serialize(views, Some(meta))
         .map_err(|e| Error::CheckpointFormat(format!("serialising: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tensor_elements_and_file_bytes_have_limits() {
+        assert_eq!(checked_elements("w", &[1 << 14, 1 << 14]).unwrap(), 1 << 28);
+        let e = checked_elements("w", &[(1 << 28) + 1])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("tensor 'w'") && e.contains("268435456"), "{e}");
+        // a product that overflows usize is refused, not wrapped
+        let e = checked_elements("w", &[usize::MAX, 2])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("more than"), "{e}");
+        // a safetensors header that declares more tensors than allowed is refused by count
+        let mut header = String::from("{");
+        for k in 0..=MAX_TENSORS {
+            if k > 0 {
+                header.push(',');
+            }
+            header.push_str(&format!(
+                "\"t{k}\":{{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]}}"
+            ));
+        }
+        header.push('}');
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend(header.as_bytes());
+        let e = read_checkpoint(&bytes).unwrap_err().to_string();
+        assert!(e.contains("100001 tensors"), "{e}");
+    }
 }

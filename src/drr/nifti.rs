@@ -6,39 +6,69 @@ use std::path::Path;
 use super::volume::{Volume, check_dims};
 use crate::{Error, Result};
 
-/// Largest NIfTI file accepted, before or after decompression.
+/// Largest NIfTI content accepted (header, extensions and voxels, after decompression).
 pub const MAX_NIFTI_BYTES: u64 = 8 << 30;
 
 /// Reads a NIfTI-1 volume (`.nii` or `.nii.gz`, detected from the content), applying
 /// `scl_slope`/`scl_inter` and the sform (or qform, or pixdim) affine.
 pub fn read_nifti(path: &Path) -> Result<Volume> {
-    use std::io::Read;
     let name = path.display().to_string();
     let raw = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::MultiGzDecoder::new(&raw[..])
-            .take(MAX_NIFTI_BYTES + 1)
-            .read_to_end(&mut out)
-            .map_err(|e| Error::Volume(format!("{name}: damaged gzip stream ({e})")))?;
-        if out.len() as u64 > MAX_NIFTI_BYTES {
-            return Err(Error::Volume(format!(
-                "{name}: decompresses to more than {MAX_NIFTI_BYTES} bytes"
-            )));
-        }
-        out
+        inflate(&raw).map_err(|e| with_name(&name, e))?
     } else {
         raw
     };
-    parse_nifti(&bytes).map_err(|e| match e {
-        Error::Volume(m) => Error::Volume(format!("{name}: {m}")),
-        other => other,
-    })
+    parse_nifti(&bytes).map_err(|e| with_name(&name, e))
 }
 
-/// Parses a whole single-file NIfTI-1 image held in memory.
-pub fn parse_nifti(bytes: &[u8]) -> Result<Volume> {
-    use nifti::{NiftiHeader, NiftiType, volume::InMemNiftiVolume};
+fn with_name(name: &str, e: Error) -> Error {
+    match e {
+        Error::Volume(m) => Error::Volume(format!("{name}: {m}")),
+        other => other,
+    }
+}
+
+/// A gzip-compressed NIfTI file inflated only as far as its header says the voxels reach: a
+/// small file that would inflate to gigabytes (a "gzip bomb") stops there, and one whose header
+/// declares a volume past the limits is refused before anything large is allocated.
+pub fn inflate(raw: &[u8]) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let mut gz = flate2::read::MultiGzDecoder::new(raw);
+    let mut out = Vec::new();
+    (&mut gz)
+        .take(348)
+        .read_to_end(&mut out)
+        .map_err(|e| Error::Volume(format!("damaged gzip stream ({e})")))?;
+    let need = layout(&out)?.need;
+    if need as u64 > MAX_NIFTI_BYTES {
+        return Err(Error::TooLarge(format!(
+            "the header declares {need} bytes of voxels; the limit is {} GiB",
+            MAX_NIFTI_BYTES >> 30
+        )));
+    }
+    out.reserve(
+        need.saturating_sub(out.len())
+            .min(raw.len().saturating_mul(64)),
+    );
+    gz.take((need - out.len()) as u64)
+        .read_to_end(&mut out)
+        .map_err(|e| Error::Volume(format!("damaged gzip stream ({e})")))?;
+    Ok(out)
+}
+
+/// What the header says about the voxels and where they are.
+struct Layout {
+    header: nifti::NiftiHeader,
+    dims: [usize; 3],
+    datatype: nifti::NiftiType,
+    offset: usize,
+    /// Bytes the file must have: the offset plus the voxels.
+    need: usize,
+}
+
+fn layout(bytes: &[u8]) -> Result<Layout> {
+    use nifti::{NiftiHeader, NiftiType};
     if bytes.len() < 348 {
         return Err(Error::Volume(format!(
             "not a NIfTI-1 file: {} bytes, shorter than the 348-byte header",
@@ -74,7 +104,6 @@ pub fn parse_nifti(bytes: &[u8]) -> Result<Volume> {
     let datatype = header
         .data_type()
         .map_err(|e| Error::Volume(format!("unknown datatype code {} ({e})", header.datatype)))?;
-    let n = dims.iter().product::<usize>();
     let elem = match datatype {
         NiftiType::Uint8 | NiftiType::Int8 => 1,
         NiftiType::Int16 | NiftiType::Uint16 => 2,
@@ -86,11 +115,36 @@ pub fn parse_nifti(bytes: &[u8]) -> Result<Volume> {
             )));
         }
     };
-    let offset = header.vox_offset.max(348.0) as usize;
-    let need = offset + n * elem;
+    let vox_offset = header.vox_offset;
+    if !vox_offset.is_finite() || vox_offset > (1u64 << 30) as f32 {
+        return Err(Error::Volume(format!(
+            "vox_offset {vox_offset} is not a usable offset"
+        )));
+    }
+    let offset = vox_offset.max(348.0) as usize;
+    let need = offset + dims.iter().product::<usize>() * elem;
+    Ok(Layout {
+        header,
+        dims,
+        datatype,
+        offset,
+        need,
+    })
+}
+
+/// Parses a whole single-file NIfTI-1 image held in memory.
+pub fn parse_nifti(bytes: &[u8]) -> Result<Volume> {
+    use nifti::{NiftiType, volume::InMemNiftiVolume};
+    let Layout {
+        header,
+        dims,
+        datatype,
+        offset,
+        need,
+    } = layout(bytes)?;
     if bytes.len() < need {
         return Err(Error::Volume(format!(
-            "truncated: {dims:?} voxels of {elem} bytes after offset {offset} need {need} bytes, the file has {}",
+            "truncated: {dims:?} voxels after offset {offset} need {need} bytes, the file has {}",
             bytes.len()
         )));
     }
@@ -270,6 +324,39 @@ mod tests {
             }
         }
         assert!((back.spacing()[2] - 2.5).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_gzip_bomb_inflates_only_as_far_as_the_header_says() {
+        use std::io::Write;
+        let good = nifti_bytes(&test_volume());
+        let gz = |parts: &[&[u8]], zeros: usize| {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+            for p in parts {
+                e.write_all(p).unwrap();
+            }
+            let chunk = vec![0u8; 1 << 20];
+            for _ in 0..zeros {
+                e.write_all(&chunk).unwrap();
+            }
+            e.finish().unwrap()
+        };
+        // the volume, then 1 GiB of zeros: a ~1 MB file; only the volume's bytes are inflated
+        let bomb = gz(&[&good], 1024);
+        assert!(bomb.len() < 2 << 20, "{} bytes", bomb.len());
+        let out = inflate(&bomb).unwrap();
+        assert_eq!(out.len(), good.len());
+        assert_eq!(parse_nifti(&out).unwrap().data, test_volume().data);
+        // a header that declares a volume past the limit is refused before inflating it
+        let mut huge = good[..348].to_vec();
+        for (i, d) in [4096i16, 4096, 4096].iter().enumerate() {
+            huge[42 + 2 * i..44 + 2 * i].copy_from_slice(&d.to_le_bytes());
+        }
+        let e = inflate(&gz(&[&huge], 0)).unwrap_err().to_string();
+        assert!(e.contains("voxels"), "{e}");
+        // a stream that ends inside the header is named
+        let e = inflate(&gz(&[&good[..100]], 0)).unwrap_err().to_string();
+        assert!(e.contains("348-byte header"), "{e}");
     }
 
     #[test]

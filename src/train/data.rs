@@ -58,6 +58,13 @@ impl Augment {
         scale: 0.05,
         intensity: 0.1,
     };
+    /// For pair sets cut from one radiograph: flips, ±10°, ±20 %, ±10 % gamma/contrast.
+    pub const STRONG: Augment = Augment {
+        flip: true,
+        rotate_deg: 10.0,
+        scale: 0.2,
+        intensity: 0.1,
+    };
     /// Flips only.
     pub const FLIP: Augment = Augment {
         flip: true,

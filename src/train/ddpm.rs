@@ -328,12 +328,8 @@ impl Trainer for DdpmTrainer {
 
     fn save(&self, file: &mut StateFile) -> Result<()> {
         file.put("model", &params(&self.net))?;
-        file.put("ema", &self.ema.values)?;
-        file.meta
-            .insert("ema_updates".into(), self.ema.updates.to_string());
-        file.put("adam.m", &self.adam.m)?;
-        file.put("adam.v", &self.adam.v)?;
-        file.meta.insert("adam_t".into(), self.adam.t.to_string());
+        file.put_ema(&self.ema)?;
+        file.put_adam("adam", &self.adam)?;
         file.meta.insert(
             crate::checkpoint::SPEC_KEY.into(),
             self.settings.spec.to_json(),
@@ -343,25 +339,10 @@ impl Trainer for DdpmTrainer {
 
     fn load(&mut self, file: &StateFile) -> Result<()> {
         let plain = self.device.clone();
-        self.net = set_params(self.net.clone(), &file.take("model", &plain))?;
-        self.ema.values = file.take("ema", &plain);
-        self.ema.updates = file
-            .meta
-            .get("ema_updates")
-            .and_then(|t| t.parse().ok())
-            .unwrap_or(0);
-        self.adam.m = file.take("adam.m", &plain);
-        self.adam.v = file.take("adam.v", &plain);
-        self.adam.t = file
-            .meta
-            .get("adam_t")
-            .and_then(|t| t.parse().ok())
-            .unwrap_or(0);
-        if self.ema.values.len() != self.adam.m.len().max(self.ema.values.len()) {
-            return Err(Error::CheckpointMismatch(
-                "EMA and optimizer state disagree".into(),
-            ));
-        }
+        let n = params(&self.net).len();
+        self.net = set_params(self.net.clone(), &file.take_exact("model", n, &plain)?)?;
+        file.take_ema(&mut self.ema, n, &plain)?;
+        file.take_adam("adam", &mut self.adam, n, &plain)?;
         Ok(())
     }
 

@@ -1,8 +1,8 @@
 //! HQ → LQ by measurement: a radiograph made to look like a DRR with two fitted steps, and the
 //! fixed filter (its rough inverse) that every learned model is compared with.
 //! - [`DrrLike`]: the radiograph's grey levels mapped onto the DRRs' by one monotone curve
-//!   (histogram matching on whole images, so that every crop of the radiograph gets the same
-//!   curve), then a Gaussian blur and white noise whose strengths are chosen so that the degraded
+//!   (histogram matching of the body on whole images, so that every crop of the radiograph gets
+//!   the same curve, with air kept black), then a Gaussian blur and white noise whose strengths are chosen so that the degraded
 //!   radiograph's spectrum slope and edge sharpness come closest to the DRRs' (DRRs have soft
 //!   edges, which a blur gives, but a fine-grained floor of projected CT noise that a blur alone
 //!   would remove).
@@ -143,25 +143,40 @@ pub struct ToneCurve {
     pub points: Vec<f32>,
 }
 
+/// Grey levels at or below this are air, outside the body: a DRR's air is exactly 0 and its
+/// skin line rises through a few percent, a radiograph's direct exposure is as dark.
+pub const AIR_LEVEL: f32 = 0.04;
+
 impl ToneCurve {
-    /// The curve that gives `from`'s intensities the distribution of `to`'s: F_to⁻¹ ∘ F_from
-    /// over all pixels of each set.
+    /// The curve that gives `from`'s body intensities the distribution of `to`'s: F_to⁻¹ ∘ F_from
+    /// over the pixels above [`AIR_LEVEL`] of each set. Air maps linearly onto [0, the darkest
+    /// body level of `to`], so that black stays black: DRRs hold far more air around the body
+    /// than a radiograph, and matching whole images would turn a DRR's air grey (or crush a
+    /// radiograph's lungs to black the other way).
     pub fn matching(from: &[&GrayImage], to: &[&GrayImage]) -> Result<Self> {
-        let sorted = |set: &[&GrayImage]| -> Result<Vec<f32>> {
-            let mut v: Vec<f32> = set.iter().flat_map(|g| g.data.iter().copied()).collect();
+        let sorted = |set: &[&GrayImage], what: &str| -> Result<Vec<f32>> {
+            let mut v: Vec<f32> = set
+                .iter()
+                .flat_map(|g| g.data.iter().copied())
+                .filter(|v| *v > AIR_LEVEL)
+                .collect();
             if v.is_empty() {
-                return Err(Error::Image(
-                    "histogram matching of an empty image set".into(),
-                ));
+                return Err(Error::Image(format!(
+                    "histogram matching: the {what} images hold no pixel above the air level \
+                     {AIR_LEVEL} (empty or black)"
+                )));
             }
             v.sort_by(f32::total_cmp);
             Ok(v)
         };
-        let (src, dst) = (sorted(from)?, sorted(to)?);
+        let (src, dst) = (sorted(from, "source")?, sorted(to, "target")?);
         let points = (0..CURVE_POINTS)
             .map(|i| {
                 let x = i as f32 / (CURVE_POINTS - 1) as f32;
-                // F_from(x): fraction of source pixels ≤ x (mid-rank for ties)
+                if x <= AIR_LEVEL {
+                    return dst[0] * x / AIR_LEVEL;
+                }
+                // F_from(x): fraction of source body pixels ≤ x (mid-rank for ties)
                 let below = src.partition_point(|v| *v < x);
                 let upto = src.partition_point(|v| *v <= x);
                 let p = (below + upto) as f64 / 2.0 / src.len() as f64;
@@ -187,6 +202,30 @@ impl ToneCurve {
             data: img.data.iter().map(|v| self.map(*v)).collect(),
         }
     }
+}
+
+/// The crop with air beyond a random soft edge (a line bent a little, at a random angle, air
+/// covering about 10–50 % of it): DRRs hold black air around the body that crops of a
+/// radiograph rarely show. Pairs made from such crops (the LQ degraded from the masked HQ) teach
+/// a model to leave air black and keep the skin line where it is.
+pub fn with_air_margin(img: &GrayImage, seed: u64) -> GrayImage {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0xA1E_0F_B0D7);
+    let (w, h) = (img.width as f64, img.height as f64);
+    let side = w.min(h);
+    let theta = rng.random::<f64>() * std::f64::consts::TAU;
+    let (nx, ny) = (theta.cos(), theta.sin());
+    // air where the bent signed distance from the edge is positive
+    let offset = (0.0 + 0.4 * rng.random::<f64>()) * side;
+    let bend = (rng.random::<f64>() * 2.0 - 1.0) / side;
+    let width = 1.5;
+    GrayImage::from_fn(img.width, img.height, |x, y| {
+        let (px, py) = (x as f64 - w / 2.0, y as f64 - h / 2.0);
+        let along = -ny * px + nx * py;
+        let d = nx * px + ny * py - offset + bend * along * along;
+        let body = 1.0 / (1.0 + (d / width).exp());
+        img.data[y * img.width + x] * body as f32
+    })
 }
 
 /// A radiograph made to look like a DRR: tone curve, blur, white noise.
@@ -340,14 +379,64 @@ mod tests {
 
     #[test]
     fn matching_gives_the_target_distribution_and_stays_monotone() {
-        let from = img(64, 64, |x, y| (x * 64 + y) as f32 / 4095.0);
-        let to = img(64, 64, |x, y| ((x * 64 + y) as f32 / 4095.0).powi(3));
+        // both all body (above the air level)
+        let from = img(64, 64, |x, y| 0.05 + 0.95 * (x * 64 + y) as f32 / 4095.0);
+        let to = img(64, 64, |x, y| {
+            0.05 + 0.95 * ((x * 64 + y) as f32 / 4095.0).powi(3)
+        });
         let c = ToneCurve::matching(&[&from], &[&to]).unwrap();
         assert!(c.points.windows(2).all(|p| p[1] >= p[0]), "monotone");
         let mapped = c.apply(&from);
         let d = realism::histogram_distance(&mapped, &to);
         assert!(d < 0.01, "distance after matching {d}");
         assert!(realism::histogram_distance(&from, &to) > 0.1);
+    }
+
+    #[test]
+    fn matching_keeps_air_black_and_matches_the_body_only() {
+        // a "DRR": half black air, a body of uniform levels in [0.3, 0.9]; a "radiograph": body
+        // everywhere, levels in [0.5, 1.0]
+        let drr = img(64, 64, |x, y| {
+            if x < 32 {
+                0.0
+            } else {
+                0.3 + 0.6 * y as f32 / 63.0
+            }
+        });
+        let rad = img(64, 64, |_, y| 0.5 + 0.5 * y as f32 / 63.0);
+        let c = ToneCurve::matching(&[&drr], &[&rad]).unwrap();
+        let out = c.apply(&drr);
+        assert!(
+            out.data.iter().step_by(64).all(|v| *v == 0.0),
+            "air stays black"
+        );
+        let body = |g: &GrayImage| img(32, 64, |x, y| g.data[y * 64 + 32 + x]);
+        let d = realism::histogram_distance(&body(&out), &rad);
+        assert!(d < 0.01, "body distance after matching {d}");
+        // the other way, the radiograph's darkest body is not crushed to black
+        let back = ToneCurve::matching(&[&rad], &[&drr]).unwrap().apply(&rad);
+        let darkest = back.data.iter().cloned().fold(f32::MAX, f32::min);
+        assert!((darkest - 0.3).abs() < 0.02, "darkest {darkest}");
+        assert!(ToneCurve::matching(&[&img(8, 8, |_, _| 0.0)], &[&rad]).is_err());
+    }
+
+    #[test]
+    fn an_air_margin_is_black_beyond_a_soft_edge_and_varies_with_the_seed() {
+        let body = img(64, 64, |_, _| 0.6);
+        let mut fractions = Vec::new();
+        for seed in 0..20 {
+            let m = with_air_margin(&body, seed);
+            let air = m.data.iter().filter(|v| **v < 0.01).count() as f64 / 4096.0;
+            let kept = m.data.iter().filter(|v| **v > 0.59).count() as f64 / 4096.0;
+            assert!((0.02..0.7).contains(&air), "seed {seed}: air {air}");
+            assert!(kept > 0.25, "seed {seed}: body kept {kept}");
+            assert!(m.data.iter().all(|v| (0.0..=0.6).contains(v)));
+            fractions.push(air);
+        }
+        let spread = fractions.iter().cloned().fold(0.0, f64::max)
+            - fractions.iter().cloned().fold(1.0, f64::min);
+        assert!(spread > 0.2, "air fractions {fractions:?}");
+        assert_eq!(with_air_margin(&body, 3), with_air_margin(&body, 3));
     }
 
     #[test]

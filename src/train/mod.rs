@@ -18,7 +18,7 @@ use crate::io::write_atomic;
 use crate::spec::{CheffUnetConfig, ModelSpec, NetworkConfig, ScheduleConfig};
 use crate::{Error, Result};
 use burn::prelude::*;
-use optim::Flat;
+use optim::{Adam, Ema, Flat};
 
 /// Builds `config` with weights drawn from `seed`. The backend's generator is global and burn
 /// draws parameters lazily, so seeding, building and materialising every parameter happen
@@ -96,6 +96,14 @@ pub fn preset(name: &str, channels: usize) -> Result<ModelSpec> {
     Ok(spec)
 }
 
+/// The error for a state file that lacks what an exact resume needs.
+fn missing(what: &str) -> Error {
+    Error::CheckpointFormat(format!(
+        "the training state lacks {what} (damaged, or written by another version): not resuming \
+         from it"
+    ))
+}
+
 /// Flat tensors by name plus string metadata: the state file's content.
 #[derive(Default)]
 pub struct StateFile {
@@ -132,6 +140,58 @@ impl StateFile {
             .into_iter()
             .map(|(_, _, d)| Tensor::<1>::from_data(TensorData::new(d.clone(), [d.len()]), device))
             .collect()
+    }
+
+    /// A counter the state must hold: a state without it is refused, never defaulted to 0.
+    pub fn counter(&self, key: &str) -> Result<u64> {
+        self.meta
+            .get(key)
+            .and_then(|t| t.parse().ok())
+            .ok_or_else(|| missing(&format!("its `{key}` counter")))
+    }
+
+    /// The values under `prefix`: exactly `n` of them, or the state is refused.
+    pub fn take_exact(&self, prefix: &str, n: usize, device: &Device) -> Result<Vec<Flat>> {
+        let v = self.take(prefix, device);
+        if v.len() != n {
+            return Err(missing(&format!(
+                "`{prefix}`: {} tensor(s) where the network has {n}",
+                v.len()
+            )));
+        }
+        Ok(v)
+    }
+
+    /// An optimizer's moments and step count under `name`.
+    pub fn put_adam(&mut self, name: &str, a: &Adam) -> Result<()> {
+        self.put(&format!("{name}.m"), &a.m)?;
+        self.put(&format!("{name}.v"), &a.v)?;
+        self.meta.insert(format!("{name}_t"), a.t.to_string());
+        Ok(())
+    }
+
+    /// Restores what [`Self::put_adam`] stored, for a network of `n` parameter tensors: both
+    /// moments for every tensor once a step was taken, none before.
+    pub fn take_adam(&self, name: &str, a: &mut Adam, n: usize, device: &Device) -> Result<()> {
+        a.t = self.counter(&format!("{name}_t"))?;
+        let want = if a.t == 0 { 0 } else { n };
+        a.m = self.take_exact(&format!("{name}.m"), want, device)?;
+        a.v = self.take_exact(&format!("{name}.v"), want, device)?;
+        Ok(())
+    }
+
+    /// The moving average of the weights and its update count.
+    pub fn put_ema(&mut self, ema: &Ema) -> Result<()> {
+        self.put("ema", &ema.values)?;
+        self.meta
+            .insert("ema_updates".into(), ema.updates.to_string());
+        Ok(())
+    }
+
+    pub fn take_ema(&self, ema: &mut Ema, n: usize, device: &Device) -> Result<()> {
+        ema.values = self.take_exact("ema", n, device)?;
+        ema.updates = self.counter("ema_updates")?;
+        Ok(())
     }
 
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
@@ -325,8 +385,12 @@ pub fn run(
             )));
         }
         trainer.load(&file)?;
-        step = meta["step"].as_u64().unwrap_or(0);
-        elapsed = meta["seconds"].as_f64().unwrap_or(0.0);
+        step = meta["step"]
+            .as_u64()
+            .ok_or_else(|| missing("its step count"))?;
+        elapsed = meta["seconds"]
+            .as_f64()
+            .ok_or_else(|| missing("its elapsed seconds"))?;
         if let Ok(text) = std::fs::read_to_string(&log_path) {
             rows = parse_log(&text)
                 .into_iter()

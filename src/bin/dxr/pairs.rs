@@ -9,7 +9,7 @@ use dxr::io::{self, BitDepth, GrayImage, encode_png, write_atomic};
 use dxr::scale::{SCALE_FILE, typical_chest_px};
 use dxr::spec::ModelScale;
 use dxr::train::data::{Augment, Domain};
-use dxr::train::degrade::Strategy;
+use dxr::train::degrade::{Strategy, with_air_margin};
 use dxr::{Error, Result};
 
 use crate::common::{columns, open_device, progress_bar};
@@ -69,6 +69,14 @@ pub struct PairsArgs {
     /// Fraction of columns (right-most, as displayed) held out from training.
     #[arg(long, default_value_t = 1.0 / 3.0)]
     holdout: f64,
+    /// Fraction of the pairs whose crop gets black air beyond a random soft edge (as around the
+    /// body of a DRR), in HQ and LQ alike.
+    #[arg(long, default_value_t = 0.0)]
+    air: f64,
+    /// Augmentation of each crop before it is degraded: none, hq (flips, ±5°, ±5 %, ±10 %
+    /// gamma/contrast) or strong (flips, ±10°, ±20 %, ±10 % gamma/contrast).
+    #[arg(long, default_value = "none")]
+    augment: String,
 }
 
 /// The library's degradation for the flags.
@@ -101,6 +109,22 @@ fn degrade_for(how: &Degradation) -> Result<Strategy> {
 }
 
 pub fn run_pairs(a: &PairsArgs) -> Result<()> {
+    if !(0.0..=1.0).contains(&a.air) {
+        return Err(Error::Config(format!(
+            "--air {}: a fraction in [0, 1]",
+            a.air
+        )));
+    }
+    let augment = match a.augment.as_str() {
+        "none" => Augment::NONE,
+        "hq" => Augment::HQ,
+        "strong" => Augment::STRONG,
+        other => {
+            return Err(Error::Config(format!(
+                "--augment {other:?}: use none, hq or strong"
+            )));
+        }
+    };
     let degrade = degrade_for(&a.how)?;
     let hq = Domain::load(&a.hq, columns(&a.region, a.holdout)?)?;
     hq.check_patch(a.size)?;
@@ -120,12 +144,17 @@ pub fn run_pairs(a: &PairsArgs) -> Result<()> {
     }
     let bar = progress_bar(a.count as u64, "pairs");
     for k in 0..a.count {
-        let data = hq.patch(a.how.seed, k as u64, 0, a.size, &Augment::NONE);
-        let crop = GrayImage {
+        let data = hq.patch(a.how.seed, k as u64, 0, a.size, &augment);
+        let mut crop = GrayImage {
             width: a.size,
             height: a.size,
             data,
         };
+        // the same pairs get air for a given seed, whatever the count
+        let draw = a.how.seed.wrapping_mul(0x9E37_79B9).wrapping_add(k as u64);
+        if ((draw.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64) < a.air {
+            crop = with_air_margin(&crop, draw);
+        }
         let lq = degrade.apply(&crop, a.how.seed.wrapping_add(k as u64))?;
         let name = format!("{k:05}.png");
         write_atomic(

@@ -204,36 +204,23 @@ impl Trainer for MunitTrainer {
     fn save(&self, file: &mut StateFile) -> Result<()> {
         file.put("gen", &params(&self.generator))?;
         file.put("dis", &params(&self.dis))?;
-        file.put("ema", &self.ema.values)?;
-        file.meta
-            .insert("ema_updates".into(), self.ema.updates.to_string());
-        for (name, a) in [("adam_g", &self.adam_g), ("adam_d", &self.adam_d)] {
-            file.put(&format!("{name}.m"), &a.m)?;
-            file.put(&format!("{name}.v"), &a.v)?;
-            file.meta.insert(format!("{name}_t"), a.t.to_string());
-        }
+        file.put_ema(&self.ema)?;
+        file.put_adam("adam_g", &self.adam_g)?;
+        file.put_adam("adam_d", &self.adam_d)?;
         Ok(())
     }
 
     fn load(&mut self, file: &StateFile) -> Result<()> {
         let plain = self.device.clone();
-        self.generator = set_params(self.generator.clone(), &file.take("gen", &plain))?;
-        self.dis = set_params(self.dis.clone(), &file.take("dis", &plain))?;
-        self.ema.values = file.take("ema", &plain);
-        self.ema.updates = file
-            .meta
-            .get("ema_updates")
-            .and_then(|t| t.parse().ok())
-            .unwrap_or(0);
-        for (name, a) in [("adam_g", &mut self.adam_g), ("adam_d", &mut self.adam_d)] {
-            a.m = file.take(&format!("{name}.m"), &plain);
-            a.v = file.take(&format!("{name}.v"), &plain);
-            a.t = file
-                .meta
-                .get(&format!("{name}_t"))
-                .and_then(|t| t.parse().ok())
-                .unwrap_or(0);
-        }
+        let (n_gen, n_dis) = (params(&self.generator).len(), params(&self.dis).len());
+        self.generator = set_params(
+            self.generator.clone(),
+            &file.take_exact("gen", n_gen, &plain)?,
+        )?;
+        self.dis = set_params(self.dis.clone(), &file.take_exact("dis", n_dis, &plain)?)?;
+        file.take_ema(&mut self.ema, n_gen, &plain)?;
+        file.take_adam("adam_g", &mut self.adam_g, n_gen, &plain)?;
+        file.take_adam("adam_d", &mut self.adam_d, n_dis, &plain)?;
         Ok(())
     }
 
