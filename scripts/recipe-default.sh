@@ -7,7 +7,7 @@
 #   twins → `dxr realism --before` (the checks), for the model and for the fixed filter.
 # Knobs (environment; defaults in brackets): DEVICE [cpu] STEPS [6000] BATCH [4] PATCH [128]
 #   LR [2e-4] PREDICTION [x0] CONFIG [small] INIT [] (a model to fine-tune from) N_DRR [100]
-#   N_PAIRS [400] N_EVAL [12] SAMPLER_STEPS [25] AIR [0.4] (the fraction of pairs with black air
+#   N_PAIRS [800] N_EVAL [12] SAMPLER_STEPS [25] AIR [0.4] (the fraction of pairs with black air
 #   beyond a soft edge, as around a DRR's body) OUT [runs/default].
 #   PUBLISH=1 installs the model as models/default.safetensors (+ .json) and the sheets in docs/.
 set -euo pipefail
@@ -16,7 +16,7 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/dxr-target}
 DXR=${DXR:-$CARGO_TARGET_DIR/release/dxr}
 DEVICE=${DEVICE:-cpu}; STEPS=${STEPS:-6000}; BATCH=${BATCH:-4}; PATCH=${PATCH:-128}
 LR=${LR:-2e-4}; PREDICTION=${PREDICTION:-x0}; CONFIG=${CONFIG:-small}; INIT=${INIT:-}
-N_DRR=${N_DRR:-100}; N_PAIRS=${N_PAIRS:-400}; N_EVAL=${N_EVAL:-12}; SAMPLER_STEPS=${SAMPLER_STEPS:-25}
+N_DRR=${N_DRR:-100}; N_PAIRS=${N_PAIRS:-800}; N_EVAL=${N_EVAL:-12}; SAMPLER_STEPS=${SAMPLER_STEPS:-25}
 AIR=${AIR:-0.4}
 OUT=${OUT:-runs/default}
 [[ -x "$DXR" ]] || cargo build --release
@@ -61,14 +61,14 @@ for set in eval256 eval512; do
   for what in png16 clean/png16; do
     dest="$OUT/restored-$set/${what%%/*}"
     [[ "$what" == png16 ]] && dest="$OUT/restored-$set/views"
-    "$DXR" restore "$OUT/$set/$what" -o "$dest" --weights "$OUT/model/model.safetensors" --steps "$SAMPLER_STEPS" --seed 1 --bits 16 --labels "$OUT/$set" >/dev/null 2>&1
+    "$DXR" restore "$OUT/$set/$what" -o "$dest" --weights "$OUT/model/model.safetensors" --steps "$SAMPLER_STEPS" --seed 1 --bits 16 --labels "$OUT/$set" --device "$DEVICE" >/dev/null 2>&1
     fdest="$OUT/filtered-$set/${what%%/*}"; [[ "$what" == png16 ]] && fdest="$OUT/filtered-$set/views"
     "$DXR" filter --filter "$OUT/filter.json" "$OUT/$set/$what" -o "$fdest"
   done
   for kind in restored filtered; do
     echo "### $kind, $set" | tee -a "$R/checks.md"
     "$DXR" realism "$OUT/$kind-$set/views" --before "$OUT/$set/png16" --labels "$OUT/$set" \
-      --reference "$HQ" --reference-holdout 0.333 \
+      --reference "$HQ" --reference-holdout 0 \
       --clean-before "$OUT/$set/clean/png16" --clean-after "$OUT/$kind-$set/clean" | tee -a "$R/checks.md"
   done
 done

@@ -158,6 +158,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn volume_sides_and_voxels_have_limits_just_over_and_under() {
+        assert!(check_dims([MAX_VOLUME_SIDE, 512, 1]).is_ok());
+        assert!(check_dims([MAX_VOLUME_SIDE + 1, 512, 1]).is_err());
+        assert!(check_dims([0, 512, 1]).is_err());
+        // 2³¹ voxels exactly is accepted, one slice more is not
+        assert!(check_dims([4096, 4096, 128]).is_ok());
+        let e = check_dims([4096, 4096, 129]).unwrap_err().to_string();
+        assert!(e.contains("voxels"), "{e}");
+    }
+
+    #[test]
     fn affine_inverse_round_trips() {
         let vol = test_volume();
         let p = [1.5, 2.0, 0.25];

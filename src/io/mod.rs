@@ -318,6 +318,45 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn image_sides_have_limits_just_over_and_under() {
+        for (w, h) in [
+            (MIN_SIDE, MIN_SIDE),
+            (MAX_SIDE, MIN_SIDE),
+            (MIN_SIDE, MAX_SIDE),
+        ] {
+            assert!(GrayImage::check_size(w, h).is_ok(), "{w}×{h}");
+        }
+        for (w, h) in [
+            (MIN_SIDE - 1, 64),
+            (64, MIN_SIDE - 1),
+            (MAX_SIDE + 1, 64),
+            (64, MAX_SIDE + 1),
+        ] {
+            let e = GrayImage::check_size(w, h).unwrap_err().to_string();
+            assert!(e.contains(&format!("{w}×{h}")), "{e}");
+        }
+        // a file one byte over the limit (sparse: nothing is written) is refused unread; a small
+        // one is read
+        let dir = std::env::temp_dir().join(format!("dxr-io-limit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let big = dir.join("big.png");
+        std::fs::File::create(&big)
+            .unwrap()
+            .set_len(MAX_FILE_BYTES + 1)
+            .unwrap();
+        let e = read_bytes(&big).unwrap_err().to_string();
+        assert!(e.contains("over the 512 MiB limit"), "{e}");
+        std::fs::File::create(&big).unwrap().set_len(1000).unwrap();
+        assert_eq!(read_bytes(&big).unwrap().len(), 1000);
+        std::fs::remove_dir_all(&dir).unwrap();
+        // a PNG whose header declares 8193 columns is refused by its declared size
+        let e = decode(&png(MAX_SIDE as u32 + 1, 8, false))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("8193"), "{e}");
+    }
+
     fn png(w: u32, h: u32, sixteen: bool) -> Vec<u8> {
         let img = GrayImage {
             width: w as usize,
