@@ -15,9 +15,11 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/dxr-target}
 DXR=${DXR:-$CARGO_TARGET_DIR/release/dxr}
 DEVICE=${DEVICE:-cpu}; STEPS=${STEPS:-6000}; BATCH=${BATCH:-4}; PATCH=${PATCH:-128}
-LR=${LR:-2e-4}; PREDICTION=${PREDICTION:-x0}; CONFIG=${CONFIG:-small}; INIT=${INIT:-}
+LR=${LR:-2e-4}; PREDICTION=${PREDICTION:-x0}; CONFIG=${CONFIG:-sr3-small}; INIT=${INIT:-}
 N_DRR=${N_DRR:-100}; N_PAIRS=${N_PAIRS:-800}; N_EVAL=${N_EVAL:-12}; SAMPLER_STEPS=${SAMPLER_STEPS:-25}
 AIR=${AIR:-0.4}
+# GRAIN=1: the HQ crops get the LQ's noise too (the model keeps fine grain, undoes the blur)
+GRAIN=${GRAIN:-1}
 OUT=${OUT:-runs/default}
 [[ -x "$DXR" ]] || cargo build --release
 scripts/fetch-data.sh all >/dev/null
@@ -42,7 +44,8 @@ log "fit the DRR look"
 
 # 4. pairs from the radiograph's training columns
 log "pairs"
-[[ -d "$OUT/pairs/hq" ]] || "$DXR" pairs --method drr --weights "$OUT/drr-look.json" --hq "$HQ" --out "$OUT/pairs" --count "$N_PAIRS" --size "$PATCH" --seed 1 --air "$AIR" --augment strong >/dev/null
+grain=(); [[ "$GRAIN" == 1 ]] && grain=(--grain-in-hq)
+[[ -d "$OUT/pairs/hq" ]] || "$DXR" pairs --method drr --weights "$OUT/drr-look.json" --hq "$HQ" --out "$OUT/pairs" --count "$N_PAIRS" --size "$PATCH" --seed 1 --air "$AIR" --augment strong "${grain[@]}" >/dev/null
 [[ -d "$OUT/pairs-eval/hq" ]] || "$DXR" pairs --method drr --weights "$OUT/drr-look.json" --hq "$HQ" --out "$OUT/pairs-eval" --count 8 --size 64 --region heldout --seed 2 >/dev/null
 
 # 5. the restoration model

@@ -956,6 +956,52 @@ fn the_drr_look_is_fitted_made_into_pairs_and_the_fixed_filter_runs() {
         (0..3).map(|k| d(&lq[k])).sum::<f64>() < (0..3).map(|k| d(&hq[k])).sum::<f64>(),
         "the tone curve moves the radiograph toward the DRRs"
     );
+    // --grain-in-hq: the same LQ (the same noise draw), and HQ crops that carry that noise
+    let mut look: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path("look.json")).unwrap()).unwrap();
+    look["noise"] = serde_json::json!(0.05);
+    std::fs::write(dir.path("noisy.json"), look.to_string()).unwrap();
+    for (out, grain) in [("plain", false), ("grain", true)] {
+        let mut args = vec![
+            "pairs", "--method", "drr", "--count", "3", "--size", "32", "--seed", "4",
+        ];
+        let (w, h, o) = (p("noisy.json"), p("real.png"), p(out));
+        args.extend(["--weights", &w, "--hq", &h, "--out", &o]);
+        if grain {
+            args.push("--grain-in-hq");
+        }
+        dxr(&args);
+    }
+    let (plain, grain) = (
+        PairSet::load(&dir.path("plain")).unwrap(),
+        PairSet::load(&dir.path("grain")).unwrap(),
+    );
+    for k in 0..3 {
+        assert_eq!(plain.lq[k].data, grain.lq[k].data, "the LQ does not change");
+        let mad = plain.hq[k]
+            .data
+            .iter()
+            .zip(&grain.hq[k].data)
+            .map(|(a, b)| (a - b).abs() as f64)
+            .sum::<f64>()
+            / plain.hq[k].data.len() as f64;
+        // E|N(0, 0.05)| = 0.04; clamping at black/white and 16-bit rounding take a little off
+        assert!((0.01..0.045).contains(&mad), "HQ grain {mad}");
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dxr"))
+        .args([
+            "pairs",
+            "--method",
+            "bicubic",
+            "--grain-in-hq",
+            "--hq",
+            &p("real.png"),
+        ])
+        .args(["--out", &p("p3")])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--grain-in-hq needs --method drr"));
     dxr(&[
         "filter",
         "--filter",

@@ -252,8 +252,15 @@ pub struct FitRow {
 impl DrrLike {
     /// The degradation of `img`; the noise is drawn from `seed`.
     pub fn apply(&self, img: &GrayImage, seed: u64) -> GrayImage {
+        self.grain(&gaussian_blur(&self.curve.apply(img), self.sigma), seed)
+    }
+
+    /// `img` with the white noise [`Self::apply`] adds for `seed` (the same draw). A pair set
+    /// can give its HQ the grain its LQ got, so that a model learns to keep fine grain (a DRR's
+    /// projected CT noise is part of the image) and to undo only the blur and the tone curve.
+    pub fn grain(&self, img: &GrayImage, seed: u64) -> GrayImage {
         use rand::SeedableRng;
-        let mut out = gaussian_blur(&self.curve.apply(img), self.sigma);
+        let mut out = img.clone();
         if self.noise > 0.0 {
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
             for v in &mut out.data {
@@ -461,6 +468,40 @@ mod tests {
         let (d, _, _) =
             DrrLike::fit(&[&field], &[&noisy], &[1.0, 2.0, 3.0], &[0.0, 0.02, 0.05]).unwrap();
         assert_eq!((d.sigma, d.noise), (2.0, 0.02));
+    }
+
+    #[test]
+    fn grain_is_the_noise_the_degradation_adds() {
+        let img = GrayImage {
+            width: 24,
+            height: 20,
+            data: (0..480)
+                .map(|i| 0.3 + 0.4 * ((i % 24) as f32 / 24.0))
+                .collect(),
+        };
+        let d = DrrLike {
+            curve: ToneCurve {
+                points: (0..CURVE_POINTS)
+                    .map(|i| i as f32 / (CURVE_POINTS - 1) as f32)
+                    .collect(),
+            },
+            sigma: 1.5,
+            noise: 0.02,
+        };
+        let blurred = gaussian_blur(&img, 1.5);
+        let lq = d.apply(&img, 7);
+        let hq = d.grain(&img, 7);
+        // the same draw: LQ − blur(HQ) equals grained HQ − HQ (no value is clamped here)
+        let mut energy = 0.0;
+        for k in 0..img.data.len() {
+            let (n_lq, n_hq) = (lq.data[k] - blurred.data[k], hq.data[k] - img.data[k]);
+            assert!((n_lq - n_hq).abs() < 1e-6, "pixel {k}: {n_lq} vs {n_hq}");
+            energy += n_hq * n_hq;
+        }
+        let sd = (energy / img.data.len() as f32).sqrt();
+        assert!((sd - 0.02).abs() < 0.004, "noise sd {sd}");
+        // another seed, another draw
+        assert_ne!(d.grain(&img, 8).data, hq.data);
     }
 
     #[test]

@@ -15,7 +15,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::io::write_atomic;
-use crate::spec::{CheffUnetConfig, ModelSpec, NetworkConfig, ScheduleConfig};
+use crate::spec::{
+    CheffUnetConfig, Family, ModelSpec, NetworkConfig, ScheduleConfig, Sr3UnetConfig,
+};
 use crate::{Error, Result};
 use burn::prelude::*;
 use optim::{Adam, Ema, Flat};
@@ -57,38 +59,64 @@ pub const TRAIN_KEY: &str = "dxr_train";
 
 /// Named network sizes. `channels` is the network input: 1 (unconditional) or 2 (x_t + LQ).
 pub fn preset(name: &str, channels: usize) -> Result<ModelSpec> {
-    let cheff = |dim: usize, mults: Vec<usize>, attn: usize| CheffUnetConfig {
-        dim,
-        init_dim: None,
-        out_dim: Some(1),
-        dim_mults: mults,
-        num_attention_layer: attn,
-        channels,
-        block_groups: 8,
+    let cheff = |dim: usize, mults: Vec<usize>, attn: usize| {
+        NetworkConfig::Cheff(CheffUnetConfig {
+            dim,
+            init_dim: None,
+            out_dim: Some(1),
+            dim_mults: mults,
+            num_attention_layer: attn,
+            channels,
+            block_groups: 8,
+        })
     };
-    let network = match name {
+    let cheff_schedule = ScheduleConfig::cheff_default();
+    let (network, schedule) = match name {
         // 3 narrow levels, full attention only in the middle (at 1/4 of the side, where it is
         // cheap): tests and laptop-CPU trials
-        "tiny" => cheff(8, vec![1, 2, 2], 1),
+        "tiny" => (cheff(8, vec![1, 2, 2], 1), cheff_schedule),
         // 3 levels, attention in the two deepest
-        "small" => cheff(16, vec![1, 2, 4], 2),
+        "small" => (cheff(16, vec![1, 2, 4], 2), cheff_schedule),
         // the authors' published DDPM-HQ network (8 levels)
-        "base" => CheffUnetConfig {
-            channels,
-            ..CheffUnetConfig::new()
-        },
+        "base" => (
+            NetworkConfig::Cheff(CheffUnetConfig {
+                channels,
+                ..CheffUnetConfig::new()
+            }),
+            cheff_schedule,
+        ),
+        // SR3's UNet at about the size of `small`, 4 levels, attention at 1/8 of the training
+        // side: it upsamples by nearest-neighbour + 3×3 conv, so it has no transposed
+        // convolution to leave a checkerboard at its strides (the shipped default)
+        "sr3-small" => (
+            NetworkConfig::Sr3(Sr3UnetConfig {
+                in_channel: channels,
+                out_channel: 1,
+                inner_channel: 16,
+                norm_groups: 8,
+                channel_multiplier: vec![1, 2, 4, 4],
+                attn_res: vec![16],
+                res_blocks: 1,
+                dropout: 0.0,
+                image_size: 128,
+            }),
+            ScheduleConfig {
+                family: Family::Sr3,
+                ..cheff_schedule
+            },
+        ),
         path => {
             let text = std::fs::read_to_string(path).map_err(|e| {
                 Error::Config(format!(
-                    "--config {path:?}: not tiny, small or base, and not a readable file ({e})"
+                    "--config {path:?}: not tiny, small, base or sr3-small, and not a readable file ({e})"
                 ))
             })?;
             return ModelSpec::from_json(&text);
         }
     };
     let spec = ModelSpec {
-        network: NetworkConfig::Cheff(network),
-        schedule: ScheduleConfig::cheff_default(),
+        network,
+        schedule,
         prediction: Default::default(),
         scale: None,
     };
@@ -499,16 +527,18 @@ mod tests {
 
     #[test]
     fn presets_build_and_unknown_names_are_named() {
-        for name in ["tiny", "small", "base"] {
+        for name in ["tiny", "small", "base", "sr3-small"] {
             let spec = preset(name, 2).unwrap();
             assert_eq!(spec.network.cond_channels().unwrap(), 1);
             assert_eq!(spec.schedule.timesteps, 2000);
+            // each network is run by the schedule of its own family
+            assert_eq!(spec.schedule.family, spec.network.family(), "{name}");
         }
         assert!(
             preset("huge", 1)
                 .unwrap_err()
                 .to_string()
-                .contains("tiny, small or base")
+                .contains("tiny, small, base or sr3-small")
         );
     }
 }

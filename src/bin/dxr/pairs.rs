@@ -77,6 +77,10 @@ pub struct PairsArgs {
     /// gamma/contrast) or strong (flips, ±10°, ±20 %, ±10 % gamma/contrast).
     #[arg(long, default_value = "none")]
     augment: String,
+    /// --method drr: give each HQ crop the white noise its LQ got (the same draw), so that a
+    /// model learns to keep fine grain (a DRR's projected CT noise) and to undo only the blur.
+    #[arg(long)]
+    grain_in_hq: bool,
 }
 
 /// The library's degradation for the flags.
@@ -113,6 +117,12 @@ pub fn run_pairs(a: &PairsArgs) -> Result<()> {
         return Err(Error::Config(format!(
             "--air {}: a fraction in [0, 1]",
             a.air
+        )));
+    }
+    if a.grain_in_hq && a.how.method != "drr" {
+        return Err(Error::Config(format!(
+            "--grain-in-hq needs --method drr (the noise it shares is that degradation's), not {}",
+            a.how.method
         )));
     }
     let augment = match a.augment.as_str() {
@@ -155,7 +165,11 @@ pub fn run_pairs(a: &PairsArgs) -> Result<()> {
         if ((draw.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64) < a.air {
             crop = with_air_margin(&crop, draw);
         }
-        let lq = degrade.apply(&crop, a.how.seed.wrapping_add(k as u64))?;
+        let noise_seed = a.how.seed.wrapping_add(k as u64);
+        let lq = degrade.apply(&crop, noise_seed)?;
+        if let (true, Strategy::Drr(d)) = (a.grain_in_hq, &degrade) {
+            crop = d.grain(&crop, noise_seed);
+        }
         let name = format!("{k:05}.png");
         write_atomic(
             &a.out.join("lq").join(&name),

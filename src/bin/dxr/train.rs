@@ -21,7 +21,8 @@ use crate::common::{cancel_on_ctrl_c, columns, open_device, progress_bar};
 /// Options every trainer takes.
 #[derive(Args, Clone)]
 pub struct Common {
-    /// Network size: tiny, small, base (the authors' 8-level UNet) or a config JSON file.
+    /// Network size: tiny, small, base (the authors' 8-level UNet), sr3-small (SR3's UNet, no
+    /// transposed convolutions) or a config JSON file.
     #[arg(long, default_value = "small")]
     config: String,
     /// Train until this many steps in total (a resumed run continues to it).
