@@ -9,7 +9,7 @@ SHARED ?= $(CURDIR)/../shared
 export SHARED
 DXR := $(CARGO_TARGET_DIR)/release/dxr
 
-.PHONY: serve test deps data build web wasm-check browser-test bench bench-web bench-drr bench-train demo drr-demo recipe profile
+.PHONY: serve test deps data build web wasm-check browser-test bench bench-web bench-drr bench-train demo drr-demo recipe recipe-comparison profile
 
 deps:
 	@scripts/setup.sh
@@ -66,6 +66,10 @@ bench-web: web build
 # Retrains the default model and reproduces RESULTS.md's numbers (hours on a CPU; see the script's
 # knobs); PUBLISH=1 installs models/default.* and the sheets in docs/.
 recipe: build data
+	PUBLISH=1 DXR=$(DXR) scripts/recipe-default.sh
+
+# The paper's comparison (bicubic / DDPM-LQ / MUNIT-LQ pairs) at CPU scale; sheets into docs/.
+recipe-comparison: build data
 	PUBLISH=1 DXR=$(DXR) scripts/recipe.sh
 
 # A labelled DRR set from the example CT, with a contact sheet: out/drr-demo/.

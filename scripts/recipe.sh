@@ -16,7 +16,8 @@
 #   STRENGTH [0.4] ILVR [8]  CURVE_STEPS ["5 10 25 50 100 250 1000"] CURVE_N [4]  OUT [runs/recipe]
 #   JOBS [nproc]: independent stages (DDPM-LQ ∥ MUNIT, the three DDPM-HQ, the evaluations) run side
 #     by side, since one flex training uses one core. Results do not depend on JOBS.
-#   PUBLISH=1 copies the best model to models/default.safetensors (+ .json) and the sheets to docs/.
+#   PUBLISH=1 copies the sheets to docs/ (the best model stays in the results folder: the shipped
+#   default comes from scripts/recipe-default.sh).
 #   SMOKE=1 shrinks everything to a minutes-long run that checks the recipe itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -162,7 +163,7 @@ for m in bicubic ddpm munit; do
 done
 cat "$real"
 "$DXR" sheet "$OUT/drr-eval/png16" "$OUT/restored-bicubic" "$OUT/restored-ddpm" "$OUT/restored-munit" --labels "$OUT/drr-eval" \
-  --count 4 -o "$R/sheet-drr-restored.png"
+  --count 4 -o "$R/sheet-drr-restored-comparison.png"
 "$DXR" sheet "$OUT/eval-bicubic/hq" "$OUT/eval-bicubic/lq" "$OUT/eval-ddpm/lq" "$OUT/eval-munit/lq" --count 6 --thumb 128 -o "$R/sheet-degradations.png"
 "$DXR" sheet "$OUT/eval-$best/lq" "$OUT/restored-eval-$best" "$OUT/eval-$best/hq" --count 6 --thumb 128 -o "$R/sheet-heldout-pairs.png"
 
@@ -176,7 +177,7 @@ cat > "$R/default.json" <<JSON
 JSON
 if [[ "${PUBLISH:-0}" == 1 ]]; then
   mkdir -p models docs
-  cp "$R/default.safetensors" "$R/default.json" models/
+  # the shipped default comes from scripts/recipe-default.sh; this run's best stays in $R
   cp "$R"/sheet-*.png docs/
 fi
 log "done: $R (best: hq-$best)"

@@ -1,21 +1,70 @@
-"""Serves the web app on 127.0.0.1 (PORT, default 8080) with the right MIME types."""
+"""Serves the web app on 127.0.0.1 (PORT, default 8080): only the app's own files, with a
+Content-Security-Policy that lets the page talk to its own origin and nothing else.
+
+What is served: `/` and `/index.html`, and the files under `www/` (the page's modules, the wasm
+engine in www/pkg, the default model in www/models, the examples in www/examples). Everything
+else in the checkout (`/.git/config`, `/Cargo.toml`, `/src/...`, `/data/...`) is 404, as is any
+path with a dot-segment or a hidden name, so that a link cannot walk out of `www/`.
+"""
 import http.server
 import os
+import posixpath
 import sys
+import urllib.parse
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Only this origin for scripts, workers, wasm, fetches and images (data:/blob: for the icon,
+# the canvases' exports and the downloads made in the page); no plugins, no framing, no <base>.
+# 'wasm-unsafe-eval' is what compiling WebAssembly needs under a CSP; it allows no JS eval.
+CSP = ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self'; "
+       "connect-src 'self'; img-src 'self' data: blob:; style-src 'self'; font-src 'self'; "
+       "object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+
+
+def allowed(url_path):
+    """The file under ROOT that `url_path` names when it is one of the app's, else None."""
+    path = urllib.parse.unquote(urllib.parse.urlsplit(url_path).path)
+    if path in ("", "/"):
+        path = "/index.html"
+    parts = path.split("/")[1:]
+    if any(p in ("", ".", "..") or p.startswith(".") or "\\" in p or "\0" in p for p in parts):
+        return None
+    if parts != ["index.html"] and (len(parts) < 2 or parts[0] != "www"):
+        return None
+    full = os.path.realpath(os.path.join(ROOT, *parts))
+    www = os.path.realpath(os.path.join(ROOT, "www"))
+    if full != os.path.join(os.path.realpath(ROOT), "index.html") and not full.startswith(www + os.sep):
+        return None
+    return full if os.path.isfile(full) else None
 
 
 class Handler(http.server.SimpleHTTPRequestHandler):
     extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map,
                       ".wasm": "application/wasm", ".js": "text/javascript", ".mjs": "text/javascript",
-                      ".safetensors": "application/octet-stream"}
+                      ".safetensors": "application/octet-stream", ".dcm": "application/dicom"}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, directory=ROOT, **kwargs)
 
+    def send_head(self):
+        if allowed(self.path) is None:
+            self.send_error(404, "Not an app file")
+            return None
+        return super().send_head()
+
+    def translate_path(self, path):
+        return allowed(path) or posixpath.join(ROOT, "nonexistent")
+
+    def list_directory(self, path):
+        self.send_error(404, "Not an app file")
+        return None
+
     def end_headers(self):
         self.send_header("Cache-Control", "no-cache")
+        self.send_header("Content-Security-Policy", CSP)
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Referrer-Policy", "no-referrer")
         super().end_headers()
 
     def log_message(self, fmt, *args):
