@@ -400,9 +400,10 @@ fn a_512_drr_is_restored_at_the_model_scale_and_is_not_blurrier() {
     .unwrap();
     assert_eq!([at_model.image.width, at_model.image.height], [mw, mh]);
     // The input's detail above the model's band is kept: at the input's size the result loses
-    // no more sharpness than the model itself takes away at its own scale (the shipped model
-    // smooths a little there: the default-model issue), and more is kept than by enlarging the
-    // model-scale result.
+    // no more sharpness than the model itself takes away at its own scale (a model that smooths),
+    // is not blurrier than the input when the model sharpens (the shipped one does: ×2 at its
+    // scale, part of which lies in the band the enlargement fills with the input's own detail),
+    // and keeps more than enlarging the model-scale result.
     let sharp = dxr::eval::realism::edge_sharpness;
     let enlarged = at_model
         .image
@@ -415,7 +416,7 @@ fn a_512_drr_is_restored_at_the_model_scale_and_is_not_blurrier() {
         after / before
     );
     assert!(
-        after / before >= own - 0.01,
+        after / before >= own.min(1.0) - 0.01,
         "{before} → {after}, the model's own {own}"
     );
     assert!(after > naive, "{naive} vs {after}");
