@@ -87,5 +87,11 @@ if [[ "${PUBLISH:-0}" == 1 ]]; then
   cp "$R/sheet-256.png" docs/sheet-drr-restored.png
   cp "$R/sheet-512.png" docs/sheet-drr-restored-512.png
   cp "$R/sheet-256-clean.png" docs/sheet-drr-clean-restored.png
-  log "published models/default.safetensors (update models/default.json: sha256, recipe)"
+  sha=$(sha256sum models/default.safetensors | cut -d' ' -f1)
+  params=$("$DXR" info models/default.safetensors | awk '/^parameters:/ {print $2}')
+  chest=$(awk -F: '/chest_px/ {gsub(/[ ,}]/, "", $2); print $2}' "$OUT/pairs/scale.json")
+  cat > models/default.json <<JSON
+{"note": "DDPM-HQ ($CONFIG, $PREDICTION) trained on pairs whose LQ is the example radiograph made to look like a DRR (fitted tone curve, blur and noise$([[ "$GRAIN" == 1 ]] && echo '; the same noise kept in the HQ')), ${PATCH}² crops, $STEPS steps (scripts/recipe-default.sh); moves DRRs toward a radiograph's look; not for clinical use", "sha256": "$sha", "parameters": ${params:-null}, "trained_on": "drr-look", "recipe": "DEVICE=$DEVICE STEPS=$STEPS CONFIG=$CONFIG scripts/recipe-default.sh", "scale": {"chest_px": ${chest:-null}, "note": "lung-field width of the radiograph at 256 px wide that the model was trained on (dxr scale); mm/px not known (the file holds no spacing)"}}
+JSON
+  log "published models/default.safetensors and models/default.json"
 fi
