@@ -1118,3 +1118,118 @@ fn training_on_flex_follows_ndarray_and_repeats_itself() {
         assert_eq!(b, c, "flex training is not repeatable (step {step})");
     }
 }
+
+/// `dxr train ddpm-hq` on the tiny config in `out`, to `steps`, saving every 3 steps.
+fn tiny_train(pairs: &str, out: &str, steps: u64, resume: bool) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_dxr"));
+    c.args([
+        "train", "ddpm-hq", "--config", "tiny", "--patch", "16", "--batch", "2",
+    ])
+    .args([
+        "--save-every",
+        "3",
+        "--seed",
+        "3",
+        "--steps",
+        &steps.to_string(),
+    ])
+    .args(["--pairs", pairs, "--out", out])
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null());
+    if resume {
+        c.arg("--resume");
+    }
+    c
+}
+
+/// (step, loss) of every row of a run's log.csv.
+fn losses(run: &Path) -> Vec<(u64, f64)> {
+    std::fs::read_to_string(run.join("log.csv"))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let mut f = l.split(',');
+            (
+                f.next().unwrap().parse().unwrap(),
+                f.next().unwrap().parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_run_killed_at_random_moments_resumes_from_its_last_save_with_the_same_curve() {
+    let dir = Scratch::new("train-sigkill");
+    pair_set(&dir.path("pairs"));
+    let pairs = dir.path("pairs").to_str().unwrap().to_string();
+    let (reference, killed) = (dir.path("ref"), dir.path("killed"));
+    const STEPS: u64 = 120;
+    let t0 = std::time::Instant::now();
+    let ok = tiny_train(&pairs, reference.to_str().unwrap(), STEPS, false)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    // lives drawn up to a twentieth of a whole run: kills land in start-up, steps and saves
+    let whole = t0.elapsed().as_secs_f64();
+    let state = killed.join("state.safetensors");
+    let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+    let (mut kills, mut last_step) = (0, 0u64);
+    while kills < 24 {
+        let mut child = tiny_train(&pairs, killed.to_str().unwrap(), STEPS, state.exists())
+            .spawn()
+            .unwrap();
+        rng = rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let life = whole / 20.0 * ((rng >> 11) as f64 / (1u64 << 53) as f64);
+        std::thread::sleep(std::time::Duration::from_secs_f64(life));
+        if child.try_wait().unwrap().is_some() {
+            break; // finished before its kill
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        kills += 1;
+        // whatever the moment, what is on disk is a complete state (or none yet), never older
+        // than the last one seen, and an exported model that reads
+        if state.exists() {
+            let file = StateFile::read(&state).unwrap();
+            let meta: serde_json::Value = serde_json::from_str(&file.meta["dxr_train"]).unwrap();
+            let step = meta["step"].as_u64().unwrap();
+            assert!(
+                step >= last_step,
+                "state went back from {last_step} to {step}"
+            );
+            last_step = step;
+            let rows = losses(&killed);
+            assert!(
+                rows.len() as u64 >= step,
+                "the log lags its state: {} < {step}",
+                rows.len()
+            );
+            let model = std::fs::read(killed.join("model.safetensors")).unwrap();
+            dxr::checkpoint::load_bytes(&model, None, &dxr::device::cpu()).unwrap();
+        }
+    }
+    println!(
+        "{kills} kills (lives up to {:.2} s of a {whole:.2} s run), last saved step {last_step}",
+        whole / 20.0
+    );
+    assert!(kills >= 20, "only {kills} kills before the run ended");
+    let ok = tiny_train(&pairs, killed.to_str().unwrap(), STEPS, state.exists())
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let (a, b) = (losses(&reference), losses(&killed));
+    assert_eq!(a.len() as u64, STEPS);
+    assert_eq!(
+        a.iter().map(|r| r.0).collect::<Vec<_>>(),
+        b.iter().map(|r| r.0).collect::<Vec<_>>()
+    );
+    for ((step, x), (_, y)) in a.iter().zip(&b) {
+        assert!(
+            (x - y).abs() <= 1e-6 * x.abs().max(1e-3),
+            "step {step}: {x} vs {y}"
+        );
+    }
+}

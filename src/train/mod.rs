@@ -445,10 +445,13 @@ pub fn run(
             "seconds": seconds(elapsed),
         });
         file.meta.insert(TRAIN_KEY.into(), meta.to_string());
-        write_atomic(&state_path, &file.to_bytes()?)?;
-        trainer.export(out)?;
+        // The state goes last: it is the commit point of a save. A kill before it leaves the
+        // previous state with a log that runs ahead (resume drops those rows); a kill after it
+        // finds the log and the model already at this step.
         write_atomic(&log_path, log_csv(rows).as_bytes())?;
         write_atomic(&out.join("loss.png"), &plot::loss_plot(rows)?)?;
+        trainer.export(out)?;
+        write_atomic(&state_path, &file.to_bytes()?)?;
         Ok(())
     };
     let mut cancelled = false;
