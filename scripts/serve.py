@@ -47,18 +47,10 @@ class Handler(http.server.SimpleHTTPRequestHandler):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, directory=ROOT, **kwargs)
 
-    def send_head(self):
-        if allowed(self.path) is None:
-            self.send_error(404, "Not an app file")
-            return None
-        return super().send_head()
-
     def translate_path(self, path):
-        return allowed(path) or posixpath.join(ROOT, "nonexistent")
-
-    def list_directory(self, path):
-        self.send_error(404, "Not an app file")
-        return None
+        # a path that is not an app file maps to no file: the base handler answers 404 (and
+        # never lists a folder, since only files are returned)
+        return allowed(path) or posixpath.join(ROOT, "www", ".not-an-app-file")
 
     def end_headers(self):
         self.send_header("Cache-Control", "no-cache")
