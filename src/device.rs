@@ -207,6 +207,133 @@ pub fn open(choice: DeviceChoice) -> Result<Device> {
     }
 }
 
+/// The devices of `--devices`: a comma-separated list of `wgpu:N` (or `gpu:N`) and CPU backends
+/// (`flex`, `ndarray`, `tch`, `cpu`; each is one device per process, so at most once).
+///
+/// `wgpu:N` counts the machine's wgpu adapters (discrete GPUs first, then integrated, virtual,
+/// CPU drivers such as llvmpipe). With K adapters, `wgpu:K`…`wgpu:2K-1` are second
+/// *logical* devices on the same adapters: the adapter opened again pinned to its graphics API,
+/// a separate wgpu device with its own queue and memory. That is what lets one GPU, or the
+/// CPU's Vulkan driver in CI, test multi-device training.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn open_devices(spec: &str) -> Result<Vec<Device>> {
+    let mut devices: Vec<Device> = Vec::new();
+    let mut names: Vec<&str> = Vec::new();
+    for entry in spec.split(',').map(str::trim) {
+        let device = match entry.split_once(':') {
+            Some((name, index)) if matches!(name.to_ascii_lowercase().as_str(), "wgpu" | "gpu") => {
+                let index: usize = index.parse().map_err(|_| {
+                    Error::Device(format!(
+                        "--devices: '{entry}': the index after ':' must be a number"
+                    ))
+                })?;
+                wgpu_logical(index)?
+            }
+            Some((name, _)) => {
+                return Err(Error::Device(format!(
+                    "--devices: '{entry}': {name} is one device per process (burn's CPU devices are \
+                     singletons); only wgpu devices take an index"
+                )));
+            }
+            None if entry.is_empty() => {
+                return Err(Error::Device(format!(
+                    "--devices '{spec}' has an empty entry"
+                )));
+            }
+            None => open(entry.parse()?)?,
+        };
+        if let Some(i) = devices.iter().position(|d| *d == device) {
+            return Err(Error::Device(format!(
+                "--devices: '{entry}' is the same device as '{}'",
+                names[i]
+            )));
+        }
+        devices.push(device);
+        names.push(entry);
+    }
+    Ok(devices)
+}
+
+/// The wgpu adapters of this machine as burn device kinds, in `wgpu:N` order, with the
+/// graphics API each came up on.
+#[cfg(not(target_arch = "wasm32"))]
+fn wgpu_adapters() -> Vec<(burn::tensor::DeviceKind, wgpu::Backend)> {
+    use burn::tensor::DeviceKind;
+    use wgpu::DeviceType as T;
+    let instance = wgpu::Instance::default();
+    // the primary APIs list each adapter once (GL would list llvmpipe a second time)
+    let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::PRIMARY));
+    let rank = |t: T| match t {
+        T::DiscreteGpu => 0,
+        T::IntegratedGpu => 1,
+        T::VirtualGpu => 2,
+        T::Other => 3,
+        T::Cpu => 4,
+    };
+    // burn names no kind for an unclassified adapter (`Other`): it cannot be selected by index
+    let mut infos: Vec<_> = adapters
+        .iter()
+        .map(|a| a.get_info())
+        .filter(|i| i.device_type != T::Other)
+        .collect();
+    infos.sort_by_key(|i| rank(i.device_type));
+    let mut seen = [0usize; 5];
+    infos
+        .iter()
+        .map(|i| {
+            let k = &mut seen[rank(i.device_type)];
+            let kind = match i.device_type {
+                T::DiscreteGpu => DeviceKind::DiscreteGpu(*k),
+                T::IntegratedGpu => DeviceKind::IntegratedGpu(*k),
+                T::VirtualGpu => DeviceKind::VirtualGpu(*k),
+                T::Cpu | T::Other => DeviceKind::Cpu,
+            };
+            *k += 1;
+            (kind, i.backend)
+        })
+        .collect()
+}
+
+/// `wgpu:index` (see [`open_devices`]).
+#[cfg(not(target_arch = "wasm32"))]
+fn wgpu_logical(index: usize) -> Result<Device> {
+    use burn::tensor::wgpu::WgpuBackend;
+    static ADAPTERS: std::sync::OnceLock<Vec<(burn::tensor::DeviceKind, wgpu::Backend)>> =
+        std::sync::OnceLock::new();
+    let adapters = ADAPTERS.get_or_init(wgpu_adapters);
+    let k = adapters.len();
+    if index >= 2 * k {
+        return Err(Error::Device(if k == 0 {
+            format!("wgpu:{index}: this machine has no wgpu adapter")
+        } else {
+            format!(
+                "wgpu:{index}: this machine has {k} wgpu adapter(s), so wgpu:0..wgpu:{} \
+                 (the second {k} are second logical devices on the same adapters)",
+                2 * k - 1
+            )
+        }));
+    }
+    let (kind, backend) = adapters[index % k].clone();
+    if index < k {
+        return Ok(Device::wgpu(kind));
+    }
+    let api = match backend {
+        wgpu::Backend::Vulkan => WgpuBackend::Vulkan,
+        wgpu::Backend::Metal => WgpuBackend::Metal,
+        wgpu::Backend::Dx12 => WgpuBackend::Dx12,
+        other => {
+            return Err(Error::Device(format!(
+                "wgpu:{index}: a second logical device needs Vulkan, Metal or DX12, not {other:?}"
+            )));
+        }
+    };
+    Device::wgpu_options()
+        .device_kind(kind)
+        .graphics_api(api)
+        .init()
+        .map_err(|e| Error::Device(format!("wgpu:{index}: {e}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1233,3 +1233,146 @@ fn a_run_killed_at_random_moments_resumes_from_its_last_save_with_the_same_curve
         );
     }
 }
+
+#[test]
+fn two_wgpu_devices_take_the_same_steps_as_one_with_the_whole_batch_and_resume_on_either() {
+    use dxr::train::Trainer;
+    // two logical devices on one adapter (in CI: the CPU's Vulkan driver); the first alone is
+    // the one-device run
+    let two = dxr::device::open_devices("wgpu:0,wgpu:1").unwrap();
+    assert!(two.len() == 2 && two[0] != two[1]);
+    let one = two[0].clone();
+    let dir = Scratch::new("train-ddp");
+    pair_set(&dir.path("pairs"));
+    // batch 3: an uneven split (2 + 1), so the slices' weights matter
+    let make = |devices: &[Device]| {
+        let set = PairSet::load(&dir.path("pairs")).unwrap();
+        let s = DdpmSettings {
+            batch: 3,
+            ..settings(2)
+        };
+        let mut t = DdpmTrainer::new(s, DdpmData::Pairs(set), DdpmVal::None, &devices[0]).unwrap();
+        t.data_parallel(devices.to_vec()).unwrap();
+        t
+    };
+    // 1. from the same state: the loss of the whole batch and every parameter's gradient, then
+    //    the losses of the following steps (the weights follow)
+    let mut single = make(std::slice::from_ref(&one));
+    let mut parallel = make(&two);
+    let mut state = StateFile::default();
+    single.save(&mut state).unwrap();
+    parallel.load(&state).unwrap();
+    let flat = |t: &DdpmTrainer, g: &GradientsParams| -> Vec<Vec<f32>> {
+        grads_in_order(t.network(), g)
+            .into_iter()
+            .map(|g| {
+                g.unwrap()
+                    .into_data()
+                    .convert::<f32>()
+                    .into_vec::<f32>()
+                    .unwrap()
+            })
+            .collect()
+    };
+    let (la, ga) = single.loss_and_grads(0).unwrap();
+    let (lb, gb) = parallel.loss_and_grads(0).unwrap();
+    let (ga, gb) = (flat(&single, &ga), flat(&parallel, &gb));
+    let largest = ga.iter().flatten().fold(0f32, |m, v| m.max(v.abs()));
+    let gap = ga
+        .iter()
+        .zip(&gb)
+        .flat_map(|(p, q)| p.iter().zip(q).map(|(u, v)| (u - v).abs()))
+        .fold(0f32, f32::max);
+    println!(
+        "loss {la:.7} vs {lb:.7}; gradients differ by at most {gap:.2e} (largest {largest:.2e})"
+    );
+    assert!((la - lb).abs() < 1e-5 * la.abs().max(1.0), "{la} vs {lb}");
+    assert!(
+        largest > 1e-3 && gap < 1e-4 * largest,
+        "gradients differ by {gap} ({largest})"
+    );
+    for step in 0..4 {
+        let (a, b) = (single.step(step).unwrap(), parallel.step(step).unwrap());
+        println!("step {step}: one device {a:.7}, two devices {b:.7}");
+        assert!(
+            (a - b).abs() < 1e-5 * a.abs().max(1.0),
+            "step {step}: {a} vs {b}"
+        );
+    }
+
+    // 2. a run resumes across device counts with the curve of an uninterrupted one
+    let curve = |first: &[Device], then: &[Device], name: &str| {
+        let out = dir.path(name);
+        let mut t = make(first);
+        train::run(&mut t, &opts(&out, 3, false), &mut |_| true).unwrap();
+        let mut t = make(then);
+        train::run(&mut t, &opts(&out, 6, true), &mut |_| true).unwrap();
+        losses(&out)
+    };
+    let whole = {
+        let out = dir.path("whole");
+        let mut t = make(std::slice::from_ref(&one));
+        train::run(&mut t, &opts(&out, 6, false), &mut |_| true).unwrap();
+        losses(&out)
+    };
+    for (name, got) in [
+        ("2→1", curve(&two, &two[..1], "two-then-one")),
+        ("1→2", curve(&two[..1], &two, "one-then-two")),
+    ] {
+        assert_eq!(got.len(), whole.len(), "{name}");
+        for ((s, a), (_, b)) in whole.iter().zip(&got) {
+            assert!(
+                (a - b).abs() < 1e-5 * a.abs().max(1.0),
+                "{name}, step {s}: {a} vs {b}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_devices_flag_trains_and_names_what_it_refuses() {
+    let dir = Scratch::new("train-devices-cli");
+    pair_set(&dir.path("pairs"));
+    let (pairs, out) = (dir.path("pairs"), dir.path("run"));
+    let (pairs, out) = (pairs.to_str().unwrap(), out.to_str().unwrap());
+    let ok = tiny_train(pairs, out, 2, false)
+        .args(["--devices", "wgpu:0, gpu:1"])
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert_eq!(losses(&dir.path("run")).len(), 2);
+    let refused = |devices: &str, want: &str| {
+        let r = tiny_train(pairs, &format!("{out}-bad"), 1, false)
+            .args(["--devices", devices])
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert!(
+            !r.status.success() && err.contains(want),
+            "{devices}: {err}"
+        );
+        assert!(!dir.path("run-bad").join("state.safetensors").exists());
+    };
+    refused("wgpu:0,wgpu:99", "wgpu:99: this machine has");
+    refused("wgpu:0,gpu:0", "'gpu:0' is the same device as 'wgpu:0'");
+    refused("flex:1", "flex is one device per process");
+    refused("wgpu:x", "must be a number");
+    refused("wgpu:0,,wgpu:1", "empty entry");
+    // --batch 2 over 3 devices: one would get nothing
+    let r = tiny_train(pairs, &format!("{out}-bad"), 1, false)
+        .args(["--devices", "flex,wgpu:0,wgpu:1"])
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        err.contains("--batch 2 is smaller than the 3 devices"),
+        "{err}"
+    );
+}

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::data::{Augment, Domain, PairSet, draw_rng};
 use super::optim::{Adam, Ema, params, set_params};
+use super::parallel::DataParallel;
 use super::{MODEL_FILE, StateFile, Trainer, Validation};
 use crate::checkpoint::{LoadedModel, SaveDType, to_safetensors_bytes};
 use crate::diffusion::sampler::{SamplerKind, SamplerSettings, SeededNoise};
@@ -64,6 +65,8 @@ pub struct DdpmTrainer {
     adam: Adam,
     ema: Ema,
     device: Device,
+    /// The devices a step is spread over (only `device` unless [`DdpmTrainer::data_parallel`]).
+    parallel: DataParallel,
     data: DdpmData,
     val: DdpmVal,
     conditional: bool,
@@ -137,10 +140,49 @@ impl DdpmTrainer {
             net,
             ema,
             device: device.clone(),
+            parallel: DataParallel::single(device),
             data,
             val,
             conditional,
         })
+    }
+
+    /// Spreads every step over `devices` (the first must be the trainer's own, which keeps the
+    /// state): each takes its slice of the batch. The settings, and so the state file, do not
+    /// change: a run resumes on any number of devices.
+    pub fn data_parallel(&mut self, devices: Vec<Device>) -> Result<()> {
+        if devices.first() != Some(&self.device) {
+            return Err(Error::Device(
+                "the first of --devices must be the device the trainer was built on".into(),
+            ));
+        }
+        self.parallel = DataParallel::new(devices, self.settings.batch)?;
+        Ok(())
+    }
+
+    /// The network being trained (autodiff device; not the EMA weights).
+    pub fn network(&self) -> &Network {
+        &self.net
+    }
+
+    /// The L1 loss of batch `step` (the whole batch's mean) and its gradients, on the main
+    /// device, spread over the data-parallel devices.
+    pub fn loss_and_grads(&self, step: u64) -> Result<(f64, GradientsParams)> {
+        let (xt, cond, target, ts) = self.batch(step);
+        let per = self.settings.patch * self.settings.patch;
+        let items = |v: &[f32], r: &std::ops::Range<usize>| -> Vec<f32> {
+            v.get(r.start * per..r.end * per)
+                .unwrap_or_default()
+                .to_vec()
+        };
+        self.parallel
+            .loss_and_grads(&self.net, ts.len(), |net, r, ad| {
+                let n = r.len() * per;
+                let pred = self.predict(net, items(&xt, &r), items(&cond, &r), &ts[r.clone()], ad);
+                let target = Tensor::<1>::from_data(TensorData::new(items(&target, &r), [n]), ad)
+                    .reshape(pred.dims());
+                Ok((pred - target).abs().mean())
+            })
     }
 
     /// The network with the EMA weights, for sampling (plain device).
@@ -238,14 +280,7 @@ impl Trainer for DdpmTrainer {
     }
 
     fn step(&mut self, step: u64) -> Result<f64> {
-        let (xt, cond, target, ts) = self.batch(step);
-        let ad = self.device.clone().autodiff();
-        let n = target.len();
-        let pred = self.predict(&self.net, xt, cond, &ts, &ad);
-        let target = Tensor::<1>::from_data(TensorData::new(target, [n]), &ad).reshape(pred.dims());
-        let loss = (pred - target).abs().mean();
-        let value = loss.clone().into_scalar::<f32>() as f64;
-        let grads = GradientsParams::from_grads(loss.backward(), &self.net);
+        let (value, grads) = self.loss_and_grads(step)?;
         self.net = self.adam.step(self.net.clone(), grads);
         self.ema.update(&self.net);
         Ok(value)

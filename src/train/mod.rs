@@ -8,6 +8,7 @@ pub mod ddpm;
 pub mod degrade;
 pub mod munit;
 pub mod optim;
+pub mod parallel;
 pub mod plot;
 
 use std::collections::HashMap;

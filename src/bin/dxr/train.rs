@@ -65,6 +65,13 @@ pub struct Common {
     /// gpu (wgpu).
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Data-parallel training (the DDPM trainers): a comma-separated list of devices, e.g.
+    /// wgpu:0,wgpu:1 (gpu:N is the same). Each takes its slice of --batch (which stays the whole
+    /// batch); gradients are summed on the first, which keeps the state. On a machine with K
+    /// wgpu adapters, wgpu:K..wgpu:2K-1 are second logical devices on the same adapters. A run
+    /// resumes on any number of devices. Replaces --device.
+    #[arg(long, conflicts_with = "device")]
+    devices: Option<String>,
     /// The training images' pixel pitch (mm at the detector), saved in the model's spec.
     #[arg(long)]
     pixel_mm: Option<f64>,
@@ -137,6 +144,14 @@ pub enum TrainCommand {
     },
 }
 
+/// --devices, or the one --device.
+fn training_devices(c: &Common) -> Result<Vec<burn::prelude::Device>> {
+    match &c.devices {
+        Some(list) => dxr::device::open_devices(list),
+        None => Ok(vec![open_device(&c.device)?]),
+    }
+}
+
 fn ddpm_settings(c: &Common, channels: usize) -> Result<DdpmSettings> {
     Ok(DdpmSettings {
         spec: {
@@ -166,7 +181,8 @@ pub fn run_train(cmd: &TrainCommand) -> Result<()> {
             val,
             init,
         } => {
-            let device = open_device(&common.device)?;
+            let devices = training_devices(common)?;
+            let device = devices[0].clone();
             let mut settings = ddpm_settings(common, 2)?;
             settings.spec.scale = model_scale(common, read_set_scale(pairs)?)?;
             let val = match val {
@@ -175,6 +191,7 @@ pub fn run_train(cmd: &TrainCommand) -> Result<()> {
             };
             let data = DdpmData::Pairs(PairSet::load(pairs)?);
             let mut t = DdpmTrainer::new(settings, data, val, &device)?;
+            t.data_parallel(devices)?;
             if let (Some(path), false) = (init, common.resume) {
                 let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
                 t.init_from(&load_bytes(&bytes, None, &device)?)?;
@@ -183,7 +200,8 @@ pub fn run_train(cmd: &TrainCommand) -> Result<()> {
             (common, Box::new(t))
         }
         TrainCommand::DdpmLq { common, lq, val } => {
-            let device = open_device(&common.device)?;
+            let devices = training_devices(common)?;
+            let device = devices[0].clone();
             let mut settings = ddpm_settings(common, 1)?;
             let domain = Domain::load(lq, Columns::All)?;
             let measured = typical_chest_px(&domain.images).map(|chest_px| ModelScale {
@@ -204,10 +222,9 @@ pub fn run_train(cmd: &TrainCommand) -> Result<()> {
                 None => DdpmVal::None,
             };
             let data = DdpmData::Domain(domain, Augment::FLIP);
-            (
-                common,
-                Box::new(DdpmTrainer::new(settings, data, val, &device)?),
-            )
+            let mut t = DdpmTrainer::new(settings, data, val, &device)?;
+            t.data_parallel(devices)?;
+            (common, Box::new(t))
         }
         TrainCommand::Munit {
             common,
@@ -215,6 +232,12 @@ pub fn run_train(cmd: &TrainCommand) -> Result<()> {
             lq,
             holdout,
         } => {
+            if common.devices.is_some() {
+                return Err(Error::Config(
+                    "--devices: MUNIT trains on one device (data parallelism is for the DDPM trainers)"
+                        .into(),
+                ));
+            }
             let device = open_device(&common.device)?;
             let settings = MunitSettings {
                 config: MunitConfig::preset(&common.config)?,
