@@ -6,7 +6,8 @@ Called by `dxr bench` with a cheff-layout config JSON per model; prints one JSON
 line on stdout, which `dxr bench` puts beside its own rows:
   {"kind": "step", "model": M, "size": S, "ms": median, "runs": [...]}
   {"kind": "train", "model": M, "batch": B, "patch": P, "s": median, "runs": [...]}
-Medians after one warm-up. The training step is what `dxr train ddpm-hq` does per step:
+Medians after one warm-up. $DXR_TORCH_DEVICE (default cpu; cuda on a GPU machine) is where
+the networks run; each timed call ends with the device synchronised. The training step is what `dxr train ddpm-hq` does per step:
 forward on cat(x_t, LQ), L1 to the target, backward, Adam, EMA update.
 """
 
@@ -40,39 +41,47 @@ def main() -> int:
 
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    print(json.dumps({"kind": "info", "torch": torch.__version__,
+    dev = torch.device(os.environ.get("DXR_TORCH_DEVICE", "cpu"))
+
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+
+    print(json.dumps({"kind": "info", "torch": torch.__version__, "device": str(dev),
                       "threads": torch.get_num_threads()}), flush=True)
 
     for spec in a.model:
         name, path = spec.split("=", 1)
         with open(path) as f:
             cfg = json.load(f)["model"]
-        net = Unet(**cfg).eval()
+        net = Unet(**cfg).eval().to(dev)
         ch = cfg.get("channels", 2)
 
         with torch.inference_mode():
             for side in a.size:
-                x = torch.randn(1, ch, side, side)
-                t = torch.full((1,), 500.0)
+                x = torch.randn(1, ch, side, side, device=dev)
+                t = torch.full((1,), 500.0, device=dev)
                 net(x, t)  # warm-up
+                sync()
                 runs = []
                 for _ in range(a.runs):
                     t0 = time.perf_counter()
                     net(x, t)
+                    sync()
                     runs.append((time.perf_counter() - t0) * 1e3)
                 print(json.dumps({"kind": "step", "model": name, "size": side,
                                   "ms": statistics.median(runs), "runs": runs}), flush=True)
 
         if a.train_batch > 0:
-            net = Unet(**cfg).train()
+            net = Unet(**cfg).train().to(dev)
             ema = [p.detach().clone() for p in net.parameters()]
             opt = torch.optim.Adam(net.parameters(), lr=1e-4)
             b, p = a.train_batch, a.train_patch
-            hq = torch.rand(b, 1, p, p)
-            lq = torch.rand(b, 1, p, p)
+            hq = torch.rand(b, 1, p, p, device=dev)
+            lq = torch.rand(b, 1, p, p, device=dev)
 
             def step():
-                t = torch.randint(0, 1000, (b,)).float()
+                t = torch.randint(0, 1000, (b,), device=dev).float()
                 noise = torch.randn_like(hq)
                 x_t = 0.7 * hq + 0.7 * noise
                 out = net(torch.cat([x_t, lq], dim=1), t)
@@ -84,10 +93,12 @@ def main() -> int:
                     torch._foreach_lerp_(ema, list(net.parameters()), 1e-3)
 
             step()  # warm-up
+            sync()
             runs = []
             for _ in range(max(1, a.train_steps)):
                 t0 = time.perf_counter()
                 step()
+                sync()
                 runs.append(time.perf_counter() - t0)
             print(json.dumps({"kind": "train", "model": name, "batch": b, "patch": p,
                               "s": statistics.median(runs), "runs": runs}), flush=True)

@@ -27,8 +27,9 @@ use dxr::{Error, Result};
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// Models: config JSON files, or checkpoints that carry their config (default: the shipped
-    /// default model, and the cheff `small` fixture config when ../shared is there).
+    /// Models: preset names (tiny, small, base, sr3-small), config JSON files, or checkpoints
+    /// that carry their config (default: the shipped default model, and the cheff `small`
+    /// fixture config when ../shared is there).
     #[arg(long, num_args = 1..)]
     config: Vec<PathBuf>,
     /// Square sides to time one step at.
@@ -63,6 +64,13 @@ pub struct BenchArgs {
 }
 
 fn spec_of(path: &std::path::Path) -> Result<ModelSpec> {
+    // a preset name (the conditional restoration network), unless a file of that name exists
+    if !path.exists()
+        && let Some(name) = path.to_str()
+        && let Ok(spec) = train::preset(name, 2)
+    {
+        return Ok(spec);
+    }
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     if let Ok(text) = std::str::from_utf8(&bytes)
         && let Ok(spec) = ModelSpec::from_json(text)
@@ -222,7 +230,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
                 let settings = ddpm_bench_settings(spec.clone(), a.train_batch, a.train_patch);
                 let times = trainer_step_times(
                     Box::new(ddpm_bench_trainer(settings, device)?),
-                    device,
+                    std::slice::from_ref(device),
                     a.train_steps,
                 )?;
                 let med = median(times);
@@ -471,8 +479,18 @@ fn ddpm_bench_trainer(settings: DdpmSettings, device: &Device) -> Result<DdpmTra
 }
 
 /// Seconds of `steps` training steps after one warm-up step, each waited for on the device.
-fn trainer_step_times(mut t: Box<dyn Trainer>, device: &Device, steps: usize) -> Result<Vec<f64>> {
-    let sync = |d: &Device| d.sync().map_err(|e| Error::Device(format!("{e:?}")));
+fn trainer_step_times(
+    mut t: Box<dyn Trainer>,
+    devices: &[Device],
+    steps: usize,
+) -> Result<Vec<f64>> {
+    let sync = |ds: &[Device]| -> Result<()> {
+        for d in ds {
+            d.sync().map_err(|e| Error::Device(format!("{e:?}")))?;
+        }
+        Ok(())
+    };
+    let device = devices;
     t.step(0)?;
     sync(device)?;
     let mut times = Vec::new();
@@ -498,6 +516,8 @@ pub struct TrainBenchArgs {
     #[arg(long, default_value_t = 5)]
     steps: usize,
     /// Backends (cpu, flex, ndarray, gpu); default cpu, ndarray and gpu when a wgpu adapter exists.
+    /// A comma-separated list (wgpu:0,wgpu:1) times a data-parallel DDPM-HQ step over those
+    /// devices, as `dxr train --devices` runs it (MUNIT rows are skipped for it).
     #[arg(long)]
     device: Vec<String>,
 }
@@ -540,10 +560,21 @@ pub fn run_train_bench(a: &TrainBenchArgs) -> Result<()> {
     for trainer in ["ddpm-hq", "munit"] {
         let mut first_rate = None;
         for dev_name in &devices {
-            let device = device::open(dev_name.parse::<DeviceChoice>()?)?;
+            let list = dev_name.contains(',');
+            if list && trainer != "ddpm-hq" {
+                continue;
+            }
+            let all = if list {
+                device::open_devices(dev_name)?
+            } else {
+                vec![device::open(dev_name.parse::<DeviceChoice>()?)?]
+            };
+            let device = all[0].clone();
             let t: Box<dyn Trainer> = if trainer == "ddpm-hq" {
                 let settings = ddpm_bench_settings(train::preset(&a.config, 2)?, a.batch, a.patch);
-                Box::new(ddpm_bench_trainer(settings, &device)?)
+                let mut t = ddpm_bench_trainer(settings, &device)?;
+                t.data_parallel(all.clone())?;
+                Box::new(t)
             } else {
                 let images = synthetic(4, a.patch * 2, 1);
                 let dom = |imgs: Vec<GrayImage>| Domain {
@@ -573,7 +604,7 @@ pub fn run_train_bench(a: &TrainBenchArgs) -> Result<()> {
                     &device,
                 )?)
             };
-            let med = median(trainer_step_times(t, &device, a.steps)?);
+            let med = median(trainer_step_times(t, &all, a.steps)?);
             let rate = a.batch as f64 / med;
             let base = *first_rate.get_or_insert(rate);
             println!(
