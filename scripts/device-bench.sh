@@ -6,7 +6,8 @@
 #   2. a DDPM-HQ training step (fwd + bwd + Adam + EMA) at batch 4 and 12;
 #   3. data-parallel training over two logical devices on the one GPU (`--devices wgpu:0,wgpu:1`)
 #      against one device, at batch 12 (what the split costs; one GPU gains nothing from it);
-#   4. a whole 1024² restoration with the default model and the default sampler.
+#   4. the same training step in mixed precision (f16 compute, f32 master weights);
+#   5. a whole 1024² restoration with the default model and the default sampler.
 # With DXR_REFERENCE (a copy of qureai/DiffusionXray) and a python with torch (DXR_PYTHON), the
 # same networks in PyTorch on CUDA in the same run, and the ratios. Medians after a warm-up.
 #
@@ -68,7 +69,10 @@ run bench --config "${CONFIGS[@]}" --size "${SIZES[0]}" --device gpu --runs 1 \
 # 4. one device against two logical devices on it, the same global batch
 run train-bench --config "${CONFIGS[0]}" --batch "${BATCHES[1]}" --patch "$PATCH" \
     --steps "$STEPS" --device gpu --device wgpu:0,wgpu:1
-# 5. a whole restoration of a synthetic chest-sized image
+# 5. mixed precision: the batch-12 step with f16 compute (f32 master weights)
+run train-bench --config "${CONFIGS[0]}" --batch "${BATCHES[1]}" --patch "$PATCH" \
+    --steps "$STEPS" --device gpu --precision f16
+# 6. a whole restoration of a synthetic chest-sized image
 img="$OUT/synthetic-$RESTORE_SIDE.png"
 python3 - "$img" "$RESTORE_SIDE" <<'PY'
 import math, struct, sys, zlib

@@ -78,6 +78,7 @@ fn settings(channels: usize) -> DdpmSettings {
         ema_decay: 0.9,
         seed: 5,
         val_steps: 3,
+        precision: Default::default(),
     }
 }
 
@@ -1330,7 +1331,7 @@ fn two_wgpu_devices_take_the_same_steps_as_one_with_the_whole_batch_and_resume_o
 }
 
 #[test]
-fn the_devices_flag_trains_and_names_what_it_refuses() {
+fn the_devices_and_precision_flags_train_and_name_what_they_refuse() {
     let dir = Scratch::new("train-devices-cli");
     pair_set(&dir.path("pairs"));
     let (pairs, out) = (dir.path("pairs"), dir.path("run"));
@@ -1364,6 +1365,20 @@ fn the_devices_flag_trains_and_names_what_it_refuses() {
     refused("flex:1", "flex is one device per process");
     refused("wgpu:x", "must be a number");
     refused("wgpu:0,,wgpu:1", "empty entry");
+    // mixed precision: an unknown type, and one the device cannot compute in
+    for (args, want) in [
+        (["--precision", "f8"], "unknown precision 'f8'"),
+        (["--precision", "f16"], "has no F16 arithmetic"),
+    ] {
+        let r = tiny_train(pairs, &format!("{out}-bad"), 1, false)
+            .args(args)
+            .args(["--device", "ndarray"])
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert!(!r.status.success() && err.contains(want), "{args:?}: {err}");
+    }
     // --batch 2 over 3 devices: one would get nothing
     let r = tiny_train(pairs, &format!("{out}-bad"), 1, false)
         .args(["--devices", "flex,wgpu:0,wgpu:1"])
@@ -1375,4 +1390,73 @@ fn the_devices_flag_trains_and_names_what_it_refuses() {
         err.contains("--batch 2 is smaller than the 3 devices"),
         "{err}"
     );
+}
+
+#[test]
+fn mixed_precision_follows_f32_training_with_f32_master_weights() {
+    use dxr::train::Trainer;
+    use dxr::train::precision::Precision;
+    let Ok(gpu) = dxr::device::gpu() else {
+        panic!("a wgpu adapter (Mesa's llvmpipe Vulkan from scripts/setup.sh is enough)");
+    };
+    let dir = Scratch::new("train-amp");
+    pair_set(&dir.path("pairs"));
+    let make = |precision: Precision| {
+        let set = PairSet::load(&dir.path("pairs")).unwrap();
+        let s = DdpmSettings {
+            precision,
+            ..settings(2)
+        };
+        DdpmTrainer::new(s, DdpmData::Pairs(set), DdpmVal::None, &gpu).unwrap()
+    };
+    let steps = 30;
+    let run = |precision: Precision| -> Option<(Vec<f64>, DdpmTrainer)> {
+        if !gpu.supports_dtype(precision.dtype()) {
+            println!("{precision:?}: this adapter has no such arithmetic; skipped");
+            return None;
+        }
+        let mut t = make(precision);
+        let losses = (0..steps).map(|s| t.step(s).unwrap()).collect();
+        Some((losses, t))
+    };
+    let (full, _) = run(Precision::F32).unwrap();
+    let mut compared = 0;
+    for precision in [Precision::F16, Precision::Bf16] {
+        let Some((half, t)) = run(precision) else {
+            continue;
+        };
+        compared += 1;
+        let rel: Vec<f64> = full
+            .iter()
+            .zip(&half)
+            .map(|(a, b)| (a - b).abs() / a.abs())
+            .collect();
+        let worst = rel.iter().cloned().fold(0.0, f64::max);
+        println!(
+            "{precision:?}: mean relative loss gap {:.4}, worst {worst:.4}; f32 {:.4} → {:.4}, half {:.4} → {:.4}",
+            mean(&rel),
+            full[0],
+            full[steps as usize - 1],
+            half[0],
+            half[steps as usize - 1]
+        );
+        // the tolerance: 2 % per step on average, 10 % at worst, and the same learning
+        assert!(mean(&rel) < 0.02 && worst < 0.10, "{precision:?}: {rel:?}");
+        assert!(
+            rel.iter().any(|&r| r > 0.0),
+            "{precision:?} gave f32's losses bit for bit"
+        );
+        let (first, last) = (mean(&half[..5]), mean(&half[steps as usize - 5..]));
+        assert!(
+            last < 0.9 * first,
+            "{precision:?} did not learn: {first} → {last}"
+        );
+        // the master weights (what is saved and exported) stay f32
+        assert!(
+            params(&t.ema_network().unwrap())
+                .iter()
+                .all(|p| p.dtype() == burn::tensor::DType::F32)
+        );
+    }
+    assert!(compared > 0, "the wgpu adapter has neither f16 nor bf16");
 }

@@ -11,7 +11,7 @@ use burn::prelude::*;
 use burn::tensor::activation::{gelu, silu, softmax};
 
 use super::conv::conv2d;
-use super::{SinusoidalKind, attention_heads, check_groups, sinusoidal_embedding};
+use super::{SinusoidalKind, attention_heads, check_groups, same_dtype, sinusoidal_embedding};
 use crate::error::Error;
 use crate::spec::CheffUnetConfig;
 
@@ -360,6 +360,7 @@ impl CheffUnet {
             sinusoidal_embedding(t, self.dim, SinusoidalKind::Cheff),
             &device,
         );
+        let temb = same_dtype(temb, &x);
         let temb = self
             .time_mlp
             .lin2

@@ -235,6 +235,13 @@ pub enum SinusoidalKind {
     Sr3,
 }
 
+/// `t` in the float type of `like` (host-made features meeting half-precision activations in
+/// mixed-precision training); unchanged when they already agree.
+pub fn same_dtype<const D: usize, const E: usize>(t: Tensor<D>, like: &Tensor<E>) -> Tensor<D> {
+    let dtype = like.dtype();
+    if t.dtype() == dtype { t } else { t.cast(dtype) }
+}
+
 /// `[sin(v·f_0) … sin(v·f_{half−1}), cos(v·f_0) …]` per value, computed in f32 as the references
 /// do, on the host so that every backend sees the same features.
 pub fn sinusoidal_embedding(values: &[f32], dim: usize, kind: SinusoidalKind) -> TensorData {

@@ -11,7 +11,7 @@ use burn::nn::{GroupNorm, GroupNormConfig, Linear, LinearConfig, PaddingConfig2d
 use burn::prelude::*;
 use burn::tensor::activation::{silu, softmax};
 
-use super::{SinusoidalKind, check_groups, sinusoidal_embedding};
+use super::{SinusoidalKind, check_groups, same_dtype, sinusoidal_embedding};
 use crate::error::Error;
 use crate::spec::Sr3UnetConfig;
 
@@ -341,6 +341,7 @@ impl Sr3Unet {
             sinusoidal_embedding(noise_level, self.inner_channel, SinusoidalKind::Sr3),
             &device,
         );
+        let emb = same_dtype(emb, &x);
         let emb = self
             .noise_level_mlp
             .lin2

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::data::{Augment, Domain, PairSet, draw_rng};
 use super::optim::{Adam, Ema, params, set_params};
 use super::parallel::DataParallel;
+use super::precision::{self, Precision};
 use super::{MODEL_FILE, StateFile, Trainer, Validation};
 use crate::checkpoint::{LoadedModel, SaveDType, to_safetensors_bytes};
 use crate::diffusion::sampler::{SamplerKind, SamplerSettings, SeededNoise};
@@ -39,6 +40,9 @@ pub struct DdpmSettings {
     pub seed: u64,
     /// Sampler steps of the validation restorations (DPM-Solver++).
     pub val_steps: usize,
+    /// Float type of the forward and backward passes (master weights stay f32).
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 /// Where the training images come from.
@@ -130,6 +134,7 @@ impl DdpmTrainer {
             )));
         }
         let schedule = settings.spec.schedule.build()?;
+        settings.precision.check(device)?;
         let ad = device.clone().autodiff();
         let net = super::init_seeded(net_cfg, &ad, settings.seed)?;
         let ema = Ema::new(&net, settings.ema_decay);
@@ -156,6 +161,9 @@ impl DdpmTrainer {
                 "the first of --devices must be the device the trainer was built on".into(),
             ));
         }
+        for d in &devices {
+            self.settings.precision.check(d)?;
+        }
         self.parallel = DataParallel::new(devices, self.settings.batch)?;
         Ok(())
     }
@@ -175,14 +183,30 @@ impl DdpmTrainer {
                 .unwrap_or_default()
                 .to_vec()
         };
-        self.parallel
+        let precision = self.settings.precision;
+        let scale = precision.loss_scale();
+        let (value, grads) = self
+            .parallel
             .loss_and_grads(&self.net, ts.len(), |net, r, ad| {
                 let n = r.len() * per;
-                let pred = self.predict(net, items(&xt, &r), items(&cond, &r), &ts[r.clone()], ad);
+                let (xt, cond) = (items(&xt, &r), items(&cond, &r));
+                let pred = if precision == Precision::F32 {
+                    self.predict(net, xt, cond, &ts[r.clone()], ad, None)
+                } else {
+                    let half = precision::cast_copy(net, precision.dtype());
+                    self.predict(&half, xt, cond, &ts[r.clone()], ad, Some(precision))
+                        .cast(burn::tensor::DType::F32)
+                };
                 let target = Tensor::<1>::from_data(TensorData::new(items(&target, &r), [n]), ad)
                     .reshape(pred.dims());
-                Ok((pred - target).abs().mean())
-            })
+                let loss = (pred - target).abs().mean();
+                Ok(if scale == 1.0 {
+                    loss
+                } else {
+                    loss.mul_scalar(scale)
+                })
+            })?;
+        Ok((value / scale, grads))
     }
 
     /// The network with the EMA weights, for sampling (plain device).
@@ -248,16 +272,27 @@ impl DdpmTrainer {
         cond: Vec<f32>,
         ts: &[i64],
         device: &Device,
+        half: Option<Precision>,
     ) -> Tensor<4> {
         let (b, p) = (ts.len(), xt.len() / ts.len());
         let side = (p as f64).sqrt() as usize;
-        let x = Tensor::<4>::from_data(TensorData::new(xt, [b, 1, side, side]), device);
+        let cast = |t: Tensor<4>| match half {
+            Some(p) => t.cast(p.dtype()),
+            None => t,
+        };
+        let x = cast(Tensor::<4>::from_data(
+            TensorData::new(xt, [b, 1, side, side]),
+            device,
+        ));
         let times: Vec<f32> = ts
             .iter()
             .map(|&t| self.schedule.time_value(net.family(), t))
             .collect();
         let input = if self.conditional {
-            let c = Tensor::<4>::from_data(TensorData::new(cond, [b, 1, side, side]), device);
+            let c = cast(Tensor::<4>::from_data(
+                TensorData::new(cond, [b, 1, side, side]),
+                device,
+            ));
             net.join_input(x, c)
         } else {
             x
@@ -281,6 +316,22 @@ impl Trainer for DdpmTrainer {
 
     fn step(&mut self, step: u64) -> Result<f64> {
         let (value, grads) = self.loss_and_grads(step)?;
+        let precision = self.settings.precision;
+        let grads = if precision == Precision::F32 {
+            grads
+        } else {
+            let (grads, finite) = precision::unscale(&self.net, grads, precision.loss_scale());
+            if !finite {
+                // an overflow in half precision: no update, the next batch goes on
+                eprintln!(
+                    "step {step}: the {} gradients overflowed (loss scale {}); step skipped",
+                    precision.name(),
+                    precision.loss_scale()
+                );
+                return Ok(value);
+            }
+            grads
+        };
         self.net = self.adam.step(self.net.clone(), grads);
         self.ema.update(&self.net);
         Ok(value)
@@ -336,7 +387,7 @@ impl Trainer for DdpmTrainer {
                             .map(|(v, e)| a * (v * 2.0 - 1.0) + c * e)
                             .collect();
                         let pred: Vec<f32> = self
-                            .predict(&net, xt, Vec::new(), &[t as i64], &self.device)
+                            .predict(&net, xt, Vec::new(), &[t as i64], &self.device, None)
                             .into_data()
                             .try_to_vec::<f32>()
                             .map_err(|e| Error::Device(format!("{e:?}")))?;

@@ -10,6 +10,7 @@ pub mod munit;
 pub mod optim;
 pub mod parallel;
 pub mod plot;
+pub mod precision;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

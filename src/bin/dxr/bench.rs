@@ -461,6 +461,7 @@ fn ddpm_bench_settings(spec: ModelSpec, batch: usize, patch: usize) -> DdpmSetti
         ema_decay: 0.999,
         seed: 0,
         val_steps: 1,
+        precision: Default::default(),
     }
 }
 
@@ -520,6 +521,10 @@ pub struct TrainBenchArgs {
     /// devices, as `dxr train --devices` runs it (MUNIT rows are skipped for it).
     #[arg(long)]
     device: Vec<String>,
+    /// Float type of the DDPM-HQ step's forward and backward passes (f32, f16, bf16; the MUNIT
+    /// rows are skipped for f16/bf16), as `dxr train --precision`.
+    #[arg(long, default_value = "f32")]
+    precision: String,
 }
 
 /// Synthetic training data: smooth random images (no files needed).
@@ -552,8 +557,8 @@ pub fn run_train_bench(a: &TrainBenchArgs) -> Result<()> {
         a.device.clone()
     };
     println!(
-        "training benchmark: {} config, batch {}, {}² crops, median of {} steps after a warm-up",
-        a.config, a.batch, a.patch, a.steps
+        "training benchmark: {} config, batch {}, {}² crops, DDPM-HQ in {}, median of {} steps after a warm-up",
+        a.config, a.batch, a.patch, a.precision, a.steps
     );
     println!("| trainer | device | s/step | images/s | vs first |");
     println!("|---|---|---|---|---|");
@@ -561,7 +566,7 @@ pub fn run_train_bench(a: &TrainBenchArgs) -> Result<()> {
         let mut first_rate = None;
         for dev_name in &devices {
             let list = dev_name.contains(',');
-            if list && trainer != "ddpm-hq" {
+            if (list || a.precision != "f32") && trainer != "ddpm-hq" {
                 continue;
             }
             let all = if list {
@@ -571,7 +576,9 @@ pub fn run_train_bench(a: &TrainBenchArgs) -> Result<()> {
             };
             let device = all[0].clone();
             let t: Box<dyn Trainer> = if trainer == "ddpm-hq" {
-                let settings = ddpm_bench_settings(train::preset(&a.config, 2)?, a.batch, a.patch);
+                let mut settings =
+                    ddpm_bench_settings(train::preset(&a.config, 2)?, a.batch, a.patch);
+                settings.precision = a.precision.parse()?;
                 let mut t = ddpm_bench_trainer(settings, &device)?;
                 t.data_parallel(all.clone())?;
                 Box::new(t)

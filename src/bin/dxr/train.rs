@@ -72,6 +72,12 @@ pub struct Common {
     /// resumes on any number of devices. Replaces --device.
     #[arg(long, conflicts_with = "device")]
     devices: Option<String>,
+    /// Float type of the DDPM trainers' forward and backward passes: f32, or f16/bf16 for mixed
+    /// precision (the weights, Adam and the EMA stay f32; f16 scales the loss by 1024 and skips
+    /// a step whose gradients overflow). Off (f32) by default, on every backend; the device must
+    /// support the type (wgpu with shader-f16 for f16).
+    #[arg(long, default_value = "f32")]
+    precision: String,
     /// The training images' pixel pitch (mm at the detector), saved in the model's spec.
     #[arg(long)]
     pixel_mm: Option<f64>,
@@ -168,6 +174,7 @@ fn ddpm_settings(c: &Common, channels: usize) -> Result<DdpmSettings> {
         ema_decay: c.ema,
         seed: c.seed,
         val_steps: c.val_steps,
+        precision: c.precision.parse()?,
     })
 }
 
@@ -232,8 +239,14 @@ pub fn run_train(cmd: &TrainCommand) -> Result<()> {
             lq,
             holdout,
         } => {
+            if common.precision != "f32" {
+                return Err(Error::Failed(
+                    "--precision: MUNIT trains in f32 (mixed precision is for the DDPM trainers)"
+                        .into(),
+                ));
+            }
             if common.devices.is_some() {
-                return Err(Error::Config(
+                return Err(Error::Failed(
                     "--devices: MUNIT trains on one device (data parallelism is for the DDPM trainers)"
                         .into(),
                 ));
