@@ -1332,6 +1332,14 @@ fn two_wgpu_devices_take_the_same_steps_as_one_with_the_whole_batch_and_resume_o
 
 #[test]
 fn the_devices_and_precision_flags_train_and_name_what_they_refuse() {
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_dxr"))
+        .args(["train", "ddpm-hq", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for flag in ["--devices <DEVICES>", "wgpu:0,wgpu:1", "--precision <PRECISION>", "bf16"] {
+        assert!(help.contains(flag), "`dxr train ddpm-hq --help` lacks {flag}:\n{help}");
+    }
     let dir = Scratch::new("train-devices-cli");
     pair_set(&dir.path("pairs"));
     let (pairs, out) = (dir.path("pairs"), dir.path("run"));
