@@ -671,3 +671,87 @@ fn drr_labels_give_the_scale_and_follow_the_output() {
         }
     }
 }
+
+/// (VmRSS KiB, open file descriptors) of a running process (Linux).
+fn rss_and_fds(pid: u32) -> Option<(u64, usize)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count();
+    Some((rss, fds))
+}
+
+#[test]
+fn a_folder_of_200_restores_with_flat_memory_and_no_leaked_handles() {
+    let dir = Scratch::new("cli-soak");
+    let n = 200;
+    for k in 0..n {
+        let mut img = synthetic(64, 64);
+        img.data.iter_mut().enumerate().for_each(|(i, v)| {
+            *v = (*v + 0.05 * (((i * (k + 3)) % 17) as f32 / 17.0)).min(1.0)
+        });
+        std::fs::create_dir_all(dir.path("in")).unwrap();
+        std::fs::write(
+            dir.path("in").join(format!("{k:03}.png")),
+            encode_png(&img, BitDepth::Eight).unwrap(),
+        )
+        .unwrap();
+    }
+    let (input, out) = (s(&dir.path("in")), s(&dir.path("out")));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dxr"))
+        .args(["restore", &input, "-o", &out, "--keep-pixels", "--steps", "2"])
+        .args(["--device", "flex"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // (images written so far, resident KiB, descriptors), sampled while it runs
+    let mut samples: Vec<(usize, u64, usize)> = Vec::new();
+    while child.try_wait().unwrap().is_none() {
+        let done = files_in(&dir.path("out"))
+            .iter()
+            .filter(|f| f.ends_with(".png"))
+            .count();
+        if let Some((rss, fds)) = rss_and_fds(child.id()) {
+            samples.push((done, rss, fds));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let status = child.wait_with_output().unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    assert_eq!(files_in(&dir.path("out")).len(), n);
+    // after the first 40 images (warm-up: kernels, pools) against the last 40
+    let window = |lo: usize, hi: usize| -> (u64, usize) {
+        let w: Vec<_> = samples
+            .iter()
+            .filter(|(d, _, _)| (lo..hi).contains(d))
+            .collect();
+        assert!(!w.is_empty(), "no sample with {lo}..{hi} images done");
+        (
+            w.iter().map(|s| s.1).max().unwrap(),
+            w.iter().map(|s| s.2).max().unwrap(),
+        )
+    };
+    let (early_rss, early_fds) = window(40, 80);
+    let (late_rss, late_fds) = window(n - 40, n);
+    println!(
+        "soak: {n} images, {} samples; peak resident {early_rss} KiB after 40–80, {late_rss} KiB \
+         after {}–{n}; descriptors {early_fds} → {late_fds}",
+        samples.len(),
+        n - 40
+    );
+    assert!(
+        late_rss <= early_rss + early_rss / 10 + 16 * 1024,
+        "resident memory grew: {early_rss} → {late_rss} KiB"
+    );
+    assert!(late_fds <= early_fds + 2, "descriptors leaked: {early_fds} → {late_fds}");
+}
