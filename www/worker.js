@@ -7,6 +7,8 @@
 import init, * as dxr from './pkg/dxr.js';
 
 const ready = init();
+// The engine's linear memory (it only grows): read by the soak test to show it stays flat.
+ready.then((engine) => { self.engineMemory = engine.memory; });
 const open = new Set(); // ids received and not answered yet
 const cancelled = new Set(); // those of them the page cancelled
 
