@@ -11,7 +11,7 @@ use wasm_bindgen::prelude::*;
 
 use crate::checkpoint::read_checkpoint;
 use crate::device::MemoryBudget;
-use crate::diffusion::sampler::{SamplerKind, SamplerSettings, SeededNoise, seed_from_f64};
+use crate::diffusion::sampler::{SamplerSettings, SeededNoise, seed_from_f64};
 use crate::io::InputScale;
 use crate::io::{self, BitDepth, GrayImage};
 use crate::restore::{OutputScale, RestoreOptions, Restorer};
