@@ -6,6 +6,33 @@
 // "cancelled" at its next step. A cancel for a request already answered is ignored.
 import init, * as dxr from './pkg/dxr.js';
 
+// The GPU devices the engine opens (a test destroys one mid-run), and how the first was lost: the
+// engine only sees a failed read-back then, so the answer names the loss instead, which tells the
+// page (rpc.js) to replace this worker.
+const gpuDevices = [];
+self.gpuDevices = gpuDevices;
+let lost = null;
+const lostSignals = [];
+if (self.GPUAdapter) {
+  const requestDevice = GPUAdapter.prototype.requestDevice;
+  GPUAdapter.prototype.requestDevice = async function (...args) {
+    const device = await requestDevice.apply(this, args);
+    gpuDevices.push(device);
+    lostSignals.push(device.lost.then((info) => { lost ??= info; }));
+    return device;
+  };
+}
+
+/** The error of a failed request, named as a device loss when the GPU went away. */
+async function failure(e) {
+  const text = String(e && e.message ? e.message : e);
+  // the loss is reported asynchronously: give it a moment to arrive
+  if (!lost && lostSignals.length) await Promise.race([...lostSignals, new Promise((r) => setTimeout(r, 200))]);
+  if (!lost) return text;
+  return `the GPU device was lost (${lost.reason || 'unknown'}${lost.message ? `: ${lost.message}` : ''}); `
+    + `the engine restarts. Details: ${text.split('\n')[0]}`;
+}
+
 const ready = init();
 // The engine's linear memory (it only grows): read by the soak test to show it stays flat.
 ready.then((engine) => { self.engineMemory = engine.memory; });
@@ -59,7 +86,7 @@ self.onmessage = async (event) => {
     const { result, transfer = [] } = await handler(msg, id);
     self.postMessage({ id, ok: true, result }, transfer);
   } catch (e) {
-    self.postMessage({ id, ok: false, error: String(e && e.message ? e.message : e) });
+    self.postMessage({ id, ok: false, error: await failure(e) });
   } finally {
     open.delete(id);
     cancelled.delete(id);
