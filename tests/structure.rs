@@ -2,6 +2,7 @@
 //! crate's top modules; the files of `drr/`, of `train/`, ...), the modules that import each
 //! other (`use crate::…`, `use super::…`, or a path written inline) must form no cycle. A child
 //! importing its parent, or a parent its children, is not a cycle: that is how a module is built.
+//! And one rule across the two halves: the page's file-size limits agree with the engine's.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -272,4 +273,24 @@ fn the_cycle_check_finds_cycles() {
         "{}",
         found[0]
     );
+}
+
+/// The page checks file sizes before reading (www/limits.js): its image limit is the engine's,
+/// and its checkpoint limit is no larger than the native one.
+#[test]
+fn the_page_file_limits_agree_with_the_engine() {
+    let js = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("www/limits.js"))
+        .unwrap();
+    let mib = |name: &str| -> u64 {
+        let line = js
+            .lines()
+            .find(|l| l.starts_with(&format!("export const {name} = ")))
+            .unwrap_or_else(|| panic!("www/limits.js has no {name}"));
+        let n = line.split('=').nth(1).unwrap().trim();
+        let n = n.strip_suffix("* MiB;").unwrap_or_else(|| panic!("{line}: not N * MiB"));
+        n.trim().parse::<u64>().unwrap() << 20
+    };
+    assert_eq!(mib("IMAGE_BYTES"), dxr::io::MAX_FILE_BYTES);
+    assert!(mib("CHECKPOINT_BYTES") <= dxr::checkpoint::MAX_CHECKPOINT_BYTES);
+    assert!(mib("CONFIG_BYTES") > 0);
 }

@@ -53,11 +53,18 @@ async function initEngine() {
 // A fresh engine after a crash: the same device preference and the same model.
 async function restarted(reason) {
   showError(`The engine stopped (${reason}); it has been restarted — please run again.`);
+  // nothing runs on the fresh engine before it has its device and the model back
+  modelReady = false;
+  queue.setCanRun(false);
+  updateButtons();
+  $('model-status').textContent = 'Restarting the engine…';
   try {
     await initEngine();
     const loaded = await models.reload();
     if (loaded) modelLoaded(loaded);
+    else $('model-status').textContent = 'No model loaded.';
   } catch (e) {
+    $('model-status').textContent = 'No model loaded.';
     showError(`Restarting the engine failed: ${e.message}`);
   }
 }

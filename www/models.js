@@ -4,6 +4,7 @@
 // remembering the last model that loaded (bytes, config, label) to load it again into a fresh
 // engine after a crash.
 import { isCheckpoint, isConfig, checkpointTypesText } from './files.js';
+import { CHECKPOINT_BYTES, CONFIG_BYTES, checkSize } from './limits.js';
 
 const CACHE_NAME = 'dxr-models-v1';
 const DEFAULT_MODEL = 'www/models/default.safetensors';
@@ -60,6 +61,8 @@ export class Models {
     const ckpt = files.find(isCheckpoint);
     const cfg = files.find(isConfig);
     if (!ckpt) throw new Error(`Pick a checkpoint (${checkpointTypesText}), optionally with its config (.json).`);
+    checkSize(ckpt, CHECKPOINT_BYTES, 'checkpoints');
+    if (cfg) checkSize(cfg, CONFIG_BYTES, 'configs');
     onStart(ckpt.name);
     try {
       const config = cfg ? await cfg.text() : undefined;

@@ -5,6 +5,8 @@
 //     after, afterWidth, afterHeight (the restoration, or its latest preview),
 //     boxes (nodule boxes in input pixels, or null), settings, elapsed, complete }
 
+import { IMAGE_BYTES, checkSize } from './limits.js';
+
 const stem = (fileName) => fileName.replace(/\.[^.]+$/, '');
 
 /** The settings of a run in a few words, e.g. "ddim, 3 steps, seed 5". */
@@ -18,6 +20,7 @@ export function describeSettings(s) {
  * result)` after each step (`result.after` then holds the latest preview, if any).
  */
 export async function restoreFile(engine, file, { boxes = null, settings, signal, onImage, onPlan, onStep }) {
+  checkSize(file, IMAGE_BYTES, 'images');
   const bytes = await file.arrayBuffer();
   const img = await engine.call('decode', { bytes }, { transfer: [bytes], signal });
   const { width, height } = img;
