@@ -73,9 +73,11 @@ pub async fn init(prefer_gpu: bool) -> Result<String, JsValue> {
         reason = Some("WebGPU not requested".to_string());
     }
     let (device, adapter, backend) = opened.unwrap_or_else(|| {
+        // burn's flex (GEMM convolutions, fused attention; one thread in wasm): faster than
+        // ndarray's direct convolution loops
         (
-            crate::device::cpu(),
-            "CPU (burn-ndarray in wasm)".to_string(),
+            Device::flex(),
+            "CPU (burn-flex in wasm, one thread)".to_string(),
             "cpu",
         )
     });

@@ -117,8 +117,15 @@ test('falls back to the CPU without WebGPU', async () => {
   const { ctx, page } = await open({ webgpu: false });
   try {
     assert.match(await page.textContent('#adapter'), /CPU/);
-    await restore(page, fixtureImage, { steps: 1 });
+    await page.selectOption('#restore-scale', 'image');
+    await restore(page, fixtureImage, { sampler: 'ddim', steps: 2, seed: 4 });
     await waitForText(page, 'progress-text', /Done/, 300000);
+    // burn-flex in the worker gives the CLI's result for the same file and settings
+    const got = await download(page, '#download16');
+    const want = nativeRestore(fixtureImage, ['--weights', defaultModel, '--keep-pixels', '--sampler', 'ddim',
+      '--steps', '2', '--seed', '4', '--bits', '16']);
+    const cmp = compare(got.path, want);
+    assert.ok(cmp.max_abs_8bit <= 1, `CPU fallback and CLI differ by ${cmp.max_abs_8bit}/255`);
   } finally { await ctx.close(); }
 });
 
