@@ -692,9 +692,10 @@ fn a_folder_of_200_restores_with_flat_memory_and_no_leaked_handles() {
     let n = 200;
     for k in 0..n {
         let mut img = synthetic(64, 64);
-        img.data.iter_mut().enumerate().for_each(|(i, v)| {
-            *v = (*v + 0.05 * (((i * (k + 3)) % 17) as f32 / 17.0)).min(1.0)
-        });
+        img.data
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, v)| *v = (*v + 0.05 * (((i * (k + 3)) % 17) as f32 / 17.0)).min(1.0));
         std::fs::create_dir_all(dir.path("in")).unwrap();
         std::fs::write(
             dir.path("in").join(format!("{k:03}.png")),
@@ -704,7 +705,15 @@ fn a_folder_of_200_restores_with_flat_memory_and_no_leaked_handles() {
     }
     let (input, out) = (s(&dir.path("in")), s(&dir.path("out")));
     let mut child = Command::new(env!("CARGO_BIN_EXE_dxr"))
-        .args(["restore", &input, "-o", &out, "--keep-pixels", "--steps", "2"])
+        .args([
+            "restore",
+            &input,
+            "-o",
+            &out,
+            "--keep-pixels",
+            "--steps",
+            "2",
+        ])
         .args(["--device", "flex"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
@@ -753,5 +762,8 @@ fn a_folder_of_200_restores_with_flat_memory_and_no_leaked_handles() {
         late_rss <= early_rss + early_rss / 10 + 16 * 1024,
         "resident memory grew: {early_rss} → {late_rss} KiB"
     );
-    assert!(late_fds <= early_fds + 2, "descriptors leaked: {early_fds} → {late_fds}");
+    assert!(
+        late_fds <= early_fds + 2,
+        "descriptors leaked: {early_fds} → {late_fds}"
+    );
 }

@@ -287,7 +287,9 @@ fn the_page_file_limits_agree_with_the_engine() {
             .find(|l| l.starts_with(&format!("export const {name} = ")))
             .unwrap_or_else(|| panic!("www/limits.js has no {name}"));
         let n = line.split('=').nth(1).unwrap().trim();
-        let n = n.strip_suffix("* MiB;").unwrap_or_else(|| panic!("{line}: not N * MiB"));
+        let n = n
+            .strip_suffix("* MiB;")
+            .unwrap_or_else(|| panic!("{line}: not N * MiB"));
         n.trim().parse::<u64>().unwrap() << 20
     };
     assert_eq!(mib("IMAGE_BYTES"), dxr::io::MAX_FILE_BYTES);

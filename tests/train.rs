@@ -1337,8 +1337,16 @@ fn the_devices_and_precision_flags_train_and_name_what_they_refuse() {
         .output()
         .unwrap();
     let help = String::from_utf8_lossy(&help.stdout);
-    for flag in ["--devices <DEVICES>", "wgpu:0,wgpu:1", "--precision <PRECISION>", "bf16"] {
-        assert!(help.contains(flag), "`dxr train ddpm-hq --help` lacks {flag}:\n{help}");
+    for flag in [
+        "--devices <DEVICES>",
+        "wgpu:0,wgpu:1",
+        "--precision <PRECISION>",
+        "bf16",
+    ] {
+        assert!(
+            help.contains(flag),
+            "`dxr train ddpm-hq --help` lacks {flag}:\n{help}"
+        );
     }
     let dir = Scratch::new("train-devices-cli");
     pair_set(&dir.path("pairs"));

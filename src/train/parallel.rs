@@ -62,14 +62,6 @@ impl DataParallel {
         &self.devices[0]
     }
 
-    pub fn len(&self) -> usize {
-        self.devices.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.devices.is_empty()
-    }
-
     /// Contiguous slices of `0..batch`, one per device, sizes differing by at most one (the
     /// first devices take the extra images).
     pub fn slices(&self, batch: usize) -> Vec<Range<usize>> {

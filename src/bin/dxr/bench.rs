@@ -485,20 +485,19 @@ fn trainer_step_times(
     devices: &[Device],
     steps: usize,
 ) -> Result<Vec<f64>> {
-    let sync = |ds: &[Device]| -> Result<()> {
-        for d in ds {
+    let sync = || -> Result<()> {
+        for d in devices {
             d.sync().map_err(|e| Error::Device(format!("{e:?}")))?;
         }
         Ok(())
     };
-    let device = devices;
     t.step(0)?;
-    sync(device)?;
+    sync()?;
     let mut times = Vec::new();
     for k in 0..steps.max(1) {
         let t0 = Instant::now();
         t.step(k as u64 + 1)?;
-        sync(device)?;
+        sync()?;
         times.push(t0.elapsed().as_secs_f64());
     }
     Ok(times)
