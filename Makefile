@@ -9,7 +9,7 @@ SHARED ?= $(CURDIR)/../shared
 export SHARED
 DXR := $(CARGO_TARGET_DIR)/release/dxr
 
-.PHONY: serve test deps data build web wasm-check browser-test bench bench-web bench-drr bench-train demo drr-demo recipe recipe-comparison profile
+.PHONY: serve test deps data build web wasm-check browser-test bench bench-web bench-drr bench-train demo drr-demo recipe recipe-comparison profile fuzz
 
 deps:
 	@scripts/setup.sh
@@ -36,6 +36,11 @@ test: deps data
 browser-test: web
 	@scripts/setup-browser.sh
 	node --test --test-concurrency=1 tests/browser/
+
+# Fuzzes every reader of user bytes (nightly + cargo-fuzz; 30 min a target unless SECONDS_EACH).
+# Findings land in tests/fuzz-regressions/, which `make test` replays on stable.
+fuzz:
+	@scripts/fuzz.sh
 
 wasm-check:
 	cargo check --release --lib --no-default-features --target wasm32-unknown-unknown

@@ -6,7 +6,7 @@
 //! [`keymap`] → burn-store applies them to the network (PyTorch → burn layout adapter).
 
 pub mod keymap;
-mod torch;
+pub mod torch;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -141,6 +141,23 @@ pub(crate) fn checked_elements(name: &str, shape: &[usize]) -> Result<usize> {
                 "tensor '{name}' of shape {shape:?} has more than {MAX_TENSOR_ELEMENTS} elements"
             ))
         })
+}
+
+/// The bytes of a checkpoint file, refused by its size before anything is read when it is over
+/// [`MAX_CHECKPOINT_BYTES`]; errors name the file.
+pub fn read_file(path: &std::path::Path) -> Result<Vec<u8>> {
+    let size = std::fs::metadata(path)
+        .map_err(|e| Error::io(path, e))?
+        .len();
+    if size > MAX_CHECKPOINT_BYTES {
+        return Err(Error::TooLarge(format!(
+            "{}: the checkpoint is {} MiB; the limit is {} MiB",
+            path.display(),
+            size >> 20,
+            MAX_CHECKPOINT_BYTES >> 20
+        )));
+    }
+    std::fs::read(path).map_err(|e| Error::io(path, e))
 }
 
 /// Reads a checkpoint from bytes, recognising the format from its content.
@@ -472,6 +489,27 @@ pub fn write_safetensors(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_checkpoint_file_over_the_limit_is_refused_by_its_size_before_reading() {
+        let dir = std::env::temp_dir().join(format!("dxr-ckpt-limit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (over, under) = (dir.join("over.pt"), dir.join("under.pt"));
+        // sparse files: nothing is written, so only the size can refuse them in time
+        std::fs::File::create(&over)
+            .unwrap()
+            .set_len(MAX_CHECKPOINT_BYTES + 1)
+            .unwrap();
+        let e = read_file(&over).unwrap_err();
+        assert!(matches!(e, Error::TooLarge(_)), "{e}");
+        assert!(
+            e.to_string().contains("over.pt") && e.to_string().contains("2048 MiB"),
+            "{e}"
+        );
+        std::fs::write(&under, b"not a checkpoint").unwrap();
+        assert_eq!(read_file(&under).unwrap(), b"not a checkpoint");
+        std::fs::remove_dir_all(&dir).ok();
+    }
 
     #[test]
     fn tensor_elements_and_file_bytes_have_limits() {

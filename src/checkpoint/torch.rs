@@ -52,14 +52,12 @@ pub fn read_torch(bytes: &[u8]) -> Result<Vec<(String, RawTensor)>> {
         .find(|n| n.ends_with("data.pkl"))
         .ok_or_else(|| fmt_err("zip file has no data.pkl: not a PyTorch checkpoint"))?;
     let prefix = pkl_name.trim_end_matches("data.pkl").to_owned();
-    let pkl = read_entry(&mut zip, &pkl_name)?;
-    if pkl.len() > MAX_PICKLE_BYTES {
-        return Err(Error::TooLarge(format!(
-            "{pkl_name} is {} MiB; a state dict's pickle is at most {} MiB",
-            pkl.len() >> 20,
-            MAX_PICKLE_BYTES >> 20
-        )));
-    }
+    let pkl = read_entry(
+        &mut zip,
+        &pkl_name,
+        MAX_PICKLE_BYTES as u64,
+        "a state dict's pickle",
+    )?;
     let root = Unpickler::new(&pkl).run()?;
 
     let dict = state_dict(root)?;
@@ -68,7 +66,12 @@ pub fn read_torch(bytes: &[u8]) -> Result<Vec<(String, RawTensor)>> {
         let Value::Str(name) = k else { continue };
         match v {
             Value::Tensor(t) => {
-                let data = read_entry(&mut zip, &format!("{prefix}data/{}", t.key))?;
+                let data = read_entry(
+                    &mut zip,
+                    &format!("{prefix}data/{}", t.key),
+                    MAX_ENTRY_BYTES,
+                    "one tensor storage",
+                )?;
                 out.push((name.clone(), materialize(&name, &t, &data)?));
             }
             // Non-tensor entries (e.g. `_metadata`, step counters) are not weights.
@@ -100,25 +103,30 @@ fn state_dict(root: Value) -> Result<Vec<(Value, Value)>> {
     Ok(items)
 }
 
-/// Most bytes one archive entry may inflate to (weights are stored uncompressed by
-/// `torch.save`, so this bounds only hostile deflate streams).
-pub const MAX_ENTRY_BYTES: u64 = 4 << 30;
+/// Most bytes one tensor storage may inflate to: what a whole checkpoint may hold (weights are
+/// stored uncompressed by `torch.save`, so this bounds only hostile deflate streams).
+pub const MAX_ENTRY_BYTES: u64 = super::MAX_CHECKPOINT_BYTES;
 
-/// One entry, read to its end but never past [`MAX_ENTRY_BYTES`]; the buffer grows with what is
-/// read, not with the size the entry declares.
-fn read_entry(zip: &mut zip::ZipArchive<Cursor<&[u8]>>, name: &str) -> Result<Vec<u8>> {
+/// One entry, read to its end but never past `limit` bytes (`what` names the limit in the
+/// error); the buffer grows with what is read, not with the size the entry declares.
+fn read_entry(
+    zip: &mut zip::ZipArchive<Cursor<&[u8]>>,
+    name: &str,
+    limit: u64,
+    what: &str,
+) -> Result<Vec<u8>> {
     let archive_len = zip.clone().into_inner().into_inner().len() as u64;
     let f = zip
         .by_name(name)
         .map_err(|e| fmt_err(format!("archive entry {name}: {e}")))?;
-    let mut buf = Vec::with_capacity(f.size().min(archive_len) as usize);
-    f.take(MAX_ENTRY_BYTES + 1)
+    let mut buf = Vec::with_capacity(f.size().min(archive_len).min(limit) as usize);
+    f.take(limit + 1)
         .read_to_end(&mut buf)
         .map_err(|e| fmt_err(format!("archive entry {name} is damaged ({e})")))?;
-    if buf.len() as u64 > MAX_ENTRY_BYTES {
+    if buf.len() as u64 > limit {
         return Err(Error::TooLarge(format!(
-            "archive entry {name} inflates past {} GiB (the limit of one entry)",
-            MAX_ENTRY_BYTES >> 30
+            "archive entry {name} inflates past {} MiB, the limit of {what}",
+            limit >> 20
         )));
     }
     Ok(buf)
@@ -691,6 +699,41 @@ mod tests {
         zip.start_file("archive/data.pkl", stored).unwrap();
         zip.write_all(pickle).unwrap();
         zip.finish().unwrap().into_inner()
+    }
+
+    /// A zip of one deflated entry.
+    fn deflated(name: &str, bytes: &[u8]) -> Vec<u8> {
+        let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        let opts = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
+        zip.start_file(name, opts).unwrap();
+        zip.write_all(bytes).unwrap();
+        zip.finish().unwrap().into_inner()
+    }
+
+    #[test]
+    fn a_pickle_that_inflates_past_its_limit_is_refused_before_unpickling() {
+        // an empty dict, then padding after STOP: the unpickler reads up to STOP
+        let mut pickle = b"\x80\x02}q\x00.".to_vec();
+        pickle.resize(MAX_PICKLE_BYTES, 0);
+        let under = read_torch(&deflated("archive/data.pkl", &pickle))
+            .unwrap_err()
+            .to_string();
+        assert!(under.contains("holds no tensors"), "{under}");
+        pickle.push(0);
+        let over = read_torch(&deflated("archive/data.pkl", &pickle)).unwrap_err();
+        assert!(matches!(over, Error::TooLarge(_)), "{over}");
+        assert!(over.to_string().contains("a state dict's pickle"), "{over}");
+    }
+
+    #[test]
+    fn an_entry_is_read_up_to_its_limit_and_not_past_it() {
+        let bytes = deflated("archive/data/0", &[7u8; 4096]);
+        let mut zip = zip::ZipArchive::new(Cursor::new(&bytes[..])).unwrap();
+        let ok = read_entry(&mut zip, "archive/data/0", 4096, "a storage").unwrap();
+        assert_eq!(ok, vec![7u8; 4096]);
+        let e = read_entry(&mut zip, "archive/data/0", 4095, "a storage").unwrap_err();
+        assert!(e.to_string().contains("the limit of a storage"), "{e}");
     }
 
     fn refused(pickle: &[u8]) -> String {

@@ -47,6 +47,11 @@ impl ScheduleConfig {
                 "a schedule needs at least one timestep".into(),
             ));
         }
+        if t > MAX_TIMESTEPS {
+            return Err(Error::TooLarge(format!(
+                "a schedule of {t} timesteps; the limit is {MAX_TIMESTEPS}"
+            )));
+        }
         if !(self.beta_start.is_finite()
             && self.beta_end.is_finite()
             && self.beta_start >= 0.0
@@ -163,6 +168,10 @@ pub struct Schedule {
     pub posterior_mean_coef1: Vec<f32>,
     pub posterior_mean_coef2: Vec<f32>,
 }
+
+/// Most timesteps T a schedule may have (the authors train with 2000; DDPM with 1000): a config
+/// asking for more is refused before its tables are allocated.
+pub const MAX_TIMESTEPS: usize = 100_000;
 
 impl Schedule {
     /// The time input a `family`'s network takes for integer timestep `t` (−1 means "before
@@ -308,6 +317,21 @@ fn linspace_f64(start: f64, end: f64, n: usize) -> Vec<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_number_of_timesteps_is_capped() {
+        let mut c = ScheduleConfig::cheff_default();
+        c.timesteps = MAX_TIMESTEPS;
+        assert_eq!(c.build().unwrap().len(), MAX_TIMESTEPS);
+        c.timesteps = MAX_TIMESTEPS + 1;
+        let e = c.build().unwrap_err();
+        assert!(
+            matches!(e, Error::TooLarge(_)) && e.to_string().contains("100000"),
+            "{e}"
+        );
+        c.timesteps = usize::MAX;
+        assert!(matches!(c.build(), Err(Error::TooLarge(_))));
+    }
 
     #[test]
     fn every_kind_builds_a_valid_schedule() {

@@ -256,8 +256,13 @@ impl ViewLabel {
     /// Reads the label of a view written by [`write_set`].
     pub fn read(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        serde_json::from_str(&text)
-            .map_err(|e| Error::Drr(format!("{}: not a dxr drr label ({e})", path.display())))
+        Self::from_json(&text, &path.display().to_string())
+    }
+
+    /// Parses a label's JSON; `origin` names it in the error.
+    pub fn from_json(text: &str, origin: &str) -> Result<Self> {
+        serde_json::from_str(text)
+            .map_err(|e| Error::Drr(format!("{origin}: not a dxr drr label ({e})")))
     }
 
     /// The label of image `image` in the set `dir` (`dir/labels/<stem>.json`).
@@ -321,23 +326,47 @@ pub fn nodule_spots(
     let stem = image.file_stem().unwrap_or_default().to_string_lossy();
     let path = dir.join("labels").join(format!("{stem}.json"));
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    let spots: Spots = serde_json::from_str(&text)
-        .map_err(|e| Error::Drr(format!("{}: not a nodule label ({e})", path.display())))?;
-    let sx = width as f64 / spots.width.unwrap_or(width as f64);
-    let sy = height as f64 / spots.height.unwrap_or(height as f64);
-    Ok(spots
+    spots_from_json(&text, &path.display().to_string(), width, height)
+}
+
+/// The nodules of a label's JSON text in the pixels of a `width × height` image; `origin` names
+/// the label in errors. Sizes must be positive and every position finite.
+pub fn spots_from_json(
+    text: &str,
+    origin: &str,
+    width: usize,
+    height: usize,
+) -> Result<Vec<NoduleSpot>> {
+    let bad = |m: String| Error::Drr(format!("{origin}: {m}"));
+    let spots: Spots =
+        serde_json::from_str(text).map_err(|e| bad(format!("not a nodule label ({e})")))?;
+    let side = |v: Option<f64>, own: usize, what: &str| match v {
+        None => Ok(own as f64),
+        Some(v) if v.is_finite() && v > 0.0 => Ok(v),
+        Some(v) => Err(bad(format!("{what} {v} is not a positive size"))),
+    };
+    let sx = width as f64 / side(spots.width, width, "width")?;
+    let sy = height as f64 / side(spots.height, height, "height")?;
+    spots
         .nodules
         .into_iter()
-        .map(|n| {
+        .enumerate()
+        .map(|(i, n)| {
+            let finite = n.centre_px.iter().chain(&n.bbox_px).all(|v| v.is_finite());
+            if !finite || !(n.radius_px.is_finite() && n.radius_px >= 0.0) {
+                return Err(bad(format!(
+                    "nodule {i} has a position or radius that is not a finite number"
+                )));
+            }
             let (centre_px, radius_px, bbox_px) =
                 scaled_projection(n.centre_px, n.radius_px, n.bbox_px, sx, sy);
-            NoduleSpot {
+            Ok(NoduleSpot {
                 centre_px,
                 radius_px,
                 bbox_px,
-            }
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// A nodule's projection (centre, radius, box) on a pixel grid scaled by `fx`, `fy`.
@@ -537,6 +566,30 @@ fn contact_sheet(items: &[(GrayImage, GrayImage, Vec<NoduleLabel>)]) -> Result<V
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nodule_spots_are_scaled_and_bad_sizes_are_named() {
+        let text = r#"{"width": 100, "height": 50, "nodules": [
+            {"centre_px": [10, 20], "radius_px": 4, "bbox_px": [6, 16, 14, 24]}]}"#;
+        let s = spots_from_json(text, "a.json", 200, 100).unwrap();
+        assert_eq!(s[0].centre_px, [20.0, 40.0]);
+        assert_eq!(s[0].radius_px, 8.0);
+        assert_eq!(s[0].bbox_px, [12.0, 32.0, 28.0, 48.0]);
+        for (bad, names) in [
+            (r#"{"width": 0, "nodules": []}"#, "width 0"),
+            (r#"{"height": -3, "nodules": []}"#, "height -3"),
+            (
+                r#"{"nodules": [{"centre_px": [1, 1], "radius_px": -1, "bbox_px": [0, 0, 2, 2]}]}"#,
+                "nodule 0",
+            ),
+            ("[1, 2", "not a nodule label"),
+        ] {
+            let e = spots_from_json(bad, "a.json", 10, 10)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(names) && e.contains("a.json"), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn npy_header_is_numpy_format_1() {

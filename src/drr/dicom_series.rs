@@ -29,7 +29,7 @@ struct Slice {
 }
 
 /// Reads every DICOM file of `dir` (files without the DICM magic are skipped, so a DICOMDIR
-/// folder's stray files do not matter) as one volume.
+/// folder's stray files do not matter) as one volume. Files are read one at a time.
 pub fn read_series(dir: &Path) -> Result<Volume> {
     let err = |m: String| Error::Volume(format!("{}: {m}", dir.display()));
     let mut paths: Vec<_> = std::fs::read_dir(dir)
@@ -43,32 +43,56 @@ pub fn read_series(dir: &Path) -> Result<Volume> {
         let size = std::fs::metadata(path)
             .map_err(|e| Error::io(path, e))?
             .len();
-        if size > MAX_SLICE_BYTES {
-            return Err(err(format!(
-                "{} is {size} bytes, larger than a CT slice can be ({MAX_SLICE_BYTES})",
-                path.display()
-            )));
-        }
+        check_slice_bytes(&path.display().to_string(), size).map_err(err)?;
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        if !looks_like_dicom(&bytes) {
-            continue;
-        }
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        slices.push(read_slice(&bytes, &name).map_err(err)?);
-        if slices.len() > MAX_VOLUME_SIDE {
-            return Err(err(format!("more than {MAX_VOLUME_SIDE} slices")));
-        }
+        add_file(&mut slices, &name, &bytes).map_err(err)?;
     }
+    finish(slices).map_err(err)
+}
+
+/// Reads a CT series given as `(file name, bytes)` pairs in any order: what the page's file
+/// picker gives. Files without the DICM magic are skipped.
+pub fn series_from_files(files: &[(String, Vec<u8>)]) -> Result<Volume> {
+    let mut slices = Vec::new();
+    for (name, bytes) in files {
+        check_slice_bytes(name, bytes.len() as u64).map_err(Error::Volume)?;
+        add_file(&mut slices, name, bytes).map_err(Error::Volume)?;
+    }
+    finish(slices).map_err(Error::Volume)
+}
+
+fn check_slice_bytes(name: &str, size: u64) -> std::result::Result<(), String> {
+    if size > MAX_SLICE_BYTES {
+        return Err(format!(
+            "{name} is {size} bytes, larger than a CT slice can be ({MAX_SLICE_BYTES})"
+        ));
+    }
+    Ok(())
+}
+
+fn add_file(slices: &mut Vec<Slice>, name: &str, bytes: &[u8]) -> std::result::Result<(), String> {
+    if !looks_like_dicom(bytes) {
+        return Ok(());
+    }
+    slices.push(read_slice(bytes, name)?);
+    if slices.len() > MAX_VOLUME_SIDE {
+        return Err(format!("more than {MAX_VOLUME_SIDE} slices"));
+    }
+    Ok(())
+}
+
+fn finish(slices: Vec<Slice>) -> std::result::Result<Volume, String> {
     if slices.len() < 2 {
-        return Err(err(format!(
+        return Err(format!(
             "a CT series needs at least 2 DICOM slices, found {}",
             slices.len()
-        )));
+        ));
     }
-    assemble(slices).map_err(err)
+    assemble(slices)
 }
 
 fn read_slice(bytes: &[u8], name: &str) -> std::result::Result<Slice, String> {
@@ -102,6 +126,7 @@ fn read_slice(bytes: &[u8], name: &str) -> std::result::Result<Slice, String> {
             "{name}: Pixel Spacing {spacing:?} must be positive"
         ));
     }
+    crate::io::dicom::check_pixel_module(&obj).map_err(|e| format!("{name}: {e}"))?;
     let pixels = obj
         .decode_pixel_data()
         .map_err(|e| format!("{name}: pixel data cannot be decoded ({e})"))?;
@@ -281,6 +306,45 @@ pub(crate) mod tests {
         assert!(
             (w[0] - 100.0).abs() < 1e-9 && (w[1] - 50.0).abs() < 1e-9 && (w[2] - 2.0).abs() < 1e-9
         );
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_slice_file_over_the_limit_is_refused_by_its_size() {
+        let dir = write_series(&tmp("big"), 3, |_| 2.0);
+        // under the limit: the series reads, the sparse file (no DICM magic) is skipped
+        let f = std::fs::File::create(dir.join("IM999")).unwrap();
+        f.set_len(MAX_SLICE_BYTES).unwrap();
+        assert_eq!(read_series(&dir).unwrap().dims, [5, 6, 3]);
+        f.set_len(MAX_SLICE_BYTES + 1).unwrap();
+        let msg = read_series(&dir).unwrap_err().to_string();
+        assert!(
+            msg.contains("IM999") && msg.contains("larger than a CT slice"),
+            "{msg}"
+        );
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn series_from_files_reads_what_a_picker_gives_in_any_order() {
+        let dir = write_series(&tmp("files"), 4, |_| 2.0);
+        let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .map(|p| {
+                (
+                    p.file_name().unwrap().to_string_lossy().into_owned(),
+                    std::fs::read(&p).unwrap(),
+                )
+            })
+            .collect();
+        files.reverse();
+        let a = series_from_files(&files).unwrap();
+        let b = read_series(&dir).unwrap();
+        assert_eq!((a.dims, &a.data), (b.dims, &b.data));
+        files.truncate(1);
+        let msg = series_from_files(&files).unwrap_err().to_string();
+        assert!(msg.contains("at least 2 DICOM slices"), "{msg}");
         std::fs::remove_dir_all(&dir).ok();
     }
 

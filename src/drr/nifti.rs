@@ -123,6 +123,21 @@ fn layout(bytes: &[u8]) -> Result<Layout> {
     }
     let offset = vox_offset.max(348.0) as usize;
     let need = offset + dims.iter().product::<usize>() * elem;
+    // The voxel reader sizes its buffer from `dim` and `bitpix`, not from what was checked
+    // above: a header with bitpix 0, or −3 in an unused dimension, would make it ask for
+    // exabytes (found by fuzzing). It gets the checked values.
+    let mut header = header;
+    header.dim = [
+        3,
+        dims[0] as u16,
+        dims[1] as u16,
+        dims[2] as u16,
+        1,
+        1,
+        1,
+        1,
+    ];
+    header.bitpix = (8 * elem) as i16;
     Ok(Layout {
         header,
         dims,

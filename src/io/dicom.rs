@@ -27,63 +27,229 @@ fn ts_name(uid: &str) -> String {
     }
 }
 
-/// Walks the top-level elements and refuses one whose declared length runs past the end of
-/// the file: dicom-rs allocates a declared length before reading it, so a damaged or hostile
-/// header could otherwise ask for gigabytes. Stops at the first undefined-length element
-/// (sequences, encapsulated pixel data), whose items carry their own checks.
+/// Deepest nesting of sequences (a sequence and its item count one level each) a file may have:
+/// dicom-rs reads nested data sets recursively, so a file of 100,000 nested sequences would
+/// overflow the stack. Real files nest a few levels.
+pub const MAX_DICOM_NESTING: usize = 64;
+
+/// Explicit VR little endian, deflated: the data set after the file meta group is a raw
+/// deflate stream.
+const DEFLATED_UID: &str = "1.2.840.10008.1.2.1.99";
+
+/// Walks the elements (into sequences and items) and refuses one whose declared length runs
+/// past the end of the file, and sequences nested deeper than [`MAX_DICOM_NESTING`]: dicom-rs
+/// allocates a declared length before reading it and parses nested items recursively, so a
+/// damaged or hostile file could otherwise ask for gigabytes or overflow the stack. A deflated
+/// data set is inflated (at most [`super::MAX_FILE_BYTES`]) and walked the same way.
 pub(crate) fn check_declared_lengths(bytes: &[u8]) -> Result<()> {
-    let mut pos = if bytes.starts_with(b"DICM") { 4 } else { 132 };
-    let mut implicit = false;
+    let start = if bytes.starts_with(b"DICM") { 4 } else { 132 };
+    match walk(bytes, start, None)? {
+        Walked::Done => Ok(()),
+        Walked::Deflated(at) => {
+            use std::io::Read;
+            let mut inflated = Vec::new();
+            flate2::read::DeflateDecoder::new(&bytes[at..])
+                .take(super::MAX_FILE_BYTES + 1)
+                .read_to_end(&mut inflated)
+                .map_err(|e| Error::Dicom(format!("the deflated data set is damaged ({e})")))?;
+            if inflated.len() as u64 > super::MAX_FILE_BYTES {
+                return Err(Error::TooLarge(format!(
+                    "the deflated data set inflates past {} MiB",
+                    super::MAX_FILE_BYTES >> 20
+                )));
+            }
+            walk(&inflated, 0, Some(false)).map(|_| ())
+        }
+    }
+}
+
+enum Walked {
+    Done,
+    /// The file meta group ended at this offset and announced a deflated data set.
+    Deflated(usize),
+}
+
+/// One open sequence or item: closed by a delimiter (undefined length) or at an offset.
+#[derive(Clone, Copy)]
+struct Open {
+    end: Option<usize>,
+    /// Encapsulated pixel data: its items are fragments, not data sets.
+    fragments: bool,
+}
+
+/// The walk of [`check_declared_lengths`] from `pos`; `implicit` is known for an inflated data
+/// set, else read from the meta group's transfer syntax.
+fn walk(bytes: &[u8], mut pos: usize, known_implicit: Option<bool>) -> Result<Walked> {
+    use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
+    let mut implicit = known_implicit.unwrap_or(false);
+    let mut in_meta = known_implicit.is_none();
+    let mut deflated = false;
+    let mut open: Vec<Open> = Vec::new();
     let u16_at = |p: usize| u16::from_le_bytes([bytes[p], bytes[p + 1]]);
     let u32_at =
         |p: usize| u32::from_le_bytes([bytes[p], bytes[p + 1], bytes[p + 2], bytes[p + 3]]);
+    let past_end = |group: u16, element: u16, len: u32, at: usize| {
+        Error::Dicom(format!(
+            "element ({group:04X},{element:04X}) declares {len} bytes but only {} remain: the file is truncated or malformed",
+            bytes.len() - at.min(bytes.len())
+        ))
+    };
     while pos + 8 <= bytes.len() {
+        while open.last().is_some_and(|o| o.end.is_some_and(|e| pos >= e)) {
+            open.pop();
+        }
         let (group, element) = (u16_at(pos), u16_at(pos + 2));
-        // The file meta group is always explicit VR; the data set follows its transfer syntax.
-        let explicit = group == 0x0002 || !implicit;
-        let (len, header) = if explicit {
-            let vr = &bytes[pos + 4..pos + 6];
-            if matches!(
-                vr,
-                b"OB"
-                    | b"OD"
-                    | b"OF"
-                    | b"OL"
-                    | b"OV"
-                    | b"OW"
-                    | b"SQ"
-                    | b"SV"
-                    | b"UC"
-                    | b"UN"
-                    | b"UR"
-                    | b"UT"
-                    | b"UV"
-            ) {
-                if pos + 12 > bytes.len() {
-                    break;
+        if in_meta && group != 0x0002 {
+            in_meta = false;
+            if known_implicit.is_none() && deflated {
+                return Ok(Walked::Deflated(pos));
+            }
+        }
+        if group == 0xFFFE {
+            // items and delimiters: tag + 4-byte length, no VR
+            let len = u32_at(pos + 4);
+            pos += 8;
+            match element {
+                0xE000 if len == u32::MAX => open.push(Open {
+                    end: None,
+                    fragments: false,
+                }),
+                0xE000 => {
+                    let end = pos + len as usize;
+                    if end > bytes.len() {
+                        return Err(past_end(group, element, len, pos));
+                    }
+                    if open.last().is_some_and(|o| o.fragments) {
+                        pos = end;
+                    } else {
+                        open.push(Open {
+                            end: Some(end),
+                            fragments: false,
+                        });
+                    }
                 }
-                (u32_at(pos + 8), 12)
-            } else {
-                (u16_at(pos + 6) as u32, 8)
+                0xE00D | 0xE0DD => {
+                    if let Some(i) = open.iter().rposition(|o| o.end.is_none()) {
+                        open.truncate(i);
+                    }
+                }
+                _ => {}
             }
         } else {
-            (u32_at(pos + 4), 8)
-        };
-        if len == u32::MAX {
-            return Ok(());
+            // The file meta group is always explicit VR; the data set follows its transfer syntax.
+            let explicit = group == 0x0002 || !implicit;
+            let (vr, len, header) = if explicit {
+                let vr = [bytes[pos + 4], bytes[pos + 5]];
+                // the VRs with a 2-byte length; any other, an unknown one included, has
+                // 2 reserved bytes and a 4-byte length (as dicom-rs reads it)
+                let short = matches!(
+                    &vr,
+                    b"AE"
+                        | b"AS"
+                        | b"AT"
+                        | b"CS"
+                        | b"DA"
+                        | b"DS"
+                        | b"DT"
+                        | b"FL"
+                        | b"FD"
+                        | b"IS"
+                        | b"LO"
+                        | b"LT"
+                        | b"PN"
+                        | b"SH"
+                        | b"SL"
+                        | b"SS"
+                        | b"ST"
+                        | b"TM"
+                        | b"UI"
+                        | b"UL"
+                        | b"US"
+                );
+                if !short {
+                    if pos + 12 > bytes.len() {
+                        break;
+                    }
+                    (Some(vr), u32_at(pos + 8), 12)
+                } else {
+                    (Some(vr), u16_at(pos + 6) as u32, 8)
+                }
+            } else {
+                (None, u32_at(pos + 4), 8)
+            };
+            pos += header;
+            let is_sq = match vr {
+                Some(vr) => &vr == b"SQ",
+                None => dicom_dictionary_std::StandardDataDictionary
+                    .by_tag(dicom_core::Tag(group, element))
+                    .is_some_and(|e| e.vr().relaxed() == VR::SQ),
+            };
+            if len == u32::MAX {
+                open.push(Open {
+                    end: None,
+                    fragments: (group, element) == (0x7FE0, 0x0010),
+                });
+            } else {
+                let end = pos + len as usize;
+                if end > bytes.len() {
+                    return Err(past_end(group, element, len, pos));
+                }
+                if (group, element) == (0x0002, 0x0010) {
+                    let uid = String::from_utf8_lossy(&bytes[pos..end]);
+                    let uid = uid.trim_end_matches(['\0', ' ']);
+                    implicit = uid == "1.2.840.10008.1.2";
+                    deflated = uid == DEFLATED_UID;
+                }
+                if is_sq {
+                    open.push(Open {
+                        end: Some(end),
+                        fragments: false,
+                    });
+                } else {
+                    pos = end;
+                }
+            }
         }
-        let end = pos + header + len as usize;
-        if end > bytes.len() {
-            return Err(Error::Dicom(format!(
-                "element ({group:04X},{element:04X}) declares {len} bytes but only {} remain: the file is truncated or malformed",
-                bytes.len() - (pos + header).min(bytes.len())
+        if open.len() > 2 * MAX_DICOM_NESTING {
+            return Err(Error::TooLarge(format!(
+                "sequences nest deeper than {MAX_DICOM_NESTING} levels"
             )));
         }
-        if (group, element) == (0x0002, 0x0010) {
-            let uid = String::from_utf8_lossy(&bytes[pos + header..end]);
-            implicit = uid.trim_end_matches(['\0', ' ']) == "1.2.840.10008.1.2";
+    }
+    Ok(Walked::Done)
+}
+
+/// Bits Allocated and Bits Stored as a greyscale image of up to 32 bits may have them: the pixel
+/// decoder asserts (panics) on a Bits Stored of 0 or over 32 (found by fuzzing), so such files
+/// are refused by name first.
+pub(crate) fn check_pixel_module(
+    obj: &dicom_object::DefaultDicomObject,
+) -> std::result::Result<(), String> {
+    let get = |tag, name: &str| -> std::result::Result<Option<u16>, String> {
+        match obj.element_opt(tag) {
+            Ok(Some(e)) => e
+                .to_int::<u16>()
+                .map(Some)
+                .map_err(|_| format!("{name} {tag} is not a number")),
+            _ => Ok(None),
         }
-        pos = end;
+    };
+    let allocated = get(tags::BITS_ALLOCATED, "Bits Allocated")?;
+    let stored = get(tags::BITS_STORED, "Bits Stored")?;
+    if let Some(a) = allocated
+        && !matches!(a, 1 | 8 | 16 | 32)
+    {
+        return Err(format!(
+            "Bits Allocated is {a}; a greyscale image has 1, 8, 16 or 32"
+        ));
+    }
+    if let Some(b) = stored
+        && (b == 0 || b > allocated.unwrap_or(32).max(1))
+    {
+        return Err(format!(
+            "Bits Stored is {b}; it must lie in 1..=Bits Allocated ({})",
+            allocated.map_or("absent".to_string(), |a| a.to_string())
+        ));
     }
     Ok(())
 }
@@ -164,6 +330,7 @@ pub fn decode_with_spacing(bytes: &[u8]) -> Result<(GrayImage, Option<(f64, &'st
         .read_preamble(preamble)
         .from_reader(Cursor::new(bytes))
         .map_err(|e| bad(format!("DICOM file is damaged or truncated ({e})")))?;
+    check_pixel_module(&obj).map_err(bad)?;
     let pixels = obj
         .decode_pixel_data_frame(0)
         .map_err(|e| bad(format!("pixel data cannot be decoded ({e})")))?;
@@ -428,6 +595,109 @@ fn finish_dicom(obj: InMemDicomObject, ts: &str) -> Result<Vec<u8>> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    /// Preamble, magic and a file meta group announcing transfer syntax `uid`.
+    fn meta(uid: &str) -> Vec<u8> {
+        let el = |g: u16, e: u16, vr: &[u8; 2], v: &[u8]| {
+            let mut b = [g.to_le_bytes(), e.to_le_bytes()].concat();
+            b.extend(vr);
+            if vr == b"OB" {
+                b.extend([0, 0]);
+                b.extend((v.len() as u32).to_le_bytes());
+            } else {
+                b.extend((v.len() as u16).to_le_bytes());
+            }
+            b.extend(v);
+            b
+        };
+        let mut uid = uid.as_bytes().to_vec();
+        if uid.len() % 2 == 1 {
+            uid.push(0);
+        }
+        let group = [
+            el(2, 1, b"OB", &[0, 1]),
+            el(2, 2, b"UI", b"1.2.840.10008.5.1.4.1.1.1\0"),
+            el(2, 3, b"UI", b"1.2.3.4\0"),
+            el(2, 0x10, b"UI", &uid),
+        ]
+        .concat();
+        let mut out = vec![0u8; 128];
+        out.extend(b"DICM");
+        out.extend(el(2, 0, b"UL", &(group.len() as u32).to_le_bytes()));
+        out.extend(group);
+        out
+    }
+
+    /// `depth` nested undefined-length sequences, each with one item, all closed.
+    fn nested(depth: usize) -> Vec<u8> {
+        let mut b = Vec::new();
+        for _ in 0..depth {
+            b.extend([0x08, 0x00, 0x15, 0x11]);
+            b.extend(b"SQ\0\0");
+            b.extend([0xFF; 4]);
+            b.extend([0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF]);
+        }
+        for _ in 0..depth {
+            b.extend([0xFE, 0xFF, 0x0D, 0xE0, 0, 0, 0, 0]);
+            b.extend([0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
+        }
+        b
+    }
+
+    #[test]
+    fn sequences_nested_past_the_limit_are_refused_before_parsing() {
+        let file = |depth| [meta(EXPLICIT_LE), nested(depth)].concat();
+        check_declared_lengths(&file(MAX_DICOM_NESTING)).unwrap();
+        for depth in [MAX_DICOM_NESTING + 1, 100_000] {
+            let e = check_declared_lengths(&file(depth)).unwrap_err();
+            assert!(matches!(e, Error::TooLarge(_)), "{e}");
+            assert!(e.to_string().contains("nest deeper than 64"), "{e}");
+            // and the decoder says so instead of overflowing its stack
+            assert!(
+                decode(&file(depth))
+                    .unwrap_err()
+                    .to_string()
+                    .contains("nest deeper")
+            );
+        }
+        // two sequences one after the other are not nesting
+        let flat = [
+            meta(EXPLICIT_LE),
+            nested(MAX_DICOM_NESTING),
+            nested(MAX_DICOM_NESTING),
+        ]
+        .concat();
+        check_declared_lengths(&flat).unwrap();
+    }
+
+    #[test]
+    fn a_deflated_data_set_is_inflated_under_the_file_limit_and_walked() {
+        use std::io::Write;
+        let deflate = |body: &dyn Fn(&mut dyn Write)| {
+            let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+            body(&mut z);
+            [meta(DEFLATED_UID), z.finish().unwrap()].concat()
+        };
+        // nesting hidden inside the deflate stream is found
+        let deep = deflate(&|z| z.write_all(&nested(MAX_DICOM_NESTING + 1)).unwrap());
+        let e = check_declared_lengths(&deep).unwrap_err().to_string();
+        assert!(e.contains("nest deeper"), "{e}");
+        let ok = deflate(&|z| z.write_all(&nested(3)).unwrap());
+        check_declared_lengths(&ok).unwrap();
+        // a bomb: under 1 MB that inflates past the 512 MiB file limit
+        let bomb = deflate(&|z| {
+            let zeros = vec![0u8; 1 << 20];
+            for _ in 0..=(crate::io::MAX_FILE_BYTES >> 20) {
+                z.write_all(&zeros).unwrap();
+            }
+        });
+        assert!(bomb.len() < 1 << 20, "{} bytes", bomb.len());
+        let e = check_declared_lengths(&bomb).unwrap_err();
+        assert!(
+            matches!(e, Error::TooLarge(_)) && e.to_string().contains("inflates past 512 MiB"),
+            "{e}"
+        );
+    }
 
     const EXPLICIT_LE: &str = "1.2.840.10008.1.2.1";
 

@@ -70,7 +70,7 @@ impl Strategy {
         ilvr: usize,
         device: Device,
     ) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let bytes = crate::checkpoint::read_file(path)?;
         let model = load_bytes(&bytes, None, &device)?;
         let schedule = model.spec.schedule.build()?;
         Ok(Strategy::Ddpm {

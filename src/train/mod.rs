@@ -237,7 +237,7 @@ impl StateFile {
     }
 
     pub fn read(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let bytes = crate::checkpoint::read_file(path)?;
         let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
             .map_err(|e| Error::CheckpointFormat(format!("{}: {e}", path.display())))?;
         let st = safetensors::SafeTensors::deserialize(&bytes)

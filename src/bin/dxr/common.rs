@@ -36,7 +36,7 @@ pub fn read_spec(config: Option<&Path>) -> Result<Option<ModelSpec>> {
 /// the file.
 pub fn read_model(weights: &Path, config: Option<&Path>, device: &Device) -> Result<LoadedModel> {
     let spec = read_spec(config)?;
-    let bytes = std::fs::read(weights).map_err(|e| Error::io(weights, e))?;
+    let bytes = dxr::checkpoint::read_file(weights)?;
     let ckpt = read_checkpoint(&bytes).map_err(|e| prefix(weights, e))?;
     checkpoint::load(&ckpt, spec, device).map_err(|e| prefix(weights, e))
 }

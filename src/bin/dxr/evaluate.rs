@@ -46,7 +46,7 @@ pub fn run_eval(a: &EvalArgs) -> Result<()> {
         (Some(r), Some(refd), None, None) => (tables::eval_dirs(r, refd)?, r.join("eval.csv")),
         (None, None, Some(w), Some(p)) => {
             let device = open_device(&a.device)?;
-            let bytes = std::fs::read(w).map_err(|e| Error::io(w, e))?;
+            let bytes = dxr::checkpoint::read_file(w)?;
             let restorer = Restorer::new(dxr::checkpoint::load(
                 &read_checkpoint(&bytes)?,
                 None,

@@ -93,7 +93,7 @@ fn convert(
 }
 
 fn info(file: &Path, config: Option<&Path>) -> Result<()> {
-    let bytes = std::fs::read(file).map_err(|e| Error::io(file, e))?;
+    let bytes = dxr::checkpoint::read_file(file)?;
     let ckpt = read_checkpoint(&bytes).map_err(|e| prefix(file, e))?;
     let family = ckpt.family().map_err(|e| prefix(file, e))?;
     println!("file:       {}", file.display());

@@ -200,7 +200,7 @@ pub fn run_train(cmd: &TrainCommand) -> Result<()> {
             let mut t = DdpmTrainer::new(settings, data, val, &device)?;
             t.data_parallel(devices)?;
             if let (Some(path), false) = (init, common.resume) {
-                let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+                let bytes = dxr::checkpoint::read_file(path)?;
                 t.init_from(&load_bytes(&bytes, None, &device)?)?;
                 eprintln!("starting from the weights of {}", path.display());
             }

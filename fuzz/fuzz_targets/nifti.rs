@@ -1,0 +1,7 @@
+//! Fuzz target `nifti`: see `fuzz/checks.rs`.
+#![no_main]
+#[allow(dead_code)] // the target uses one check of the list
+#[path = "../checks.rs"]
+mod checks;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| checks::nifti(data));

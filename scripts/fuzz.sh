@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Fuzzes every reader of user bytes (fuzz/fuzz_targets, see fuzz/checks.rs) with libFuzzer.
+# Needs the nightly toolchain and cargo-fuzz (installed here if missing). Not part of `make test`:
+# `make test` replays what this saves (tests/fuzz-regressions/) on stable.
+#
+#   scripts/fuzz.sh                      every target, 30 min each, one at a time
+#   TARGETS="image json" SECONDS_EACH=60 JOBS=2 scripts/fuzz.sh
+#
+# Per target: the corpus lives in fuzz/corpus/<target> (git-ignored; seeded from small valid files
+# of each format: written by `tests/fuzz_replay.rs::write_fuzz_seeds` and fuzz/seeds/), findings
+# (crash, timeout, out of memory) are copied to tests/fuzz-regressions/<target>/, and the last
+# stats line (executions, coverage, corpus) is printed. libFuzzer runs in fork mode and goes on
+# after a finding. The build is cargo-fuzz's default: AddressSanitizer (for the unsafe code in
+# the decoders we depend on), coverage instrumentation and debug assertions (overflow checks).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TARGETS=${TARGETS:-"image dicom checkpoint pickle nifti json load_model"}
+SECONDS_EACH=${SECONDS_EACH:-1800}
+JOBS=${JOBS:-1}
+FUZZ_TARGET_DIR=${FUZZ_TARGET_DIR:-$HOME/.cache/dxr-fuzz-target}
+
+rustup toolchain list | grep -q '^nightly' || { echo "fuzz.sh: the nightly toolchain is needed" >&2; exit 2; }
+command -v cargo-fuzz >/dev/null || cargo +nightly install cargo-fuzz --locked
+
+# 1. build every target (instrumented, release with debug assertions)
+( cd fuzz && CARGO_TARGET_DIR=$FUZZ_TARGET_DIR cargo +nightly fuzz build )
+
+# 2. seeds
+seeds=fuzz/corpus-seeds
+rm -rf "$seeds" && mkdir -p "$seeds"
+DXR_FUZZ_SEEDS=$PWD/$seeds cargo test --release --test fuzz_replay -- --ignored write_fuzz_seeds >/dev/null
+cp -r fuzz/seeds/. "$seeds"/
+cp fuzz/seeds/checkpoint/* "$seeds/load_model/" 2>/dev/null || true
+
+# 3. run
+run_one() {
+    local t=$1 bin
+    bin=$(ls "$FUZZ_TARGET_DIR"/x86_64-unknown-linux-gnu/release/"$t")
+    mkdir -p "fuzz/corpus/$t" "fuzz/artifacts/$t" "fuzz/logs" "$seeds/$t"
+    "$bin" "fuzz/corpus/$t" "$seeds/$t" \
+        -fork=1 -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1 \
+        -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
+        -artifact_prefix="fuzz/artifacts/$t/" >"fuzz/logs/$t.log" 2>&1 || true
+    local found=0
+    for f in fuzz/artifacts/"$t"/{crash,timeout,oom,leak}-*; do
+        [ -e "$f" ] || continue
+        mkdir -p "tests/fuzz-regressions/$t"
+        cp "$f" "tests/fuzz-regressions/$t/"
+        found=$((found + 1))
+    done
+    local last
+    last=$(grep -E '^#[0-9]+:' "fuzz/logs/$t.log" | tail -1)
+    echo "$t: ${SECONDS_EACH}s, $last, findings saved: $found"
+}
+export -f run_one
+export FUZZ_TARGET_DIR SECONDS_EACH seeds
+echo "fuzzing $TARGETS, ${SECONDS_EACH}s each, $JOBS at a time"
+printf '%s\n' $TARGETS | xargs -P "$JOBS" -I{} bash -c 'run_one {}'
