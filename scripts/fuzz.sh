@@ -30,7 +30,6 @@ seeds=fuzz/corpus-seeds
 rm -rf "$seeds" && mkdir -p "$seeds"
 DXR_FUZZ_SEEDS=$PWD/$seeds cargo test --release --test fuzz_replay -- --ignored write_fuzz_seeds >/dev/null
 cp -r fuzz/seeds/. "$seeds"/
-cp fuzz/seeds/checkpoint/* "$seeds/load_model/" 2>/dev/null || true
 
 # 3. run
 run_one() {

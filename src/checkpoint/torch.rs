@@ -693,22 +693,20 @@ mod tests {
 
     /// A `torch.save`-shaped archive around `pickle` (and no tensor data).
     fn archive(pickle: &[u8]) -> Vec<u8> {
-        let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
-        let stored = zip::write::SimpleFileOptions::default()
-            .compression_method(zip::CompressionMethod::Stored);
-        zip.start_file("archive/data.pkl", stored).unwrap();
-        zip.write_all(pickle).unwrap();
-        zip.finish().unwrap().into_inner()
+        zip_of("archive/data.pkl", pickle, zip::CompressionMethod::Stored)
     }
 
-    /// A zip of one deflated entry.
-    fn deflated(name: &str, bytes: &[u8]) -> Vec<u8> {
+    /// A zip of one entry, stored or deflated.
+    fn zip_of(name: &str, bytes: &[u8], method: zip::CompressionMethod) -> Vec<u8> {
         let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
-        let opts = zip::write::SimpleFileOptions::default()
-            .compression_method(zip::CompressionMethod::Deflated);
+        let opts = zip::write::SimpleFileOptions::default().compression_method(method);
         zip.start_file(name, opts).unwrap();
         zip.write_all(bytes).unwrap();
         zip.finish().unwrap().into_inner()
+    }
+
+    fn deflated(name: &str, bytes: &[u8]) -> Vec<u8> {
+        zip_of(name, bytes, zip::CompressionMethod::Deflated)
     }
 
     #[test]
