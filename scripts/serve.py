@@ -1,10 +1,12 @@
 """Serves the web app on 127.0.0.1 (PORT, default 8080): only the app's own files, with a
 Content-Security-Policy that lets the page talk to its own origin and nothing else.
 
-What is served: `/` and `/index.html`, and the files under `www/` (the page's modules, the wasm
-engine in www/pkg, the default model in www/models, the examples in www/examples). Everything
-else in the checkout (`/.git/config`, `/Cargo.toml`, `/src/...`, `/data/...`) is 404, as is any
-path with a dot-segment or a hidden name, so that a link cannot walk out of `www/`.
+What is served: `/` and `/index.html`, the files under `www/` (the page's modules, the wasm
+engine in www/pkg, the default model in www/models, the examples in www/examples), and the
+studio's example CT (`/data/ct/cxr.nii.gz`, fetched at setup into the git-ignored data folder).
+Everything else in the checkout (`/.git/config`, `/Cargo.toml`, `/src/...`, the rest of
+`/data/...`) is 404, as is any path with a dot-segment or a hidden name, so that a link cannot
+walk out of `www/`.
 """
 import http.server
 import os
@@ -21,6 +23,9 @@ CSP = ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'se
        "connect-src 'self'; img-src 'self' data: blob:; style-src 'self'; font-src 'self'; "
        "object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 
+# The example data the page may fetch (the studio's "Example CT" button): exact paths only.
+DATA_FILES = {"data/ct/cxr.nii.gz"}
+
 
 def allowed(url_path):
     """The file under ROOT that `url_path` names when it is one of the app's, else None."""
@@ -30,6 +35,9 @@ def allowed(url_path):
     parts = path.split("/")[1:]
     if any(p in ("", ".", "..") or p.startswith(".") or "\\" in p or "\0" in p for p in parts):
         return None
+    if "/".join(parts) in DATA_FILES:
+        full = os.path.join(ROOT, *parts)
+        return full if os.path.isfile(full) else None
     if parts != ["index.html"] and (len(parts) < 2 or parts[0] != "www"):
         return None
     full = os.path.realpath(os.path.join(ROOT, *parts))
@@ -42,7 +50,7 @@ def allowed(url_path):
 class Handler(http.server.SimpleHTTPRequestHandler):
     extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map,
                       ".wasm": "application/wasm", ".js": "text/javascript", ".mjs": "text/javascript",
-                      ".safetensors": "application/octet-stream", ".dcm": "application/dicom"}
+                      ".safetensors": "application/octet-stream", ".dcm": "application/dicom", ".gz": "application/gzip"}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, directory=ROOT, **kwargs)

@@ -7,13 +7,13 @@
 //! → the sampler calls the [`model`] UNet (through [`spec::Unet`], so that the two do not import
 //! each other) whose weights came from [`checkpoint`] → [`io`] writes the result. [`spec`] holds
 //! the plain data every module shares; [`eval`] measures results; [`drr`] makes DRRs from a CT
-//! and [`train`] trains the models (both native only). README "Architecture" has the whole map.
+//! (natively and in the page's studio) and [`train`] trains the models (native only). README
+//! "Architecture" has the whole map.
 
 pub mod checkpoint;
 pub mod config;
 pub mod device;
 pub mod diffusion;
-#[cfg(not(target_arch = "wasm32"))]
 pub mod drr;
 pub mod error;
 pub mod eval;

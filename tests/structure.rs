@@ -276,7 +276,8 @@ fn the_cycle_check_finds_cycles() {
 }
 
 /// The page checks file sizes before reading (www/limits.js): its image limit is the engine's,
-/// and its checkpoint limit is no larger than the native one.
+/// its checkpoint limit is no larger than the native one, and its CT limit no larger than the
+/// studio's voxel limit takes.
 #[test]
 fn the_page_file_limits_agree_with_the_engine() {
     let js = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("www/limits.js"))
@@ -295,4 +296,5 @@ fn the_page_file_limits_agree_with_the_engine() {
     assert_eq!(mib("IMAGE_BYTES"), dxr::io::MAX_FILE_BYTES);
     assert!(mib("CHECKPOINT_BYTES") <= dxr::checkpoint::MAX_CHECKPOINT_BYTES);
     assert!(mib("CONFIG_BYTES") > 0);
+    assert!(mib("CT_BYTES") <= 4 * dxr::drr::studio::MAX_STUDIO_VOXELS as u64);
 }

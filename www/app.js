@@ -1,5 +1,6 @@
 // The page: wires the engine (rpc.js, the worker in worker.js), the model (models.js), the queue
-// (queue.js), one image's restoration (restore.js) and the viewer (viewer.js) to the DOM: files
+// (queue.js), one image's restoration (restore.js), the viewer (viewer.js) and the CT → DRR
+// studio (studio.js) to the DOM: files
 // in (files.js says which are checkpoints), sampler settings, progress and Cancel, downloads.
 // All model work happens in the worker; this thread only draws.
 import { Engine } from './rpc.js';
@@ -8,6 +9,7 @@ import { Queue } from './queue.js';
 import { restoreFile, downloadPng } from './restore.js';
 import { Viewer } from './viewer.js';
 import { sortFiles, setAcceptLists, checkpointTypesText } from './files.js';
+import { Studio } from './studio.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -160,7 +162,8 @@ function readSettings(pixelMm) {
 
 async function restore(item, signal) {
   const result = await restoreFile(engine, item.file, {
-    boxes: item.boxes, signal, settings: readSettings,
+    // a studio DRR knows its pixel pitch; an image file may carry one (DICOM)
+    boxes: item.boxes, signal, settings: (mm) => readSettings(mm ?? item.pixelMm),
     onImage: (shown) => queue.show(item, shown),
     onPlan: (plan) => { $('plan-text').textContent = plan.text; $('progress').value = 0; },
     onStep: ({ step, total, elapsed, preview }, shown) => {
@@ -200,5 +203,12 @@ window.addEventListener('drop', (e) => {
   if (modelFiles.length) loadUserModel(modelFiles);
   if (images.length) queue.add(images);
 });
+
+// The studio hands its DRR to the queue with its nodule boxes and its pixel pitch.
+const studio = new Studio(engine, {
+  preferGpu: 'gpu' in navigator && params.get('cpu') !== '1',
+  restore: (file, { boxes, pixelMm }) => { queue.add([file], boxes, { pixelMm }); queue.start(); },
+});
+window.dxrStudio = studio; // for the tests and the benchmark
 
 start();

@@ -43,10 +43,11 @@ export class Queue {
 
   get hasQueued() { return this.items.some((i) => i.state === 'queued'); }
 
-  /** Adds files (with nodule boxes, for an example) in state "queued". */
-  add(files, boxes = null) {
+  /** Adds files (with nodule boxes, for an example or a studio DRR, and the pixel pitch in mm
+   * when known) in state "queued". */
+  add(files, boxes = null, { pixelMm = null } = {}) {
     for (const file of files) {
-      const item = { id: this.nextId++, file, boxes, state: 'queued', result: null, error: '' };
+      const item = { id: this.nextId++, file, boxes, pixelMm, state: 'queued', result: null, error: '' };
       item.li = document.createElement('li');
       item.li.dataset.id = String(item.id);
       item.li.dataset.name = file.name;

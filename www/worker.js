@@ -64,6 +64,32 @@ const handlers = {
       elapsed: performance.now() - start };
     return { result, transfer: [out.data.buffer] };
   },
+  // the DRR studio (www/studio.js): one CT in the engine, one render at a time
+  studioLoad: async (msg, id) => {
+    const files = msg.files.map(([name, bytes]) => [name, bytes]);
+    const info = await dxr.studio_load(files, JSON.stringify(msg.cleanup), (stage, done, total) => {
+      self.postMessage({ id, progress: { stage, done, total } });
+      return !cancelled.has(id);
+    });
+    return { result: JSON.parse(info) };
+  },
+  studioRender: async (msg) => {
+    const out = JSON.parse(await dxr.studio_render(JSON.stringify(msg.settings), msg.preferGpu));
+    out.image = dxr.studio_image(false);
+    return { result: out, transfer: [out.image.buffer] };
+  },
+  studioIntegrals: (msg) => {
+    const data = dxr.studio_integrals(msg.clean);
+    return { result: data, transfer: [data.buffer] };
+  },
+  studioPng16: (msg) => {
+    const png = dxr.studio_png16(msg.clean);
+    return { result: png, transfer: [png.buffer] };
+  },
+  studioLabel: () => ({ result: dxr.studio_label() }),
+  studioCoco: () => ({ result: dxr.studio_coco() }),
+  studioPlace: (msg) => ({ result: dxr.studio_place(msg.x, msg.y) }),
+  studioRemove: (msg) => ({ result: dxr.studio_remove(msg.id) }),
   encode: (msg) => {
     const png = dxr.encode_png(msg.data, msg.width, msg.height, msg.bits);
     return { result: png, transfer: [png.buffer] };

@@ -142,10 +142,20 @@ pub enum Renderer {
 }
 
 impl Renderer {
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn render(&self, scene: &Scene, proj: &Projection) -> Result<Vec<f32>> {
         match self {
             Renderer::Cpu => Ok(scene.render(proj)),
             Renderer::Gpu(g) => g.render(proj),
+        }
+    }
+
+    /// [`Renderer::render`] for a caller that cannot block (the page: WebGPU answers through
+    /// the browser's event loop).
+    pub async fn render_async(&self, scene: &Scene, proj: &Projection) -> Result<Vec<f32>> {
+        match self {
+            Renderer::Cpu => Ok(scene.render(proj)),
+            Renderer::Gpu(g) => g.render_async(proj).await,
         }
     }
 
@@ -194,6 +204,7 @@ pub fn draw_pose(s: &SetSettings, index: usize) -> (Pose, ChaCha8Rng) {
 }
 
 /// Draws and renders view `index` of a set.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn render_view(
     scene: &Scene,
     lungs: Option<&LungRegion>,
@@ -202,22 +213,60 @@ pub fn render_view(
     index: usize,
 ) -> Result<View> {
     // 1. pose
-    let (pose, mut rng) = draw_pose(s, index);
-    let projection = Projection::new(s.geometry, &pose, scene.isocentre)?;
+    let (pose, rng, projection) = view_projection(scene, s, index)?;
     // 2. the nodule-free view
     let clean = renderer.render(scene, &projection)?;
-    // 3. nodules, each traced through its own window only
-    let mut nodules = Vec::with_capacity(s.nodules);
-    let mut with_nodules = clean.clone();
+    // 3. nodules and labels
+    finish_view(scene, lungs, s, index, (pose, rng, projection), clean, &[])
+}
+
+/// Step 1 of [`render_view`]: the pose of view `index`, its random stream and its projection.
+pub fn view_projection(
+    scene: &Scene,
+    s: &SetSettings,
+    index: usize,
+) -> Result<(Pose, ChaCha8Rng, Projection)> {
+    let (pose, rng) = draw_pose(s, index);
+    let projection = Projection::new(s.geometry, &pose, scene.isocentre)?;
+    Ok((pose, rng, projection))
+}
+
+/// Steps 3–4 of [`render_view`] once the nodule-free line integrals `clean` are traced (by any
+/// renderer, awaited or not): `s.nodules` random nodules, then `placed` (nodules put at chosen
+/// points), each traced through its own window only; their labels.
+pub fn finish_view(
+    scene: &Scene,
+    lungs: Option<&LungRegion>,
+    s: &SetSettings,
+    index: usize,
+    (pose, mut rng, projection): (Pose, ChaCha8Rng, Projection),
+    clean: Vec<f32>,
+    placed: &[Nodule],
+) -> Result<View> {
+    let [w, h] = s.geometry.pixels;
+    if clean.len() != w * h {
+        return Err(Error::Drr(format!(
+            "the renderer returned {} line integrals for a {w}×{h} detector",
+            clean.len()
+        )));
+    }
+    // 3. nodules, each traced through its own window only; the random ones are drawn as
+    // `dxr drr` draws them (placed ones were kept clear of them when they were placed)
+    let mut nodules: Vec<Nodule> = Vec::with_capacity(s.nodules + placed.len());
     if s.nodules > 0 {
         let lungs = lungs.ok_or_else(|| Error::Drr("nodules need a lung region".into()))?;
         for _ in 0..s.nodules {
             let n = lungs.place(&mut rng, &scene.ct, &s.nodule, &nodules)?;
-            let block = scene.nodule_block(&n)?;
-            n.add_to(&mut with_nodules, &block, &scene.ct, &projection);
             nodules.push(n);
         }
     }
+    nodules.extend_from_slice(placed);
+    let mut with_nodules = clean.clone();
+    for n in &nodules {
+        let block = scene.nodule_block(n)?;
+        n.add_to(&mut with_nodules, &block, &scene.ct, &projection);
+    }
+    // 4. labels and window
     let labels = nodules
         .iter()
         .enumerate()
@@ -253,6 +302,25 @@ pub struct ViewLabel {
 }
 
 impl ViewLabel {
+    /// The label [`write_set`] writes for view `v` of the set `s` (file names relative to the
+    /// set's folder).
+    pub fn of_view(v: &View, s: &SetSettings) -> Self {
+        let rel = |d: &str, ext: &str| format!("{d}/{}.{ext}", v.name);
+        let has_clean = s.nodules > 0 || !v.nodules.is_empty();
+        ViewLabel {
+            image: rel("png16", "png"),
+            image_8bit: rel("png8", "png"),
+            clean_image: has_clean.then(|| rel("clean/png16", "png")),
+            raw: s.raw.then(|| rel("raw", "npy")),
+            width: s.geometry.pixels[0],
+            height: s.geometry.pixels[1],
+            geometry: s.geometry,
+            pose: v.pose,
+            window: v.window,
+            nodules: v.labels.clone(),
+        }
+    }
+
     /// Reads the label of a view written by [`write_set`].
     pub fn read(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
@@ -394,6 +462,7 @@ pub struct SetSummary {
 /// Renders and writes views `0..count`; `progress(done, total)` returns false to stop after
 /// the current view (what was written stays valid: every file is written atomically and the set
 /// files list only finished views).
+#[cfg(not(target_arch = "wasm32"))]
 pub fn write_set(
     scene: &Scene,
     lungs: Option<&LungRegion>,
@@ -451,18 +520,7 @@ pub fn write_set(
                 put(&rel("clean/raw", "npy"), &npy_bytes(&v.clean, h, w))?;
             }
         }
-        let label = ViewLabel {
-            image: rel("png16", "png"),
-            image_8bit: rel("png8", "png"),
-            clean_image: (s.nodules > 0).then(|| rel("clean/png16", "png")),
-            raw: s.raw.then(|| rel("raw", "npy")),
-            width: w,
-            height: h,
-            geometry: s.geometry,
-            pose: v.pose,
-            window: v.window,
-            nodules: v.labels.clone(),
-        };
+        let label = ViewLabel::of_view(&v, s);
         put(
             &rel("labels", "json"),
             &serde_json::to_vec_pretty(&label).expect("serialisable"),

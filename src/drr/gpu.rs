@@ -50,17 +50,33 @@ pub struct GpuProjector {
 
 impl GpuProjector {
     /// Opens an adapter (per `choice`) and uploads `mu`; an error says what was found instead.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn new(mu: &MuVolume, choice: AdapterChoice) -> Result<Self> {
         pollster::block_on(Self::new_async(mu, choice))
     }
 
-    async fn new_async(mu: &MuVolume, choice: AdapterChoice) -> Result<Self> {
+    /// [`GpuProjector::new`] without blocking: the page's way (the browser offers one adapter).
+    pub async fn new_async(mu: &MuVolume, choice: AdapterChoice) -> Result<Self> {
         // 1. adapter: best real GPU, or anything when allowed
+        #[cfg(not(target_arch = "wasm32"))]
+        let backends = wgpu::Backends::PRIMARY;
+        #[cfg(target_arch = "wasm32")]
+        let backends = wgpu::Backends::BROWSER_WEBGPU;
         let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
-            backends: wgpu::Backends::PRIMARY,
+            backends,
             ..wgpu::InstanceDescriptor::new_without_display_handle()
         });
-        let adapters = instance.enumerate_adapters(wgpu::Backends::PRIMARY).await;
+        #[cfg(not(target_arch = "wasm32"))]
+        let adapters = instance.enumerate_adapters(backends).await;
+        #[cfg(target_arch = "wasm32")]
+        let adapters: Vec<wgpu::Adapter> = instance
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::HighPerformance,
+                ..Default::default()
+            })
+            .await
+            .into_iter()
+            .collect();
         let rank = |t: wgpu::DeviceType| match t {
             wgpu::DeviceType::DiscreteGpu => 0,
             wgpu::DeviceType::IntegratedGpu => 1,
@@ -132,7 +148,14 @@ impl GpuProjector {
     }
 
     /// Line integrals of every pixel of `proj` (row-major), like [`super::project::render`].
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn render(&self, proj: &Projection) -> Result<Vec<f32>> {
+        pollster::block_on(self.render_async(proj))
+    }
+
+    /// [`GpuProjector::render`] without blocking: the read-back is awaited, which in the page
+    /// lets the browser run the GPU's callbacks.
+    pub async fn render_async(&self, proj: &Projection) -> Result<Vec<f32>> {
         let [w, h] = proj.geometry.pixels;
         let m = &self.mu_ref;
         let v4 = |v: [f64; 3]| [v[0] as f32, v[1] as f32, v[2] as f32, 0.0];
@@ -209,15 +232,17 @@ impl GpuProjector {
         enc.copy_buffer_to_buffer(&out, 0, &readback, 0, size);
         self.queue.submit([enc.finish()]);
         let slice = readback.slice(..);
-        let (tx, rx) = std::sync::mpsc::channel();
-        slice.map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
+        let mapped = Mapped::default();
+        let done = mapped.clone();
+        slice.map_async(wgpu::MapMode::Read, move |r| done.set(r));
+        // natively the callback runs inside this poll; in the browser it comes from the event
+        // loop while the future below waits
+        #[cfg(not(target_arch = "wasm32"))]
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| Error::Device(format!("{}: {e}", self.adapter)))?;
-        rx.recv()
-            .map_err(|e| Error::Device(e.to_string()))?
+        mapped
+            .await
             .map_err(|e| Error::Device(format!("{}: reading the DRR back: {e}", self.adapter)))?;
         let data = {
             let view = slice
@@ -227,6 +252,43 @@ impl GpuProjector {
         };
         readback.unmap();
         Ok(data)
+    }
+}
+
+/// The outcome of `map_async` as a future: resolved by the callback, awaited by the renderer.
+#[derive(Clone, Default)]
+struct Mapped(std::sync::Arc<std::sync::Mutex<MapState>>);
+
+#[derive(Default)]
+struct MapState {
+    result: Option<std::result::Result<(), wgpu::BufferAsyncError>>,
+    waker: Option<std::task::Waker>,
+}
+
+impl Mapped {
+    fn set(&self, r: std::result::Result<(), wgpu::BufferAsyncError>) {
+        let mut s = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        s.result = Some(r);
+        if let Some(w) = s.waker.take() {
+            w.wake();
+        }
+    }
+}
+
+impl std::future::Future for Mapped {
+    type Output = std::result::Result<(), wgpu::BufferAsyncError>;
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let mut s = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match s.result.take() {
+            Some(r) => std::task::Poll::Ready(r),
+            None => {
+                s.waker = Some(cx.waker().clone());
+                std::task::Poll::Pending
+            }
+        }
     }
 }
 

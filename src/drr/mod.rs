@@ -7,7 +7,8 @@
 //! contrast → [`Scene`] turns HU into attenuation, crops it to the body and lays it out along the
 //! rays → [`project`] (all cores) or [`gpu`] (a WGSL compute shader) traces the rays of a
 //! [`geometry::Projection`] → [`nodule`] adds nodules by tracing only their own windows →
-//! [`dataset`] windows, writes images, raw integrals, labels and a contact sheet.
+//! [`dataset`] windows, writes images, raw integrals, labels and a contact sheet. [`studio`] is the
+//! page's way through the same steps: one CT in memory, one view at a time.
 
 pub mod clean;
 pub mod dataset;
@@ -17,6 +18,7 @@ pub mod gpu;
 pub mod nifti;
 pub mod nodule;
 pub mod project;
+pub mod studio;
 pub mod volume;
 
 pub use clean::Cleanup;

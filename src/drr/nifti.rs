@@ -12,14 +12,24 @@ pub const MAX_NIFTI_BYTES: u64 = 8 << 30;
 /// Reads a NIfTI-1 volume (`.nii` or `.nii.gz`, detected from the content), applying
 /// `scl_slope`/`scl_inter` and the sform (or qform, or pixdim) affine.
 pub fn read_nifti(path: &Path) -> Result<Volume> {
-    let name = path.display().to_string();
     let raw = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    nifti_from_bytes(raw, &path.display().to_string())
+}
+
+/// [`read_nifti`] of a file's bytes; `name` is for messages.
+pub fn nifti_from_bytes(raw: Vec<u8>, name: &str) -> Result<Volume> {
+    nifti_from_bytes_limited(raw, name, MAX_NIFTI_BYTES)
+}
+
+/// [`nifti_from_bytes`] with a smaller limit on the voxel bytes (the page's, whose memory is
+/// 4 GiB in all).
+pub fn nifti_from_bytes_limited(raw: Vec<u8>, name: &str, max_bytes: u64) -> Result<Volume> {
     let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
-        inflate(&raw).map_err(|e| with_name(&name, e))?
+        inflate_limited(&raw, max_bytes).map_err(|e| with_name(name, e))?
     } else {
         raw
     };
-    parse_nifti(&bytes).map_err(|e| with_name(&name, e))
+    parse_nifti(&bytes).map_err(|e| with_name(name, e))
 }
 
 fn with_name(name: &str, e: Error) -> Error {
@@ -33,6 +43,11 @@ fn with_name(name: &str, e: Error) -> Error {
 /// small file that would inflate to gigabytes (a "gzip bomb") stops there, and one whose header
 /// declares a volume past the limits is refused before anything large is allocated.
 pub fn inflate(raw: &[u8]) -> Result<Vec<u8>> {
+    inflate_limited(raw, MAX_NIFTI_BYTES)
+}
+
+/// [`inflate`] under a limit of `max_bytes` of voxels.
+pub fn inflate_limited(raw: &[u8], max_bytes: u64) -> Result<Vec<u8>> {
     use std::io::Read;
     let mut gz = flate2::read::MultiGzDecoder::new(raw);
     let mut out = Vec::new();
@@ -41,10 +56,10 @@ pub fn inflate(raw: &[u8]) -> Result<Vec<u8>> {
         .read_to_end(&mut out)
         .map_err(|e| Error::Volume(format!("damaged gzip stream ({e})")))?;
     let need = layout(&out)?.need;
-    if need as u64 > MAX_NIFTI_BYTES {
+    if need as u64 > max_bytes {
         return Err(Error::TooLarge(format!(
-            "the header declares {need} bytes of voxels; the limit is {} GiB",
-            MAX_NIFTI_BYTES >> 30
+            "the header declares {need} bytes of voxels; the limit is {} MiB",
+            max_bytes >> 20
         )));
     }
     out.reserve(

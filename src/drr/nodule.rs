@@ -119,6 +119,16 @@ impl Nodule {
             + self.edge_mm / 2.0
     }
 
+    /// The same nodule moved to `centre` (its lobes with it).
+    pub fn moved_to(&self, centre: [f64; 3]) -> Nodule {
+        let d = sub(centre, self.centre_mm);
+        Nodule {
+            centre_mm: centre,
+            lobes: self.lobes.iter().map(|(c, r)| (add(*c, d), *r)).collect(),
+            ..self.clone()
+        }
+    }
+
     /// The attenuation change (1/mm) the nodule makes to `ct` (HU, cleaned), as a block over
     /// the voxels its support touches. Voxel values blend toward the nodule's HU by the profile.
     pub fn block(&self, ct: &Volume, perm: [usize; 3], mu_water: f64) -> Result<MuVolume> {
@@ -325,16 +335,7 @@ impl LungRegion {
             ];
             let centre = ct.world(ijk);
             let nodule = draw(rng, centre, settings);
-            let reach = nodule.support_mm() + settings.margin_mm;
-            let clear = others
-                .iter()
-                .all(|o| norm(sub(o.centre_mm, centre)) > reach + o.support_mm());
-            if clear
-                && sphere_directions(96).all(|d| {
-                    self.contains(ct, add(centre, scale(d, reach)))
-                        && self.contains(ct, add(centre, scale(d, reach / 2.0)))
-                })
-            {
+            if self.fits(ct, &nodule, settings.margin_mm, others) {
                 return Ok(nodule);
             }
         }
@@ -342,6 +343,82 @@ impl LungRegion {
             "could not place a nodule of radius {:?} mm {} mm inside the lungs in {TRIES} tries: use smaller nodules, fewer, or a smaller margin",
             settings.radius_mm, settings.margin_mm
         )))
+    }
+
+    /// Whether the whole support of `nodule`, plus `margin_mm`, lies inside the region and clear
+    /// of `others`.
+    fn fits(&self, ct: &Volume, nodule: &Nodule, margin_mm: f64, others: &[Nodule]) -> bool {
+        let centre = nodule.centre_mm;
+        let reach = nodule.support_mm() + margin_mm;
+        others
+            .iter()
+            .all(|o| norm(sub(o.centre_mm, centre)) > reach + o.support_mm())
+            && sphere_directions(96).all(|d| {
+                self.contains(ct, add(centre, scale(d, reach)))
+                    && self.contains(ct, add(centre, scale(d, reach / 2.0)))
+            })
+    }
+
+    /// A nodule drawn from `settings` on the ray from the source to the detector point `at`
+    /// (pixel coordinates, pixel `i` covering `[i, i + 1)`): where a user clicks on a DRR. Its
+    /// centre is the middle of the longest stretch of that ray where it fits as [`Self::place`]
+    /// requires, so it projects onto the clicked point. An error says why there is none.
+    pub fn place_on_ray(
+        &self,
+        rng: &mut impl Rng,
+        ct: &Volume,
+        settings: &NoduleSettings,
+        others: &[Nodule],
+        proj: &Projection,
+        at: [f64; 2],
+    ) -> Result<Nodule> {
+        let [w, h] = proj.geometry.pixels;
+        if !(at[0] >= 0.0 && at[1] >= 0.0 && at[0] <= w as f64 && at[1] <= h as f64) {
+            return Err(Error::Drr(format!(
+                "({:.1}, {:.1}) is outside the {w}×{h} detector",
+                at[0], at[1]
+            )));
+        }
+        let proto = draw(rng, [0.0; 3], settings);
+        let target = proj.pixel(at[0] - 0.5, at[1] - 0.5);
+        let ray = sub(target, proj.source);
+        let length = norm(ray);
+        let step = ct.spacing().into_iter().fold(f64::MAX, f64::min).clamp(0.25, 2.0);
+        let (mut lung, mut best, mut run): (bool, Option<(usize, usize)>, Option<usize>) =
+            (false, None, None);
+        let n = (length / step) as usize;
+        for k in 0..=n + 1 {
+            let fits = k <= n && {
+                let p = add(proj.source, scale(ray, k as f64 * step / length));
+                let inside = self.contains(ct, p);
+                lung |= inside;
+                inside && self.fits(ct, &proto.moved_to(p), settings.margin_mm, others)
+            };
+            match (fits, run) {
+                (true, None) => run = Some(k),
+                (false, Some(start)) => {
+                    if best.is_none_or(|(a, b)| k - start > b - a) {
+                        best = Some((start, k));
+                    }
+                    run = None;
+                }
+                _ => {}
+            }
+        }
+        let at_txt = format!("({:.0}, {:.0})", at[0], at[1]);
+        match best {
+            Some((a, b)) => {
+                let k = (a + b - 1) as f64 / 2.0;
+                Ok(proto.moved_to(add(proj.source, scale(ray, k * step / length))))
+            }
+            None if !lung => Err(Error::Drr(format!(
+                "no lung along the ray through detector point {at_txt}: click inside a lung"
+            ))),
+            None => Err(Error::Drr(format!(
+                "a nodule of radius {:.1} mm (with a {} mm margin, clear of the other nodules) does not fit in the lung along the ray through {at_txt}: click nearer the middle of a lung, or use smaller nodules",
+                proto.radius_mm, settings.margin_mm
+            ))),
+        }
     }
 }
 

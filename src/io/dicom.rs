@@ -178,12 +178,29 @@ fn walk(bytes: &[u8], mut pos: usize, known_implicit: Option<bool>) -> Result<Wa
                 (None, u32_at(pos + 4), 8)
             };
             pos += header;
-            let is_sq = match vr {
-                Some(vr) => &vr == b"SQ",
+            // the VR dicom-rs reads the value as: the one written, or the dictionary's
+            let vr = match vr {
+                Some(vr) => vr,
+                None if (group, element) == (0x7FE0, 0x0010)
+                    || (group >> 8 == 0x60 && element == 0x3000) =>
+                {
+                    *b"OW"
+                }
                 None => dicom_dictionary_std::StandardDataDictionary
                     .by_tag(dicom_core::Tag(group, element))
-                    .is_some_and(|e| e.vr().relaxed() == VR::SQ),
+                    .map_or(*b"UN", |e| e.vr().relaxed().to_bytes()),
             };
+            let is_sq = &vr == b"SQ";
+            // dicom-rs reads len / size numbers and consumes only those bytes, so a length that
+            // is not a multiple of the size would shift every later element (found by fuzzing:
+            // the next "header" then declared 1.3 GB)
+            let size = binary_value_size(&vr);
+            if len != u32::MAX && len % size != 0 {
+                return Err(Error::Dicom(format!(
+                    "element ({group:04X},{element:04X}) {} declares {len} bytes, not a multiple of its {size}-byte values: the file is malformed",
+                    String::from_utf8_lossy(&vr)
+                )));
+            }
             if len == u32::MAX {
                 open.push(Open {
                     end: None,
@@ -217,6 +234,16 @@ fn walk(bytes: &[u8], mut pos: usize, known_implicit: Option<bool>) -> Result<Wa
         }
     }
     Ok(Walked::Done)
+}
+
+/// The size of one value of a binary VR (1 for strings and bytes, which may have any length).
+fn binary_value_size(vr: &[u8; 2]) -> u32 {
+    match vr {
+        b"US" | b"SS" | b"OW" => 2,
+        b"UL" | b"SL" | b"FL" | b"OF" | b"OL" | b"AT" => 4,
+        b"FD" | b"OD" | b"SV" | b"UV" | b"OV" => 8,
+        _ => 1,
+    }
 }
 
 /// Bits Allocated and Bits Stored as a greyscale image of up to 32 bits may have them: the pixel
@@ -668,6 +695,43 @@ pub(crate) mod tests {
         ]
         .concat();
         check_declared_lengths(&flat).unwrap();
+    }
+
+    #[test]
+    fn a_binary_value_whose_length_is_not_a_multiple_of_its_size_is_refused() {
+        // dicom-rs would read (0028,0002) SL of 2 bytes as 0 numbers and take the next
+        // element's header 2 bytes early (a fuzzer finding that then allocated 1.3 GB)
+        let el = |g: u16, e: u16, vr: &[u8; 2], v: &[u8]| {
+            let mut b = [g.to_le_bytes(), e.to_le_bytes()].concat();
+            b.extend(vr);
+            b.extend((v.len() as u16).to_le_bytes());
+            b.extend(v);
+            b
+        };
+        let file = |vr: &[u8; 2], n: usize| {
+            [
+                meta(EXPLICIT_LE),
+                el(0x28, 2, vr, &vec![1; n]),
+                el(0x28, 4, b"CS", b"MONOCHROME2 "),
+            ]
+            .concat()
+        };
+        for (vr, size) in [(b"US", 2), (b"SL", 4), (b"FL", 4), (b"FD", 8), (b"AT", 4)] {
+            check_declared_lengths(&file(vr, size)).unwrap();
+            check_declared_lengths(&file(vr, 2 * size)).unwrap();
+            let e = check_declared_lengths(&file(vr, size + 1)).unwrap_err().to_string();
+            assert!(e.contains("(0028,0002)") && e.contains("not a multiple"), "{e}");
+        }
+        // strings and bytes may have any length
+        check_declared_lengths(&file(b"CS", 3)).unwrap();
+        // implicit VR: the dictionary's VR counts (Rows is US)
+        let mut rows = [0x28u16.to_le_bytes(), 0x10u16.to_le_bytes()].concat();
+        rows.extend(3u32.to_le_bytes());
+        rows.extend([1, 2, 3]);
+        let e = check_declared_lengths(&[meta("1.2.840.10008.1.2"), rows].concat())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("(0028,0010) US declares 3 bytes"), "{e}");
     }
 
     #[test]

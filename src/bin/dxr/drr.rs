@@ -1,4 +1,5 @@
-//! `dxr drr` and `dxr drr-bench`: labelled DRR sets from a chest CT, and their speed.
+//! `dxr drr`, `dxr drr-bench` and `dxr ct-to-dicom`: labelled DRR sets from a chest CT, their
+//! speed, and a CT written as a DICOM series.
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -370,5 +371,37 @@ pub fn bench(a: &BenchArgs) -> Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct CtToDicomArgs {
+    /// Chest CT: NIfTI file (.nii, .nii.gz) or a folder holding one DICOM series.
+    ct: PathBuf,
+    /// Folder for the slices (IM00001.dcm …); created, and refused if it holds files already.
+    out: PathBuf,
+}
+
+/// Writes a CT as DICOM slices (what the page's studio and DICOM viewers read).
+pub fn ct_to_dicom(a: &CtToDicomArgs) -> Result<()> {
+    let vol = read_volume(&a.ct)?;
+    let files = dxr::drr::dicom_series::series_bytes(&vol)?;
+    if a.out.read_dir().is_ok_and(|mut d| d.next().is_some()) {
+        return Err(Error::Drr(format!(
+            "{} is not empty: write the slices into a new folder",
+            a.out.display()
+        )));
+    }
+    std::fs::create_dir_all(&a.out).map_err(|e| Error::io(&a.out, e))?;
+    for (name, bytes) in &files {
+        dxr::io::write_atomic(&a.out.join(name), bytes)?;
+    }
+    eprintln!(
+        "{} slices of {}×{} written to {}",
+        files.len(),
+        vol.dims[0],
+        vol.dims[1],
+        a.out.display()
+    );
     Ok(())
 }

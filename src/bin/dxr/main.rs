@@ -51,6 +51,8 @@ enum Command {
     Drr(Box<drr::DrrArgs>),
     /// DRRs per second: exact traversal (CPU, GPU) against a plain trilinear march.
     DrrBench(Box<drr::BenchArgs>),
+    /// Write a CT (NIfTI or a DICOM series) as a DICOM series: 16-bit slices in HU.
+    CtToDicom(Box<drr::CtToDicomArgs>),
     /// Train a model: ddpm-hq (restoration, on pairs) or ddpm-lq (the LQ look, unpaired).
     #[command(subcommand)]
     Train(train::TrainCommand),
@@ -88,6 +90,7 @@ fn main() -> ExitCode {
         Command::Convert(a) => model::run_convert(&a),
         Command::Drr(a) => drr::run(&a),
         Command::DrrBench(a) => drr::bench(&a),
+        Command::CtToDicom(a) => drr::ct_to_dicom(&a),
         Command::Train(t) => train::run_train(&t),
         Command::Pairs(a) => pairs::run_pairs(&a),
         Command::SynthLq(a) => pairs::run_synth(&a),

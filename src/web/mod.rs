@@ -1,7 +1,7 @@
 //! The wasm API the page's Web Worker calls: open a device (WebGPU, or the CPU backend when
 //! the browser has none), load a checkpoint from bytes, decode an image, restore it step by step
 //! (yielding to the worker's event loop between steps so progress is posted and Cancel is
-//! heard), and encode the result as PNG.
+//! heard), and encode the result as PNG. [`studio`] is the DRR studio's half: CT → DRR.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -17,6 +17,8 @@ use crate::io::{self, BitDepth, GrayImage};
 use crate::restore::{OutputScale, RestoreOptions, Restorer};
 use crate::spec::ModelSpec;
 
+pub mod studio;
+
 struct Engine {
     device: Device,
     /// Memory one network call may use here (WebGPU: from the adapter's limits).
@@ -28,7 +30,7 @@ thread_local! {
     static ENGINE: RefCell<Option<Engine>> = const { RefCell::new(None) };
 }
 
-fn js_err(e: impl std::fmt::Display) -> JsValue {
+pub(crate) fn js_err(e: impl std::fmt::Display) -> JsValue {
     JsValue::from(js_sys::Error::new(&e.to_string()))
 }
 
@@ -251,7 +253,7 @@ pub fn encode_png(data: Vec<f32>, width: u32, height: u32, bits: u8) -> Result<V
 }
 
 /// Resolves after the worker's event loop has run once (messages such as Cancel get handled).
-async fn yield_now() {
+pub(crate) async fn yield_now() {
     let promise = js_sys::Promise::new(&mut |resolve, _| {
         let global = js_sys::global();
         let set_timeout = js_sys::Reflect::get(&global, &"setTimeout".into())
