@@ -63,10 +63,11 @@ profile: build
 	DXR=$(DXR) scripts/profile.sh
 
 # Per-step time in the browser (WebGPU and CPU fallback) vs native, first load, wasm sizes.
-bench-web: web build
+bench-web: web build data
 	@scripts/setup-browser.sh
 	node scripts/bench-web.mjs --size 256 --steps 2
 	node scripts/bench-web.mjs --size 1024 --steps 1
+	node scripts/bench-studio.mjs --repeats 5
 
 # Retrains the default model and reproduces RESULTS.md's numbers (hours on a CPU; see the script's
 # knobs); PUBLISH=1 installs models/default.* and the sheets in docs/.

@@ -17,8 +17,12 @@ use super::Scene;
 use super::geometry::{Geometry, Pose, Projection};
 use super::gpu::GpuProjector;
 use super::nodule::{LungRegion, Nodule, NoduleLabel, NoduleSettings};
+#[cfg(not(target_arch = "wasm32"))]
 use crate::eval::sheet::{self, Cell};
-use crate::io::{BitDepth, GrayImage, encode_png, write_atomic};
+use crate::io::GrayImage;
+// writing sets is native only (files); the page's studio encodes one view (`drr::studio`)
+#[cfg(not(target_arch = "wasm32"))]
+use crate::io::{BitDepth, encode_png, write_atomic};
 use crate::{Error, Result};
 
 /// How line integrals become grey levels.
@@ -597,6 +601,7 @@ pub fn coco(labels: &[ViewLabel]) -> serde_json::Value {
 }
 
 /// Grid of views, each as [without | with nodules], nodule boxes drawn in red.
+#[cfg(not(target_arch = "wasm32"))]
 fn contact_sheet(items: &[(GrayImage, GrayImage, Vec<NoduleLabel>)]) -> Result<Vec<u8>> {
     let cols = (items.len() as f64).sqrt().ceil() as usize;
     let rows: Vec<Vec<Cell>> = items
