@@ -50,6 +50,11 @@ export class Engine {
    */
   call(type, payload = {}, { transfer = [], onProgress, signal } = {}) {
     if (signal?.aborted) return Promise.reject(new Error(CANCELLED));
+    // `type` and `id` address the message: a payload field of that name would be lost (a
+    // request whose id is overwritten never gets its answer)
+    for (const key of ['type', 'id']) {
+      if (key in payload) return Promise.reject(new Error(`request ${type}: payload field "${key}" is reserved`));
+    }
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       const cancel = () => this.worker.postMessage({ type: 'cancel', target: id });

@@ -260,7 +260,7 @@ export class Studio {
 
   async remove(id) {
     try {
-      const left = await this.engine.call('studioRemove', { id });
+      const left = await this.engine.call('studioRemove', { nodule: id });
       $('drr-nodules').value = String(left);
       await this.render();
     } catch (e) {

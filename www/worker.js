@@ -89,7 +89,7 @@ const handlers = {
   studioLabel: () => ({ result: dxr.studio_label() }),
   studioCoco: () => ({ result: dxr.studio_coco() }),
   studioPlace: (msg) => ({ result: dxr.studio_place(msg.x, msg.y) }),
-  studioRemove: (msg) => ({ result: dxr.studio_remove(msg.id) }),
+  studioRemove: (msg) => ({ result: dxr.studio_remove(msg.nodule) }),
   encode: (msg) => {
     const png = dxr.encode_png(msg.data, msg.width, msg.height, msg.bits);
     return { result: png, transfer: [png.buffer] };

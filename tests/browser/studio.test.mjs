@@ -15,6 +15,8 @@ import {
 const ct = join(root, 'data', 'ct', 'cxr.nii.gz');
 const READY = '#studio[data-state="ready"]';
 const LONG = { timeout: 600000 };
+/** One render after a change (seconds even on a software adapter). */
+const RENDER = { timeout: 180000 };
 /** `dxr drr` of one view without jitter (the studio's defaults) with `args`, on `device` (`cpu`:
  * the CPU traversal; `wgpu`: the same WGSL the page's WebGPU path runs): the output folder. */
 function nativeDrr(args = [], { source = ct, device = 'cpu' } = {}) {
@@ -42,10 +44,24 @@ function png16Diff(a, b) {
   return worst;
 }
 
+/** Waits for the panel's "ready" state; on a timeout, says what the panel shows instead. */
+async function waitReady(page, opts = RENDER) {
+  try {
+    await page.waitForSelector(READY, opts);
+  } catch (e) {
+    const shown = await page.evaluate(() => ({
+      state: document.getElementById('studio').dataset.state,
+      status: document.getElementById('studio-status')?.textContent,
+      error: document.getElementById('studio-error')?.textContent,
+    })).catch(() => ({}));
+    throw new Error(`the studio did not get ready: ${JSON.stringify(shown)} (${e.message.split('\n')[0]})`);
+  }
+}
+
 /** Loads CT files through #ct-file and waits for the first render. */
 async function loadCt(page, files) {
   await page.setInputFiles('#ct-file', files);
-  await page.waitForSelector(READY, LONG);
+  await waitReady(page, LONG);
 }
 
 /** Sets studio inputs (id → value) and waits for the full render that follows. */
@@ -57,7 +73,7 @@ async function setStudio(page, values) {
       el.dispatchEvent(new Event('change', { bubbles: true }));
     }
   }, values);
-  await page.waitForSelector(READY, LONG);
+  await waitReady(page);
 }
 
 const integrals = (page) => page.evaluate(async () => Array.from(await window.dxrStudio.engine.call('studioIntegrals', { clean: false })));
@@ -133,8 +149,9 @@ test('WebGPU: the example CT renders like dxr drr; seeded nodules, a click, a re
     const box = await page.locator('#drr-canvas').boundingBox();
     const click = (x, y) => page.mouse.click(box.x + (x / point.width) * box.width, box.y + (y / point.height) * box.height);
     await page.evaluate(() => { document.getElementById('studio').dataset.state = 'changing'; });
+    console.log('studio: seeded nodules match; clicking a lung');
     await click(point.x, point.y);
-    await page.waitForSelector(READY, LONG);
+    await waitReady(page);
     const clicked = (await page.getAttribute('#studio', 'data-last-click')).split(',').map(Number);
     const after = await label(page);
     assert.equal(after.nodules.length, 4);
@@ -145,11 +162,13 @@ test('WebGPU: the example CT renders like dxr drr; seeded nodules, a click, a re
     await waitForText(page, 'studio-error', /no lung along the ray/, 60000);
     // removing a nodule keeps the others where they were
     await page.evaluate(() => { document.getElementById('studio').dataset.state = 'changing'; });
+    console.log('studio: a click placed a nodule; removing one');
     await page.click('#drr-nodule-list button[data-nodule="1"]');
-    await page.waitForSelector(READY, LONG);
+    await waitReady(page);
     const removed = await label(page);
     assert.deepEqual(removed.nodules.map((n) => n.centre_mm), [0, 2, 3].map((i) => after.nodules[i].centre_mm));
     await page.locator('#studio').screenshot({ path: join(artifacts, 'studio.png') });
+    console.log('studio: removed; restoring');
     // 4. restore this DRR: it joins the queue with its boxes and its pixel pitch
     await setSettings(page, { sampler: 'ddim', steps: 2, seed: 1 });
     await page.click('#restore-drr');
@@ -166,7 +185,7 @@ test('CPU fallback: the served example CT renders like dxr drr', LONG, async () 
   const { ctx, page, errors } = await open({ webgpu: false });
   try {
     await page.click('#ct-example');
-    await page.waitForSelector(READY, LONG);
+    await waitReady(page, LONG);
     assert.equal(await page.getAttribute('#studio', 'data-renderer'), 'cpu');
     const levels = png16Diff((await download(page, '#download-drr16')).bytes, readFileSync(join(plain, 'png16', '00000.png')));
     console.log(`studio (CPU) vs dxr drr: 16-bit PNGs differ by up to ${levels} levels`);
@@ -221,6 +240,6 @@ test('a DICOM series renders like the NIfTI; bad CTs are named and the studio ke
     await bad([...slices.slice(0, 3), join(series, 'small', 'IM00001.dcm')], /slices of different sizes/);
     // and a good CT still loads
     await page.click('#ct-example');
-    await page.waitForSelector(READY, LONG);
+    await waitReady(page, LONG);
   } finally { await ctx.close(); }
 });
