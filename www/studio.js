@@ -259,6 +259,7 @@ export class Studio {
   }
 
   async remove(id) {
+    this.error('');
     try {
       const left = await this.engine.call('studioRemove', { nodule: id });
       $('drr-nodules').value = String(left);

@@ -115,6 +115,8 @@ test('WebGPU: the example CT renders like dxr drr; seeded nodules, a click, a re
   const { ctx, page, errors, requests } = await open();
   try {
     await loadCt(page, ct);
+    const info = await page.evaluate(() => window.dxrStudio.ctInfo);
+    console.log(`studio: CT ${info.dims.join('×')} cropped to ${info.crop.join('×')} (${(info.gpu_bytes / 1e6).toFixed(1)} MB on the GPU) in ${info.loadMs.toFixed(0)} ms`);
     const renderer = await page.getAttribute('#studio', 'data-renderer');
     assert.equal(renderer, 'webgpu', await page.textContent('#studio-status'));
     // 1. the default view: PA, base pose, no nodules, 256², automatic window
