@@ -245,7 +245,9 @@ pub fn series_bytes(vol: &Volume) -> Result<Vec<(String, Vec<u8>)>> {
     use crate::io::dicom::{DicomWriteOptions, write_u16};
     let [nx, ny, nz] = vol.dims;
     if nx > u16::MAX as usize || ny > u16::MAX as usize {
-        return Err(Error::Volume(format!("{nx}×{ny} slices are too large for DICOM")));
+        return Err(Error::Volume(format!(
+            "{nx}×{ny} slices are too large for DICOM"
+        )));
     }
     let a = &vol.affine;
     // voxel axis c in LPS (RAS with x and y negated)
@@ -339,7 +341,9 @@ pub(crate) mod tests {
     fn a_volume_written_as_a_series_reads_back_on_the_same_grid() {
         // a grid with a flipped row axis and uneven spacings, values in whole HU
         let dims = [7, 5, 4];
-        let data: Vec<f32> = (0..140).map(|p| (p as f32 * 13.0) % 900.0 - 1000.0).collect();
+        let data: Vec<f32> = (0..140)
+            .map(|p| (p as f32 * 13.0) % 900.0 - 1000.0)
+            .collect();
         let mut affine = [[0.0; 4]; 4];
         affine[0][0] = -0.7;
         affine[1][1] = 0.9;
@@ -362,7 +366,10 @@ pub(crate) mod tests {
                     let r = v.map(|x| x.round());
                     assert!((0..3).all(|c| (v[c] - r[c]).abs() < 1e-6), "{v:?}");
                     let [bi, bj, bk] = r.map(|x| x as usize);
-                    assert_eq!(back.data[back.index(bi, bj, bk)], vol.data[vol.index(i, j, k)]);
+                    assert_eq!(
+                        back.data[back.index(bi, bj, bk)],
+                        vol.data[vol.index(i, j, k)]
+                    );
                 }
             }
         }

@@ -383,7 +383,11 @@ impl LungRegion {
         let target = proj.pixel(at[0] - 0.5, at[1] - 0.5);
         let ray = sub(target, proj.source);
         let length = norm(ray);
-        let step = ct.spacing().into_iter().fold(f64::MAX, f64::min).clamp(0.25, 2.0);
+        let step = ct
+            .spacing()
+            .into_iter()
+            .fold(f64::MAX, f64::min)
+            .clamp(0.25, 2.0);
         let (mut lung, mut best, mut run): (bool, Option<(usize, usize)>, Option<usize>) =
             (false, None, None);
         let n = (length / step) as usize;

@@ -59,8 +59,8 @@ impl Default for StudioSettings {
 impl StudioSettings {
     /// Parses the panel's JSON; unknown fields and impossible values are refused by name.
     pub fn from_json(text: &str) -> Result<Self> {
-        let s: Self = serde_json::from_str(text)
-            .map_err(|e| Error::Drr(format!("studio settings: {e}")))?;
+        let s: Self =
+            serde_json::from_str(text).map_err(|e| Error::Drr(format!("studio settings: {e}")))?;
         s.set_settings().geometry.validate()?;
         s.nodule.validate()?;
         if !STUDIO_PIXELS.contains(&s.pixels) {
@@ -77,7 +77,11 @@ impl StudioSettings {
                 s.nodules
             )));
         }
-        if s.rotation_deg.iter().chain(&s.shift_mm).any(|v| !v.is_finite()) {
+        if s.rotation_deg
+            .iter()
+            .chain(&s.shift_mm)
+            .any(|v| !v.is_finite())
+        {
             return Err(Error::Drr("rotation and shift must be finite".into()));
         }
         Ok(s)
@@ -142,9 +146,8 @@ impl StudioCleanup {
 /// Reads a CT from the files a user dropped: one NIfTI file (`.nii`, `.nii.gz`, by content), or
 /// the slices of one DICOM series (one file or many).
 pub fn read_ct(files: Vec<(String, Vec<u8>)>) -> Result<Volume> {
-    let is_nifti = |b: &[u8]| {
-        b.starts_with(&[0x1f, 0x8b]) || (b.len() >= 348 && &b[344..347] == b"n+1")
-    };
+    let is_nifti =
+        |b: &[u8]| b.starts_with(&[0x1f, 0x8b]) || (b.len() >= 348 && &b[344..347] == b"n+1");
     if files.is_empty() {
         return Err(Error::Volume("no CT file given".into()));
     }
@@ -338,7 +341,8 @@ mod tests {
         for k in 2..34 {
             for j in 4..36 {
                 for i in 4..44 {
-                    let lung = (j > 10 && j < 30) && ((8..20).contains(&i) || (28..40).contains(&i));
+                    let lung =
+                        (j > 10 && j < 30) && ((8..20).contains(&i) || (28..40).contains(&i));
                     data[i + dims[0] * (j + dims[1] * k)] = if lung { -850.0 } else { 40.0 };
                 }
             }
@@ -429,7 +433,11 @@ mod tests {
         let r = studio.render_cpu(&s).unwrap();
         assert_eq!(r.label.nodules.len(), 1);
         let [x0, y0, x1, y1] = r.label.nodules[0].bbox_px;
-        assert!(x0 <= at[0] && at[0] <= x1 && y0 <= at[1] && at[1] <= y1, "{:?}", r.label.nodules[0]);
+        assert!(
+            x0 <= at[0] && at[0] <= x1 && y0 <= at[1] && at[1] <= y1,
+            "{:?}",
+            r.label.nodules[0]
+        );
         // the nodule is in the CT: it stays in the label when the view turns
         let turned = StudioSettings {
             rotation_deg: [0.0, 0.0, 10.0],
@@ -472,7 +480,10 @@ mod tests {
         let left = studio.remove(&r, 1).unwrap();
         assert_eq!(left, 0);
         let after = studio
-            .render_cpu(&StudioSettings { nodules: left, ..s.clone() })
+            .render_cpu(&StudioSettings {
+                nodules: left,
+                ..s.clone()
+            })
             .unwrap();
         let centres = |r: &StudioRender| -> Vec<[f64; 3]> {
             r.label.nodules.iter().map(|n| n.centre_mm).collect()
@@ -488,7 +499,10 @@ mod tests {
         let e = read_ct(vec![("notes.txt".into(), b"hello".to_vec())])
             .unwrap_err()
             .to_string();
-        assert!(e.contains("notes.txt") && e.contains("neither a NIfTI"), "{e}");
+        assert!(
+            e.contains("notes.txt") && e.contains("neither a NIfTI"),
+            "{e}"
+        );
         // truncated gzip
         let nii = nifti_bytes(&phantom());
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());

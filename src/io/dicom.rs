@@ -719,8 +719,13 @@ pub(crate) mod tests {
         for (vr, size) in [(b"US", 2), (b"SL", 4), (b"FL", 4), (b"FD", 8), (b"AT", 4)] {
             check_declared_lengths(&file(vr, size)).unwrap();
             check_declared_lengths(&file(vr, 2 * size)).unwrap();
-            let e = check_declared_lengths(&file(vr, size + 1)).unwrap_err().to_string();
-            assert!(e.contains("(0028,0002)") && e.contains("not a multiple"), "{e}");
+            let e = check_declared_lengths(&file(vr, size + 1))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("(0028,0002)") && e.contains("not a multiple"),
+                "{e}"
+            );
         }
         // strings and bytes may have any length
         check_declared_lengths(&file(b"CS", 3)).unwrap();

@@ -31,16 +31,17 @@ fn with_state<T>(f: impl FnOnce(&mut State) -> Result<T, JsValue>) -> Result<T, 
 }
 
 fn last() -> Result<Rc<StudioRender>, JsValue> {
-    with_state(|s| {
-        s.last
-            .clone()
-            .ok_or_else(|| js_err("nothing rendered yet"))
-    })
+    with_state(|s| s.last.clone().ok_or_else(|| js_err("nothing rendered yet")))
 }
 
 /// Reports a stage and lets the worker's event loop run (Cancel arrives there); `progress`
 /// answering `false` cancels.
-async fn stage(progress: &js_sys::Function, name: &str, done: u32, total: u32) -> Result<(), JsValue> {
+async fn stage(
+    progress: &js_sys::Function,
+    name: &str,
+    done: u32,
+    total: u32,
+) -> Result<(), JsValue> {
     let go = progress
         .call3(
             &JsValue::NULL,
@@ -65,8 +66,8 @@ pub async fn studio_load(
     progress: js_sys::Function,
 ) -> Result<String, JsValue> {
     STATE.with(|s| *s.borrow_mut() = None);
-    let cleanup: StudioCleanup = serde_json::from_str(&cleanup)
-        .map_err(|e| js_err(format!("clean-up settings: {e}")))?;
+    let cleanup: StudioCleanup =
+        serde_json::from_str(&cleanup).map_err(|e| js_err(format!("clean-up settings: {e}")))?;
     let mut read = Vec::with_capacity(files.length() as usize);
     for f in files.iter() {
         let pair: js_sys::Array = f
@@ -142,7 +143,10 @@ pub async fn studio_render(settings: String, prefer_gpu: bool) -> Result<String,
     };
     // 2. the nodule-free line integrals
     let (clean, renderer) = match &gpu {
-        Some(g) => (g.render_async(&proj).await.map_err(js_err)?, format!("WebGPU: {}", g.adapter)),
+        Some(g) => (
+            g.render_async(&proj).await.map_err(js_err)?,
+            format!("WebGPU: {}", g.adapter),
+        ),
         None => (
             with_state(|st| Ok(st.studio.scene.render(&proj)))?,
             "CPU (wasm, one thread)".to_string(),
