@@ -199,7 +199,13 @@ window.addEventListener('dragover', (e) => { e.preventDefault(); $('drop-overlay
 window.addEventListener('dragleave', (e) => { if (!e.relatedTarget) $('drop-overlay').hidden = true; });
 window.addEventListener('drop', (e) => {
   e.preventDefault(); $('drop-overlay').hidden = true;
-  const { models: modelFiles, images } = sortFiles([...e.dataTransfer.files]);
+  const files = [...e.dataTransfer.files];
+  // a CT: anything dropped on the studio panel (NIfTI or DICOM slices), or a NIfTI anywhere
+  if (e.target.closest?.('#studio') || files.some((f) => /\.nii(\.gz)?$/i.test(f.name))) {
+    studio.loadFiles(files);
+    return;
+  }
+  const { models: modelFiles, images } = sortFiles(files);
   if (modelFiles.length) loadUserModel(modelFiles);
   if (images.length) queue.add(images);
 });

@@ -194,6 +194,17 @@ test('CPU fallback: the served example CT renders like dxr drr', LONG, async () 
     assert.ok(levels <= 1, `${levels} levels`);
     assertIntegrals(await integrals(page), readNpy(join(plain, 'raw', '00000.npy')), 'CPU');
     assert.deepEqual(errors, [], 'console errors');
+    // a CT dropped on the panel loads in the studio (not in the restoration queue)
+    const dropped = await page.evaluateHandle((b64) => {
+      const dt = new DataTransfer();
+      dt.items.add(new File([Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))], 'dropped.nii.gz'));
+      return dt;
+    }, readFileSync(ct).toString('base64'));
+    await page.evaluate(() => { document.getElementById('studio').dataset.state = 'changing'; });
+    await page.dispatchEvent('#studio', 'drop', { dataTransfer: dropped });
+    await waitReady(page, LONG);
+    assert.match(await page.textContent('#studio-status'), /^dropped\.nii\.gz: 256×256/);
+    assert.equal(await page.locator('#queue li').count(), 0, 'a dropped CT went to the restoration queue');
   } finally { await ctx.close(); }
 });
 
