@@ -45,6 +45,9 @@ export class Studio {
     $('ct-file').addEventListener('change', (e) => { this.loadFiles([...e.target.files]); e.target.value = ''; });
     $('ct-folder').addEventListener('change', (e) => { this.loadFiles([...e.target.files]); e.target.value = ''; });
     $('ct-example').addEventListener('click', () => this.loadExample());
+    // a lung mask applies to the loaded CT (it is loaded again with it); a new CT drops it
+    $('ct-mask').addEventListener('change', (e) => { this.setMask(e.target.files[0] ?? null); e.target.value = ''; });
+    $('ct-mask-clear').addEventListener('click', () => this.setMask(null));
     $('studio-cancel').addEventListener('click', () => this.abort?.abort());
     for (const id of ['ct-table', 'ct-contrast']) $(id).addEventListener('change', () => this.reload());
     // sliders: coarse while moving, full on release; other settings: full at once
@@ -107,7 +110,8 @@ export class Studio {
     }
   }
 
-  /** Reads `files` (one NIfTI, or DICOM slices) into the engine and renders the default view. */
+  /** Reads `files` (one NIfTI, or DICOM slices) into the engine and renders the default view.
+   * The lung mask of the previous CT is dropped (it labels another grid). */
   async loadFiles(files) {
     if (!files.length) return;
     this.error('');
@@ -116,30 +120,55 @@ export class Studio {
       for (const f of files) { total += f.size; }
       checkSize({ name: files.length === 1 ? files[0].name : `${files.length} files`, size: total }, CT_BYTES, 'CTs');
       this.files = files;
+      this.mask = null;
       await this.reload();
     } catch (e) {
       this.fail(e);
     }
   }
 
-  /** Loads the files again (first load, or a clean-up toggle changed). */
+  /** Sets (or, with null, drops) the lung mask and loads the CT again with it. */
+  async setMask(file) {
+    this.error('');
+    try {
+      if (file) checkSize(file, CT_BYTES, 'lung masks');
+      if (file && !this.files) throw new Error('load a CT first: the mask labels its voxels');
+      this.mask = file;
+      if (!(await this.reload()) && file) {
+        // a mask that does not fit this CT: keep the CT, without the mask, and say why
+        const why = $('studio-error').textContent;
+        this.mask = null;
+        await this.reload();
+        this.error(`${why} (the CT is loaded without the mask)`);
+      }
+    } catch (e) {
+      this.fail(e);
+    }
+  }
+
+  /** Loads the files again (first load, a new mask, or a clean-up toggle changed); false when
+   * it failed (the panel says why). */
   async reload() {
-    if (!this.files) return;
+    if (!this.files) return false;
     this.error('');
     this.loaded = false;
     this.last = null;
     this.buttons(false);
     $('drr-nodule-list').replaceChildren();
+    $('ct-lungs').textContent = '';
+    $('ct-mask-clear').disabled = !this.mask;
     const abort = new AbortController();
     this.abort = abort;
     $('studio-cancel').disabled = false;
     const name = this.files.length === 1 ? this.files[0].name : `${this.files.length} DICOM files`;
     try {
       this.setState('loading', `Reading ${name}…`);
-      const pairs = await Promise.all(this.files.map(async (f) => [f.name, new Uint8Array(await f.arrayBuffer())]));
+      const read = async (f) => [f.name, new Uint8Array(await f.arrayBuffer())];
+      const pairs = await Promise.all(this.files.map(read));
+      const mask = this.mask ? await read(this.mask) : null;
       const t0 = performance.now();
-      const info = await this.engine.call('studioLoad', { files: pairs, cleanup: this.cleanup() }, {
-        transfer: pairs.map(([, b]) => b.buffer),
+      const info = await this.engine.call('studioLoad', { files: pairs, mask, cleanup: this.cleanup() }, {
+        transfer: [...pairs, ...(mask ? [mask] : [])].map(([, b]) => b.buffer),
         signal: abort.signal,
         onProgress: ({ stage, done, total }) => {
           $('studio-progress').value = done / total;
@@ -147,12 +176,18 @@ export class Studio {
         },
       });
       this.ctInfo = { ...info, name, loadMs: performance.now() - t0 };
+      $('ct-lungs').textContent = info.lungs === 'mask'
+        ? `Lungs: the lobes of ${this.mask.name} (${info.lung_voxels} voxels).`
+        : `Lungs: aerated voxels by threshold (${info.lung_voxels}).`;
+      this.panel.dataset.lungs = info.lungs;
       this.panel.dataset.loadMs = String(Math.round(this.ctInfo.loadMs));
       this.loaded = true;
       // loading renders at once with the defaults of one `dxr drr` view
       await this.render();
+      return true;
     } catch (e) {
       this.fail(e);
+      return false;
     } finally {
       $('studio-cancel').disabled = true;
     }

@@ -67,7 +67,7 @@ const handlers = {
   // the DRR studio (www/studio.js): one CT in the engine, one render at a time
   studioLoad: async (msg, id) => {
     const files = msg.files.map(([name, bytes]) => [name, bytes]);
-    const info = await dxr.studio_load(files, JSON.stringify(msg.cleanup), (stage, done, total) => {
+    const info = await dxr.studio_load(files, msg.mask ?? null, JSON.stringify(msg.cleanup), (stage, done, total) => {
       self.postMessage({ id, progress: { stage, done, total } });
       return !cancelled.has(id);
     });

@@ -143,15 +143,35 @@ impl StudioCleanup {
     }
 }
 
+/// gzip (a `.nii.gz`) or a single-file NIfTI-1 header, by content.
+fn looks_like_nifti(b: &[u8]) -> bool {
+    b.starts_with(&[0x1f, 0x8b]) || (b.len() >= 348 && &b[344..347] == b"n+1")
+}
+
+/// Reads a label mask for a CT (`dxr drr --mask`): one NIfTI file on the CT's grid, lobes 10–14.
+pub fn read_mask(name: String, bytes: Vec<u8>) -> Result<Volume> {
+    if !looks_like_nifti(&bytes) {
+        return Err(Error::Volume(format!(
+            "{name}: a lung mask is a label NIfTI (.nii, .nii.gz) on the CT's grid"
+        )));
+    }
+    let vol = super::nifti::nifti_from_bytes_limited(bytes, &name, 4 * MAX_STUDIO_VOXELS as u64)?;
+    if vol.data.len() > MAX_STUDIO_VOXELS {
+        return Err(Error::TooLarge(format!(
+            "{name}: the mask has {} voxels; the studio takes at most {MAX_STUDIO_VOXELS}",
+            vol.data.len()
+        )));
+    }
+    Ok(vol)
+}
+
 /// Reads a CT from the files a user dropped: one NIfTI file (`.nii`, `.nii.gz`, by content), or
 /// the slices of one DICOM series (one file or many).
 pub fn read_ct(files: Vec<(String, Vec<u8>)>) -> Result<Volume> {
-    let is_nifti =
-        |b: &[u8]| b.starts_with(&[0x1f, 0x8b]) || (b.len() >= 348 && &b[344..347] == b"n+1");
     if files.is_empty() {
         return Err(Error::Volume("no CT file given".into()));
     }
-    let vol = if files.len() == 1 && is_nifti(&files[0].1) {
+    let vol = if files.len() == 1 && looks_like_nifti(&files[0].1) {
         let (name, bytes) = files.into_iter().next().expect("one file");
         super::nifti::nifti_from_bytes_limited(bytes, &name, 4 * MAX_STUDIO_VOXELS as u64)?
     } else if files
@@ -168,7 +188,7 @@ pub fn read_ct(files: Vec<(String, Vec<u8>)>) -> Result<Volume> {
     } else {
         let odd: Vec<&str> = files
             .iter()
-            .filter(|(_, b)| !is_nifti(b) && !crate::io::dicom::looks_like_dicom(b))
+            .filter(|(_, b)| !looks_like_nifti(b) && !crate::io::dicom::looks_like_dicom(b))
             .map(|(n, _)| n.as_str())
             .take(3)
             .collect();
@@ -214,11 +234,25 @@ pub struct StudioRender {
 }
 
 impl Studio {
-    /// Cleans and converts `ct` as `dxr drr` does without a label mask (nodules go into the
+    /// Cleans and converts `ct` as `dxr drr` does, with its optional label mask `labels`
+    /// (`dxr drr --mask`: nodules go into the lobes it labels, 10–14; without it, into the
     /// aerated lung found by threshold).
-    pub fn new(ct: Volume, cleanup: StudioCleanup) -> Result<Self> {
-        let scene = Scene::new(ct, None, &cleanup.cleanup(), super::MU_WATER_PER_MM)?;
-        let lungs = LungRegion::from_hu(&scene.ct);
+    pub fn new(ct: Volume, labels: Option<&Volume>, cleanup: StudioCleanup) -> Result<Self> {
+        let scene = Scene::new(ct, labels, &cleanup.cleanup(), super::MU_WATER_PER_MM)?;
+        let lungs = match labels {
+            Some(l) => {
+                let lungs = LungRegion::from_labels(l);
+                if lungs.voxels.is_empty() {
+                    return Err(Error::Volume(
+                        "the label mask labels no lung lobe (labels 10–14): \
+                         is it a lobe mask of this CT?"
+                            .into(),
+                    ));
+                }
+                lungs
+            }
+            None => LungRegion::from_hu(&scene.ct),
+        };
         Ok(Self {
             scene,
             lungs,
@@ -378,7 +412,7 @@ mod tests {
 
     #[test]
     fn a_render_equals_render_view_of_the_same_set() {
-        let studio = Studio::new(phantom(), StudioCleanup::default()).unwrap();
+        let studio = Studio::new(phantom(), None, StudioCleanup::default()).unwrap();
         let s = StudioSettings {
             pixels: 64,
             nodules: 2,
@@ -412,7 +446,7 @@ mod tests {
 
     #[test]
     fn a_click_places_a_nodule_on_that_ray_or_says_why_not() {
-        let mut studio = Studio::new(phantom(), StudioCleanup::default()).unwrap();
+        let mut studio = Studio::new(phantom(), None, StudioCleanup::default()).unwrap();
         let s = StudioSettings {
             pixels: 64,
             nodule: NoduleSettings {
@@ -463,8 +497,65 @@ mod tests {
     }
 
     #[test]
+    fn a_lobe_mask_decides_where_random_nodules_go_and_a_wrong_one_is_named() {
+        let ct = phantom();
+        // label only the lung at i in 28..40 (a left lobe, 11)
+        let mut labels = ct.clone();
+        let [nx, ny, _] = ct.dims;
+        for (p, v) in labels.data.iter_mut().enumerate() {
+            let (i, j, k) = (p % nx, (p / nx) % ny, p / (nx * ny));
+            let lung = (2..34).contains(&k) && j > 10 && j < 30 && (28..40).contains(&i);
+            *v = if lung { 11.0 } else { 0.0 };
+        }
+        let s = StudioSettings {
+            pixels: 64,
+            nodules: 6,
+            seed: 3,
+            nodule: NoduleSettings {
+                radius_mm: [2.0, 3.0],
+                margin_mm: 1.0,
+                ..NoduleSettings::default()
+            },
+            ..StudioSettings::default()
+        };
+        let side = |studio: &Studio| -> Vec<bool> {
+            let r = studio.render_cpu(&s).unwrap();
+            assert_eq!(r.label.nodules.len(), 6);
+            r.label
+                .nodules
+                .iter()
+                .map(|n| (28.0..40.0).contains(&n.centre_voxel[0]))
+                .collect()
+        };
+        let masked = Studio::new(ct.clone(), Some(&labels), StudioCleanup::default()).unwrap();
+        assert!(
+            side(&masked).iter().all(|&left| left),
+            "a nodule outside the labelled lobe"
+        );
+        let unmasked = Studio::new(ct.clone(), None, StudioCleanup::default()).unwrap();
+        assert!(
+            !side(&unmasked).iter().all(|&left| left),
+            "the same seed without the mask"
+        );
+        // a mask without lobes, and one on another grid
+        let mut empty = labels.clone();
+        empty.data.iter_mut().for_each(|v| *v = 0.0);
+        let e = Studio::new(ct.clone(), Some(&empty), StudioCleanup::default())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("labels no lung lobe"), "{e}");
+        let other = Volume::new([8, 8, 8], vec![11.0; 512], ct.affine).unwrap();
+        let e = Studio::new(ct, Some(&other), StudioCleanup::default())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("the label mask is [8, 8, 8] voxels"), "{e}");
+    }
+
+    #[test]
     fn removing_a_random_nodule_keeps_the_others_in_place() {
-        let mut studio = Studio::new(phantom(), StudioCleanup::default()).unwrap();
+        let mut studio = Studio::new(phantom(), None, StudioCleanup::default()).unwrap();
         let s = StudioSettings {
             pixels: 64,
             nodules: 3,

@@ -10,7 +10,7 @@ use wasm_bindgen::prelude::*;
 
 use super::{js_err, yield_now};
 use crate::drr::gpu::{AdapterChoice, GpuProjector};
-use crate::drr::studio::{Studio, StudioCleanup, StudioRender, StudioSettings, read_ct};
+use crate::drr::studio::{Studio, StudioCleanup, StudioRender, StudioSettings, read_ct, read_mask};
 
 struct State {
     studio: Studio,
@@ -56,12 +56,14 @@ async fn stage(
 }
 
 /// Loads a CT: `files` is an array of `[name, Uint8Array]` (one NIfTI file, or the slices of one
-/// DICOM series), `cleanup` the panel's toggles as JSON. The CT loaded before is dropped first
-/// (memory). `progress(stage, done, total)` is called between the stages. Returns
-/// `{dims, spacing_mm, crop, gpu_bytes}` as JSON.
+/// DICOM series), `mask` null or one `[name, Uint8Array]` (a label NIfTI on the CT's grid, as
+/// `dxr drr --mask` takes), `cleanup` the panel's toggles as JSON. The CT loaded before is
+/// dropped first (memory). `progress(stage, done, total)` is called between the stages. Returns
+/// `{dims, spacing_mm, crop, gpu_bytes, lung_voxels, lungs}` as JSON.
 #[wasm_bindgen]
 pub async fn studio_load(
     files: js_sys::Array,
+    mask: JsValue,
     cleanup: String,
     progress: js_sys::Function,
 ) -> Result<String, JsValue> {
@@ -77,11 +79,24 @@ pub async fn studio_load(
         let bytes = js_sys::Uint8Array::new(&pair.get(1)).to_vec();
         read.push((name, bytes));
     }
+    let mask = if mask.is_null() || mask.is_undefined() {
+        None
+    } else {
+        let pair: js_sys::Array = mask
+            .dyn_into()
+            .map_err(|_| js_err("the lung mask is [name, bytes]"))?;
+        let name = pair.get(0).as_string().unwrap_or_else(|| "unnamed".into());
+        Some((name, js_sys::Uint8Array::new(&pair.get(1)).to_vec()))
+    };
     stage(&progress, "reading the CT", 1, 3).await?;
     let ct = read_ct(read).map_err(js_err)?;
+    let labels = mask
+        .map(|(n, b)| read_mask(n, b))
+        .transpose()
+        .map_err(js_err)?;
     let (dims, spacing) = (ct.dims, ct.spacing());
     stage(&progress, "cleaning it up", 2, 3).await?;
-    let studio = Studio::new(ct, cleanup).map_err(js_err)?;
+    let studio = Studio::new(ct, labels.as_ref(), cleanup).map_err(js_err)?;
     stage(&progress, "ready", 3, 3).await?;
     let info = serde_json::json!({
         "dims": dims,
@@ -89,6 +104,7 @@ pub async fn studio_load(
         "crop": studio.scene.mu.dims,
         "gpu_bytes": studio.scene.mu.data.len() * 4,
         "lung_voxels": studio.lungs.voxels.len(),
+        "lungs": if labels.is_some() { "mask" } else { "threshold" },
     });
     STATE.with(|s| {
         *s.borrow_mut() = Some(State {

@@ -205,6 +205,29 @@ test('CPU fallback: the served example CT renders like dxr drr', LONG, async () 
     await waitReady(page, LONG);
     assert.match(await page.textContent('#studio-status'), /^dropped\.nii\.gz: 256×256/);
     assert.equal(await page.locator('#queue li').count(), 0, 'a dropped CT went to the restoration queue');
+    assert.equal(await page.getAttribute('#studio', 'data-lungs'), 'threshold');
+    // a lung mask: random nodules go into its lobes, where `dxr drr --mask` puts them
+    const mask = join(root, 'data', 'ct', 'mask.nii.gz');
+    await page.evaluate(() => { document.getElementById('studio').dataset.state = 'changing'; });
+    await page.setInputFiles('#ct-mask', mask);
+    await waitReady(page, LONG);
+    assert.equal(await page.getAttribute('#studio', 'data-lungs'), 'mask');
+    await setStudio(page, { 'drr-nodules': 3, 'drr-seed': 5 });
+    const masked = nativeDrr(['--mask', mask, '--nodules', '3', '--seed', '5']);
+    const maskedLabel = JSON.parse(readFileSync(join(masked, 'labels', '00000.json'), 'utf8'));
+    assertLabels(await label(page), maskedLabel);
+    const maskedLevels = png16Diff((await download(page, '#download-drr16')).bytes, readFileSync(join(masked, 'png16', '00000.png')));
+    console.log(`studio (CPU, lung mask, 3 nodules) vs dxr drr --mask: up to ${maskedLevels} levels`);
+    assert.ok(maskedLevels <= 1, `masked: ${maskedLevels} levels`);
+    const unmasked = JSON.parse(readFileSync(join(nativeDrr(['--nodules', '3', '--seed', '5']), 'labels', '00000.json'), 'utf8'));
+    assert.notDeepEqual(maskedLabel.nodules.map((n) => n.centre_mm), unmasked.nodules.map((n) => n.centre_mm),
+      'the mask changed no nodule position');
+    // a mask on another grid is named; the CT stays loaded, without it
+    const wrong = join(scratch, 'wrong-mask.nii'); writeFileSync(wrong, niftiBytes([8, 8, 2], () => 11));
+    await page.setInputFiles('#ct-mask', wrong);
+    await waitForText(page, 'studio-error', /the label mask is \[8, 8, 2\] voxels.*loaded without the mask/, 120000);
+    await waitReady(page, LONG);
+    assert.equal(await page.getAttribute('#studio', 'data-lungs'), 'threshold');
   } finally { await ctx.close(); }
 });
 
