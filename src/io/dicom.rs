@@ -83,11 +83,32 @@ fn walk(bytes: &[u8], mut pos: usize, known_implicit: Option<bool>) -> Result<Wa
     use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
     let mut implicit = known_implicit.unwrap_or(false);
     let mut in_meta = known_implicit.is_none();
+    // dicom-rs reads the meta group by its group length (0002,0000), whatever the groups of
+    // the elements inside it (all explicit VR), and the data set from the first element at or
+    // past that length (found by fuzzing: a group-0000 element inside the length was read as
+    // explicit VR by dicom-rs and as implicit by this walk, which then missed a 4 GB length)
+    let mut meta_end: Option<usize> = None;
     let mut deflated = false;
     let mut open: Vec<Open> = Vec::new();
-    let u16_at = |p: usize| u16::from_le_bytes([bytes[p], bytes[p + 1]]);
-    let u32_at =
-        |p: usize| u32::from_le_bytes([bytes[p], bytes[p + 1], bytes[p + 2], bytes[p + 3]]);
+    // explicit VR big endian (a retired transfer syntax dicom-rs still reads): the data set's
+    // tags and lengths are big endian, the meta group's little endian (a fuzzer finding)
+    let mut big_endian = false;
+    let u16_at = |p: usize, be: bool| {
+        let b = [bytes[p], bytes[p + 1]];
+        if be {
+            u16::from_be_bytes(b)
+        } else {
+            u16::from_le_bytes(b)
+        }
+    };
+    let u32_at = |p: usize, be: bool| {
+        let b = [bytes[p], bytes[p + 1], bytes[p + 2], bytes[p + 3]];
+        if be {
+            u32::from_be_bytes(b)
+        } else {
+            u32::from_le_bytes(b)
+        }
+    };
     let past_end = |group: u16, element: u16, len: u32, at: usize| {
         Error::Dicom(format!(
             "element ({group:04X},{element:04X}) declares {len} bytes but only {} remain: the file is truncated or malformed",
@@ -98,16 +119,22 @@ fn walk(bytes: &[u8], mut pos: usize, known_implicit: Option<bool>) -> Result<Wa
         while open.last().is_some_and(|o| o.end.is_some_and(|e| pos >= e)) {
             open.pop();
         }
-        let (group, element) = (u16_at(pos), u16_at(pos + 2));
-        if in_meta && group != 0x0002 {
+        if in_meta && meta_end.is_some_and(|e| pos >= e) {
             in_meta = false;
-            if known_implicit.is_none() && deflated {
+            if deflated {
                 return Ok(Walked::Deflated(pos));
             }
         }
+        let be = big_endian && !in_meta;
+        let (group, element) = (u16_at(pos, be), u16_at(pos + 2, be));
+        if in_meta && meta_end.is_none() && (group, element) != (0x0002, 0x0000) {
+            return Err(Error::Dicom(format!(
+                "the file meta group starts with ({group:04X},{element:04X}), not with its group length (0002,0000)"
+            )));
+        }
         if group == 0xFFFE {
             // items and delimiters: tag + 4-byte length, no VR
-            let len = u32_at(pos + 4);
+            let len = u32_at(pos + 4, be);
             pos += 8;
             match element {
                 0xE000 if len == u32::MAX => open.push(Open {
@@ -133,11 +160,23 @@ fn walk(bytes: &[u8], mut pos: usize, known_implicit: Option<bool>) -> Result<Wa
                         open.truncate(i);
                     }
                 }
-                _ => {}
+                // any other (FFFE,xxxx): dicom-rs reads a UN value of that length (a fuzzer
+                // finding: skipped here as 8 bytes, its 4 GB length went unchecked)
+                _ if len == u32::MAX => open.push(Open {
+                    end: None,
+                    fragments: false,
+                }),
+                _ => {
+                    let end = pos + len as usize;
+                    if end > bytes.len() {
+                        return Err(past_end(group, element, len, pos));
+                    }
+                    pos = end;
+                }
             }
         } else {
-            // The file meta group is always explicit VR; the data set follows its transfer syntax.
-            let explicit = group == 0x0002 || !implicit;
+            // The file meta group is all explicit VR; the data set follows its transfer syntax.
+            let explicit = in_meta || !implicit;
             let (vr, len, header) = if explicit {
                 let vr = [bytes[pos + 4], bytes[pos + 5]];
                 // the VRs with a 2-byte length; any other, an unknown one included, has
@@ -170,12 +209,12 @@ fn walk(bytes: &[u8], mut pos: usize, known_implicit: Option<bool>) -> Result<Wa
                     if pos + 12 > bytes.len() {
                         break;
                     }
-                    (Some(vr), u32_at(pos + 8), 12)
+                    (Some(vr), u32_at(pos + 8, be), 12)
                 } else {
-                    (Some(vr), u16_at(pos + 6) as u32, 8)
+                    (Some(vr), u16_at(pos + 6, be) as u32, 8)
                 }
             } else {
-                (None, u32_at(pos + 4), 8)
+                (None, u32_at(pos + 4, be), 8)
             };
             pos += header;
             // the VR dicom-rs reads the value as: the one written, or the dictionary's
@@ -211,11 +250,22 @@ fn walk(bytes: &[u8], mut pos: usize, known_implicit: Option<bool>) -> Result<Wa
                 if end > bytes.len() {
                     return Err(past_end(group, element, len, pos));
                 }
-                if (group, element) == (0x0002, 0x0010) {
+                if in_meta && meta_end.is_none() {
+                    // (0002,0000): 4 bytes, as dicom-rs requires
+                    if len != 4 {
+                        return Err(Error::Dicom(format!(
+                            "the file meta group length (0002,0000) declares {len} bytes, not 4"
+                        )));
+                    }
+                    meta_end = Some(end + u32_at(pos, false) as usize);
+                }
+                if in_meta && (group, element) == (0x0002, 0x0010) {
                     let uid = String::from_utf8_lossy(&bytes[pos..end]);
-                    let uid = uid.trim_end_matches(['\0', ' ']);
+                    // trimmed as dicom-rs trims it (any whitespace and NULs: a fuzzer finding)
+                    let uid = uid.trim_end_matches(|c: char| c.is_whitespace() || c == '\0');
                     implicit = uid == "1.2.840.10008.1.2";
                     deflated = uid == DEFLATED_UID;
+                    big_endian = uid == "1.2.840.10008.1.2.2";
                 }
                 if is_sq {
                     open.push(Open {
@@ -766,6 +816,33 @@ pub(crate) mod tests {
             matches!(e, Error::TooLarge(_)) && e.to_string().contains("inflates past 512 MiB"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn the_meta_group_ends_where_its_group_length_says_as_dicom_rs_reads_it() {
+        // dicom-rs reads every element inside the group length as explicit VR, an off-group one
+        // included; the data set (implicit VR here) starts after it (a fuzzer finding: read as
+        // implicit, the walk lost its place and missed a 4 GB length dicom-rs then allocated)
+        let mut file = meta("1.2.840.10008.1.2");
+        let off_group = [&[0x08, 0x00, 0x20, 0x00][..], b"LO", &[4, 0], b"abcd"].concat();
+        let at = 128 + 4 + 8; // the value of (0002,0000)
+        let length = u32::from_le_bytes(file[at..at + 4].try_into().unwrap());
+        file[at..at + 4].copy_from_slice(&(length + off_group.len() as u32).to_le_bytes());
+        file.extend(&off_group);
+        let element = |len: u32, value: &[u8]| {
+            [&[0x10, 0x00, 0x10, 0x00][..], &len.to_le_bytes(), value].concat()
+        };
+        check_declared_lengths(&[file.clone(), element(4, b"AB^C")].concat()).unwrap();
+        let e = check_declared_lengths(&[file.clone(), element(0xFFFF_FF00, &[0; 16])].concat())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("(0010,0010) declares 4294967040 bytes"), "{e}");
+        // dicom-rs refuses a meta group that does not start with its length; so does the walk
+        let mut no_length = meta(EXPLICIT_LE);
+        no_length.drain(132..144);
+        let e = check_declared_lengths(&no_length).unwrap_err().to_string();
+        assert!(e.contains("not with its group length (0002,0000)"), "{e}");
+        assert!(decode(&no_length).is_err());
     }
 
     const EXPLICIT_LE: &str = "1.2.840.10008.1.2.1";
