@@ -156,9 +156,14 @@ pub fn read_mask(name: String, bytes: Vec<u8>) -> Result<Volume> {
         )));
     }
     let vol = super::nifti::nifti_from_bytes_limited(bytes, &name, 4 * MAX_STUDIO_VOXELS as u64)?;
+    within_studio_voxels(vol, &format!("{name}: the mask"))
+}
+
+/// `vol`, or the studio's voxel limit named for `what`.
+fn within_studio_voxels(vol: Volume, what: &str) -> Result<Volume> {
     if vol.data.len() > MAX_STUDIO_VOXELS {
         return Err(Error::TooLarge(format!(
-            "{name}: the mask has {} voxels; the studio takes at most {MAX_STUDIO_VOXELS}",
+            "{what} has {} voxels; the studio takes at most {MAX_STUDIO_VOXELS}",
             vol.data.len()
         )));
     }
@@ -207,13 +212,7 @@ pub fn read_ct(files: Vec<(String, Vec<u8>)>) -> Result<Volume> {
             )
         }));
     };
-    if vol.data.len() > MAX_STUDIO_VOXELS {
-        return Err(Error::TooLarge(format!(
-            "the CT has {} voxels; the studio takes at most {MAX_STUDIO_VOXELS}",
-            vol.data.len()
-        )));
-    }
-    Ok(vol)
+    within_studio_voxels(vol, "the CT")
 }
 
 /// A CT ready for rendering, and the nodules the user placed on it.

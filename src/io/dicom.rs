@@ -137,7 +137,14 @@ fn walk(bytes: &[u8], mut pos: usize, known_implicit: Option<bool>) -> Result<Wa
             let len = u32_at(pos + 4, be);
             pos += 8;
             match element {
-                0xE000 if len == u32::MAX => open.push(Open {
+                0xE00D | 0xE0DD => {
+                    if let Some(i) = open.iter().rposition(|o| o.end.is_none()) {
+                        open.truncate(i);
+                    }
+                }
+                // an item, or any other (FFFE,xxxx), which dicom-rs reads as a UN value (a
+                // fuzzer finding: skipped here as 8 bytes, its 4 GB length went unchecked)
+                _ if len == u32::MAX => open.push(Open {
                     end: None,
                     fragments: false,
                 }),
@@ -155,17 +162,6 @@ fn walk(bytes: &[u8], mut pos: usize, known_implicit: Option<bool>) -> Result<Wa
                         });
                     }
                 }
-                0xE00D | 0xE0DD => {
-                    if let Some(i) = open.iter().rposition(|o| o.end.is_none()) {
-                        open.truncate(i);
-                    }
-                }
-                // any other (FFFE,xxxx): dicom-rs reads a UN value of that length (a fuzzer
-                // finding: skipped here as 8 bytes, its 4 GB length went unchecked)
-                _ if len == u32::MAX => open.push(Open {
-                    end: None,
-                    fragments: false,
-                }),
                 _ => {
                     let end = pos + len as usize;
                     if end > bytes.len() {

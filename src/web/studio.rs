@@ -55,6 +55,15 @@ async fn stage(
     if go { Ok(()) } else { Err(js_err("cancelled")) }
 }
 
+/// One `[name, Uint8Array]` from the page, as (name, bytes); `what` names it in the error.
+fn file_pair(v: JsValue, what: &str) -> Result<(String, Vec<u8>), JsValue> {
+    let pair: js_sys::Array = v
+        .dyn_into()
+        .map_err(|_| js_err(format!("{what} is [name, bytes]")))?;
+    let name = pair.get(0).as_string().unwrap_or_else(|| "unnamed".into());
+    Ok((name, js_sys::Uint8Array::new(&pair.get(1)).to_vec()))
+}
+
 /// Loads a CT: `files` is an array of `[name, Uint8Array]` (one NIfTI file, or the slices of one
 /// DICOM series), `mask` null or one `[name, Uint8Array]` (a label NIfTI on the CT's grid, as
 /// `dxr drr --mask` takes), `cleanup` the panel's toggles as JSON. The CT loaded before is
@@ -72,21 +81,12 @@ pub async fn studio_load(
         serde_json::from_str(&cleanup).map_err(|e| js_err(format!("clean-up settings: {e}")))?;
     let mut read = Vec::with_capacity(files.length() as usize);
     for f in files.iter() {
-        let pair: js_sys::Array = f
-            .dyn_into()
-            .map_err(|_| js_err("each CT file is [name, bytes]"))?;
-        let name = pair.get(0).as_string().unwrap_or_else(|| "unnamed".into());
-        let bytes = js_sys::Uint8Array::new(&pair.get(1)).to_vec();
-        read.push((name, bytes));
+        read.push(file_pair(f, "each CT file")?);
     }
     let mask = if mask.is_null() || mask.is_undefined() {
         None
     } else {
-        let pair: js_sys::Array = mask
-            .dyn_into()
-            .map_err(|_| js_err("the lung mask is [name, bytes]"))?;
-        let name = pair.get(0).as_string().unwrap_or_else(|| "unnamed".into());
-        Some((name, js_sys::Uint8Array::new(&pair.get(1)).to_vec()))
+        Some(file_pair(mask, "the lung mask")?)
     };
     stage(&progress, "reading the CT", 1, 3).await?;
     let ct = read_ct(read).map_err(js_err)?;
