@@ -379,7 +379,7 @@ impl CheffUnet {
             }
             skips.push(x.clone());
             if let Some(down) = &level.downsample {
-                x = down.forward(x); // [batch, c, h/2, w/2]
+                x = conv2d(down, x); // [batch, c, h/2, w/2]
             }
         }
 

@@ -3,15 +3,16 @@
 //! burn 0.22's default weight gradient of a convolution is itself a convolution whose "kernel" is
 //! the output gradient (as wide as the feature map) and whose output is only k × k: on flex
 //! that is a GEMM with 9 output columns per input channel, the slowest shape there is. When the
-//! weights are being trained, [`conv2d`] computes the same convolution as im2col (k² shifted
-//! slices of the padded input, concatenated along the channels) and one matrix product, so that
-//! autodiff differentiates a matrix product (two well-shaped GEMMs) and slices. Inference, and
-//! any convolution with stride, dilation or groups, and every other backend (LibTorch and wgpu
-//! have convolution gradients of their own) go through burn's own op unchanged.
+//! weights are being trained, [`conv2d`] computes the same convolution as im2col (k² shifted,
+//! strided slices of the padded input, concatenated along the channels) and one matrix product,
+//! so that autodiff differentiates a matrix product (two well-shaped GEMMs) and slices.
+//! Inference, any convolution with dilation or groups, and every other backend (LibTorch and
+//! wgpu have convolution gradients of their own) go through burn's own op unchanged.
 
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
 use burn::prelude::*;
+use burn::tensor::Slice;
 
 /// Whether training convolutions take the im2col path: yes unless `DXR_TRAIN_CONV=burn` (kept
 /// so that `dxr bench` can measure both).
@@ -40,7 +41,6 @@ pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     let plain = !on_flex
         || !weight.is_require_grad()
         || !im2col_for_training()
-        || conv.stride != [1, 1]
         || conv.dilation != [1, 1]
         || conv.groups != 1;
     let (Some([top, left, bottom, right]), false) = (explicit, plain) else {
@@ -48,7 +48,11 @@ pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     };
     let [b, cin, h, w] = x.dims();
     let [cout, _, _, _] = weight.dims();
-    let (ho, wo) = (h + top + bottom + 1 - kh, w + left + right + 1 - kw);
+    let [sh, sw] = conv.stride;
+    let (ho, wo) = (
+        (h + top + bottom - kh) / sh + 1,
+        (w + left + right - kw) / sw + 1,
+    );
     // 1. channels first, so that the batch joins the pixels of one plain 2-D product
     let xc = x.swap_dims(0, 1); // [cin, b, h, w]
     let xc = if top + bottom + left + right > 0 {
@@ -59,13 +63,27 @@ pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     } else {
         xc
     };
-    // 2. the k² shifted windows, tap-major: [k²·cin, b·ho·wo]
-    let cols = if kh * kw == 1 {
-        xc.reshape([cin, b * h * w])
+    // 2. the k² shifted (and strided) windows, tap-major: [k²·cin, b·ho·wo]
+    let cols = if kh * kw == 1 && sh * sw == 1 {
+        xc.reshape([cin, b * ho * wo])
     } else {
+        let window = |start: usize, n: usize, step: usize| {
+            Slice::new(
+                start as isize,
+                Some((start + step * (n - 1) + 1) as isize),
+                step as isize,
+            )
+        };
         let taps: Vec<Tensor<4>> = (0..kh)
             .flat_map(|dy| (0..kw).map(move |dx| (dy, dx)))
-            .map(|(dy, dx)| xc.clone().slice([0..cin, 0..b, dy..dy + ho, dx..dx + wo]))
+            .map(|(dy, dx)| {
+                xc.clone().slice([
+                    Slice::from(0..cin),
+                    Slice::from(0..b),
+                    window(dy, ho, sh),
+                    window(dx, wo, sw),
+                ])
+            })
             .collect();
         Tensor::cat(taps, 0).reshape([kh * kw * cin, b * ho * wo])
     };
@@ -87,9 +105,18 @@ mod tests {
     #[test]
     fn the_training_path_equals_burns_convolution_values_and_gradients() {
         let device = Device::flex().autodiff();
-        for (k, pad, cin, cout) in [(3, 1, 3, 5), (7, 3, 2, 4), (1, 0, 6, 3)] {
+        // (kernel, padding, stride, cin, cout): the UNets' 3×3 and 1×1 convolutions, SR3's 3×3
+        // and cheff's 4×4 stride-2 down-sampling (odd input sides, so a row is left over)
+        for (k, pad, stride, cin, cout) in [
+            (3, 1, 1, 3, 5),
+            (7, 3, 1, 2, 4),
+            (1, 0, 1, 6, 3),
+            (3, 1, 2, 3, 4),
+            (4, 1, 2, 2, 3),
+        ] {
             let conv = Conv2dConfig::new([cin, cout], [k, k])
                 .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
+                .with_stride([stride, stride])
                 .init(&device);
             let x = Tensor::<4>::random(
                 [2, cin, 9, 11],

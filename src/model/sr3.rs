@@ -11,6 +11,7 @@ use burn::nn::{GroupNorm, GroupNormConfig, Linear, LinearConfig, PaddingConfig2d
 use burn::prelude::*;
 use burn::tensor::activation::{silu, softmax};
 
+use super::conv::conv2d;
 use super::{SinusoidalKind, check_groups, same_dtype, sinusoidal_embedding};
 use crate::error::Error;
 use crate::spec::Sr3UnetConfig;
@@ -194,8 +195,7 @@ impl Block {
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.conv
-            .forward(self.dropout.forward(silu(self.norm.forward(x))))
+        conv2d(&self.conv, self.dropout.forward(silu(self.norm.forward(x))))
     }
 }
 
@@ -232,7 +232,7 @@ impl ResnetBlock {
         let h = h + self.noise_func.forward(emb).unsqueeze_dims::<4>(&[2, 3]); // [batch, cout, 1, 1]
         let h = self.block2.forward(h);
         let shortcut = match &self.res_conv {
-            Some(conv) => conv.forward(x),
+            Some(conv) => conv2d(conv, x),
             None => x,
         };
         h + shortcut
@@ -262,10 +262,7 @@ impl SelfAttention {
     /// - x: `[batch, c, height, width]` → same
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let [b, c, h, w] = x.dims();
-        let qkv = self
-            .qkv
-            .forward(self.norm.forward(x.clone()))
-            .reshape([b, 3, c, h * w]);
+        let qkv = conv2d(&self.qkv, self.norm.forward(x.clone())).reshape([b, 3, c, h * w]);
         let mut parts = qkv
             .chunk(3, 1)
             .into_iter()
@@ -278,7 +275,7 @@ impl SelfAttention {
         let sim = q.swap_dims(1, 2).matmul(k) / (c as f64).sqrt(); // [b, n_query, n_key]
         let attn = softmax(sim, 2);
         let out = v.matmul(attn.swap_dims(1, 2)).reshape([b, c, h, w]); // [b, c, n_query]
-        self.out.forward(out) + x
+        conv2d(&self.out, out) + x
     }
 }
 
@@ -374,7 +371,7 @@ impl Sr3Unet {
 impl Layer {
     fn forward(&self, x: Tensor<4>, emb: &Tensor<2>) -> Tensor<4> {
         match self {
-            Layer::Conv(conv) => conv.forward(x),
+            Layer::Conv(conv) => conv2d(conv, x),
             Layer::Res(block) => {
                 let x = block.res_block.forward(x, emb.clone());
                 match &block.attn {
@@ -382,8 +379,8 @@ impl Layer {
                     None => x,
                 }
             }
-            Layer::Down(d) => d.conv.forward(x),
-            Layer::Up(u) => u.conv.forward(u.up.forward(x)),
+            Layer::Down(d) => conv2d(&d.conv, x),
+            Layer::Up(u) => conv2d(&u.conv, u.up.forward(x)),
         }
     }
 }

@@ -348,14 +348,25 @@ fn torch_rows(
         .args(a.size.iter().map(|s| s.to_string()));
     let mut any = false;
     for (k, (label, spec)) in specs.iter().enumerate() {
-        let dxr::spec::NetworkConfig::Cheff(c) = &spec.network else {
-            continue; // the reference script holds the cheff UNet only
+        // the cheff UNet from the authors' code; SR3 from its public implementation, when
+        // DXR_SR3_REFERENCE points at a copy (the script names what is missing)
+        let json = match &spec.network {
+            dxr::spec::NetworkConfig::Cheff(c) => serde_json::json!({ "model": {
+                "dim": c.dim, "init_dim": c.init_dim, "out_dim": c.out_dim,
+                "dim_mults": c.dim_mults, "num_attention_layer": c.num_attention_layer,
+                "channels": c.channels, "block_groups": c.block_groups,
+            }}),
+            dxr::spec::NetworkConfig::Sr3(c) => {
+                let Some(sr3) = std::env::var_os("DXR_SR3_REFERENCE") else {
+                    println!(
+                        "\nPyTorch rows of {label}: set DXR_SR3_REFERENCE to a copy of the public SR3 implementation to add them"
+                    );
+                    continue;
+                };
+                cmd.env("DXR_SR3_REFERENCE", sr3);
+                serde_json::json!({ "family": "sr3", "model": c })
+            }
         };
-        let json = serde_json::json!({ "model": {
-            "dim": c.dim, "init_dim": c.init_dim, "out_dim": c.out_dim,
-            "dim_mults": c.dim_mults, "num_attention_layer": c.num_attention_layer,
-            "channels": c.channels, "block_groups": c.block_groups,
-        }});
         let path = dir.join(format!("model{k}.json"));
         std::fs::write(&path, json.to_string()).map_err(|e| e.to_string())?;
         cmd.arg("--model")
@@ -387,7 +398,7 @@ fn torch_rows(
         let text = |k: &str| v[k].as_str().unwrap_or_default().to_string();
         match v["kind"].as_str() {
             Some("info") => println!(
-                "PyTorch {} on {} threads (torch.get_num_threads), the authors' cheff/sr/model.py",
+                "PyTorch {} on {} threads (torch.get_num_threads); cheff: the authors' cheff/sr/model.py, sr3: sr3_modules/unet.py",
                 text("torch"),
                 v["threads"]
             ),

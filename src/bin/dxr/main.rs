@@ -7,6 +7,23 @@ use clap::{Parser, Subcommand};
 
 use dxr::Error;
 
+/// Keeps freed feature maps in the heap for the next op. burn's CPU backends allocate every
+/// op's output afresh; glibc serves blocks over 128 KiB–32 MiB by mmap and returns them at
+/// once, so each network call faulted its buffers in (and had the kernel zero them) again:
+/// 10–20 % of a flex training step or 512² restoration step here (`dxr bench` and
+/// `dxr train-bench` with `DXR_GLIBC_MALLOC=default` measure the difference).
+fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("DXR_GLIBC_MALLOC").is_none_or(|v| v != "default") {
+        // SAFETY: mallopt only changes glibc's thresholds; called before any thread starts.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+            libc::mallopt(libc::M_TOP_PAD, 64 << 20);
+        }
+    }
+}
+
 mod bench;
 mod common;
 mod drr;
@@ -80,6 +97,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    keep_freed_memory();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Restore(a) => restore::run(&a),
