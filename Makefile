@@ -52,7 +52,8 @@ demo: build
 # ms per denoiser step of the default model and the cheff `small` fixture at 256² and 512² and a
 # DDPM-HQ training step (batch 4, 64²) on every backend, then whole restorations (1024² DRR, the
 # full radiograph) with peak memory. With DXR_REFERENCE=<a copy of qureai/DiffusionXray> and
-# DXR_PYTHON=<a python with torch>, the same networks in PyTorch in the same run and the ratios.
+# DXR_PYTHON=<a python with torch>, the same networks in PyTorch in the same run and the ratios;
+# DXR_SR3_REFERENCE=<a copy of the public SR3 implementation> adds the SR3 ones (the default model).
 bench: build data
 	$(DXR) drr --ct data/ct/cxr.nii.gz --mask data/ct/mask.nii.gz --out out/bench-drr --count 1 \
 		--size 1024 --nodules 2 --seed 3 --device cpu >/dev/null

@@ -87,7 +87,7 @@ const mb = (b) => (b / 1048576).toFixed(1);
 console.log(`model ${config}, ${size}×${size}, DDIM, ${steps} timed steps after a 1-step warm-up`);
 console.log('| where | ms/step | ratio to native CPU |');
 console.log('|---|---|---|');
-for (const [name, ms] of [['native CPU (ndarray)', native.ndarray], ['native CPU (flex)', native.flex], ['native wgpu', native.wgpu], [`browser WebGPU (${gpu.adapter})`, gpu.msPerStep], ['browser CPU fallback (ndarray in wasm)', cpu.msPerStep]]) {
+for (const [name, ms] of [['native CPU (ndarray)', native.ndarray], ['native CPU (flex)', native.flex], ['native wgpu', native.wgpu], [`browser WebGPU (${gpu.adapter})`, gpu.msPerStep], ['browser CPU fallback (flex in wasm, SIMD128, 1 thread)', cpu.msPerStep]]) {
   if (ms !== undefined) console.log(`| ${name} | ${ms.toFixed(0)} | ${(ms / native.flex).toFixed(2)} (to flex) |`);
 }
 console.log(`first load (page + wasm + model, cold cache): WebGPU ${gpu.firstLoad} ms, CPU ${cpu.firstLoad} ms`);

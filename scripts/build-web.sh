@@ -32,7 +32,7 @@ if [[ ! -f "$cache/$sha.wasm" ]]; then
   echo "wasm-opt -Oz (cached afterwards in $cache)"
   node_modules/.bin/wasm-opt "$wasm" -Oz -o "$cache/$sha.partial" --enable-bulk-memory \
     --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals \
-    --enable-reference-types --enable-multivalue
+    --enable-reference-types --enable-multivalue --enable-simd
   mv "$cache/$sha.partial" "$cache/$sha.wasm"
 fi
 raw_size=$(stat -c %s "$wasm")

@@ -31,6 +31,8 @@ KINDS = {
     "float": "element-wise and layout (float ops)",
 }
 LEAF_COPY = re.compile(r"copy_2d_tiled|memmove|memcpy|memset|copy_strided|clone")
+LEAF_GEMM = re.compile(r"gemm_|microkernel")
+LEAF_MATH = re.compile(r"expf|__exp|tanhf|logf|erff|sqrtf")
 LEAF_ALLOC = re.compile(r"malloc|_int_free|cfree|__libc_free|realloc|page_fault|clear_page|do_anonymous_page")
 
 
@@ -52,8 +54,18 @@ def classify(frames):
         return KINDS.get(op, f"other flex op ({op})")
     if any("burn_autodiff" in f for f in frames):
         return "autodiff graph bookkeeping"
-    if any(re.search(r"rayon|crossbeam|sched_yield|futex", f) for f in frames):
+    # A rayon worker's stack is cut off above the job (perf's copied stack ends there): such a
+    # sample names no op, so its leaf says what kind of work it was.
+    if LEAF_GEMM.search(leaf):
+        return "GEMM kernels on worker threads (convolutions, matrix products; op not on the stack)"
+    if LEAF_COPY.search(leaf):
+        return "copies on worker threads (op not on the stack)"
+    if LEAF_MATH.search(leaf):
+        return KINDS["unary"]
+    if re.search(r"futex|sched_yield|crossbeam|wait_until|sleep|steal|park|schedule|switch", leaf):
         return "thread pool (rayon) waiting"
+    if any(re.search(r"rayon", f) for f in frames):
+        return "work inside a rayon job (its closure inlined: conv tiles' im2col, attention rows)"
     return "other (set-up, data, optimizer outside flex ops)"
 
 

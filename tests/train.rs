@@ -1094,29 +1094,37 @@ fn training_on_flex_follows_ndarray_and_repeats_itself() {
         .parse::<dxr::device::DeviceChoice>()
         .and_then(dxr::device::open)
         .unwrap();
-    let make = |device: &Device| {
-        let set = PairSet::load(&dir.path("pairs")).unwrap();
-        DdpmTrainer::new(settings(2), DdpmData::Pairs(set), DdpmVal::None, device).unwrap()
-    };
-    use dxr::train::Trainer;
-    let mut cpu = make(&dxr::device::cpu());
-    let mut state = StateFile::default();
-    cpu.save(&mut state).unwrap();
-    let (mut f1, mut f2) = (make(&flex), make(&flex));
-    f1.load(&state).unwrap();
-    f2.load(&state).unwrap();
-    for step in 0..4 {
-        let (a, b, c) = (
-            cpu.step(step).unwrap(),
-            f1.step(step).unwrap(),
-            f2.step(step).unwrap(),
-        );
-        println!("step {step}: ndarray {a:.6}, flex {b:.6}");
-        assert!(
-            (a - b).abs() < 1e-4 * a.abs().max(1.0),
-            "step {step}: {a} vs {b}"
-        );
-        assert_eq!(b, c, "flex training is not repeatable (step {step})");
+    // both families: on flex every convolution of either UNet trains through im2col
+    // (src/model/conv.rs), the stride-2 down-sampling included; ndarray runs burn's own op
+    for preset in ["tiny", "sr3-small"] {
+        let make = |device: &Device| {
+            let set = PairSet::load(&dir.path("pairs")).unwrap();
+            let settings = DdpmSettings {
+                spec: train::preset(preset, 2).unwrap(),
+                ..settings(2)
+            };
+            DdpmTrainer::new(settings, DdpmData::Pairs(set), DdpmVal::None, device).unwrap()
+        };
+        use dxr::train::Trainer;
+        let mut cpu = make(&dxr::device::cpu());
+        let mut state = StateFile::default();
+        cpu.save(&mut state).unwrap();
+        let (mut f1, mut f2) = (make(&flex), make(&flex));
+        f1.load(&state).unwrap();
+        f2.load(&state).unwrap();
+        for step in 0..4 {
+            let (a, b, c) = (
+                cpu.step(step).unwrap(),
+                f1.step(step).unwrap(),
+                f2.step(step).unwrap(),
+            );
+            println!("{preset} step {step}: ndarray {a:.6}, flex {b:.6}");
+            assert!(
+                (a - b).abs() < 1e-4 * a.abs().max(1.0),
+                "{preset} step {step}: {a} vs {b}"
+            );
+            assert_eq!(b, c, "flex training is not repeatable ({preset}, step {step})");
+        }
     }
 }
 

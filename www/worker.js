@@ -33,9 +33,14 @@ async function failure(e) {
     + `the engine restarts. Details: ${text.split('\n')[0]}`;
 }
 
-const ready = init();
+// The engine is built with WebAssembly SIMD (.cargo/config.toml): a browser without it would
+// only say that the module failed to compile, so name what is missing instead.
+const SIMD_PROBE = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0,
+  10, 10, 1, 8, 0, 65, 0, 253, 15, 253, 98, 11]); // (func (result v128) i32.const 0 i8x16.splat i8x16.popcnt)
+const ready = WebAssembly.validate(SIMD_PROBE) ? init() : Promise.reject(new Error(
+  "this browser's WebAssembly has no SIMD (128-bit), which the engine needs: use Chrome 91, Firefox 89, Safari 16.4 or later"));
 // The engine's linear memory (it only grows): read by the soak test to show it stays flat.
-ready.then((engine) => { self.engineMemory = engine.memory; });
+ready.then((engine) => { self.engineMemory = engine.memory; }, () => {});
 const open = new Set(); // ids received and not answered yet
 const cancelled = new Set(); // those of them the page cancelled
 
