@@ -1123,7 +1123,10 @@ fn training_on_flex_follows_ndarray_and_repeats_itself() {
                 (a - b).abs() < 1e-4 * a.abs().max(1.0),
                 "{preset} step {step}: {a} vs {b}"
             );
-            assert_eq!(b, c, "flex training is not repeatable ({preset}, step {step})");
+            assert_eq!(
+                b, c,
+                "flex training is not repeatable ({preset}, step {step})"
+            );
         }
     }
 }

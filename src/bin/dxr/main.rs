@@ -8,10 +8,10 @@ use clap::{Parser, Subcommand};
 use dxr::Error;
 
 /// Keeps freed feature maps in the heap for the next op. burn's CPU backends allocate every
-/// op's output afresh; glibc serves blocks over 128 KiB–32 MiB by mmap and returns them at
-/// once, so each network call faulted its buffers in (and had the kernel zero them) again:
-/// 10–20 % of a flex training step or 512² restoration step here (`dxr bench` and
-/// `dxr train-bench` with `DXR_GLIBC_MALLOC=default` measure the difference).
+/// op's output afresh; glibc serves large blocks (from 128 KiB at first) by mmap and returns
+/// them at once, so each network call faulted its buffers in (and had the kernel zero them)
+/// again: 12 % of a flex training step and 5 % of a 512² restoration step of the default model
+/// here (`dxr bench` and `dxr train-bench` with `DXR_GLIBC_MALLOC=default` measure it).
 fn keep_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if std::env::var_os("DXR_GLIBC_MALLOC").is_none_or(|v| v != "default") {
