@@ -7,8 +7,9 @@
 #   twins → `dxr realism --before` (the checks), for the model and for the fixed filter.
 # Knobs (environment; defaults in brackets): DEVICE [cpu] STEPS [6000] BATCH [4] PATCH [128]
 #   LR [2e-4] PREDICTION [x0] CONFIG [small] INIT [] (a model to fine-tune from) N_DRR [100]
-#   N_PAIRS [800] N_EVAL [12] SAMPLER_STEPS [25] AIR [0.4] (the fraction of pairs with black air
+#   N_PAIRS [800] N_EVAL [12] SAMPLER_STEPS [25] SIGMA [0 0.5 1 1.5 2 3 4] AIR [0.4] (the fraction of pairs with black air
 #   beyond a soft edge, as around a DRR's body) OUT [runs/default].
+#   MODEL=<weights> skips steps 4–5 and checks that model instead (e.g. the shipped default).
 #   PUBLISH=1 installs the model as models/default.safetensors (+ .json) and the sheets in docs/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +19,8 @@ DEVICE=${DEVICE:-cpu}; STEPS=${STEPS:-6000}; BATCH=${BATCH:-4}; PATCH=${PATCH:-1
 LR=${LR:-2e-4}; PREDICTION=${PREDICTION:-x0}; CONFIG=${CONFIG:-sr3-small}; INIT=${INIT:-}
 N_DRR=${N_DRR:-100}; N_PAIRS=${N_PAIRS:-800}; N_EVAL=${N_EVAL:-12}; SAMPLER_STEPS=${SAMPLER_STEPS:-25}
 AIR=${AIR:-0.4}
+# SIGMA: the blur widths fit-drr-look may choose from (px at the radiograph's 256-px scale)
+SIGMA=${SIGMA:-0 0.5 1 1.5 2 3 4}
 # GRAIN=1: the HQ crops get the LQ's noise too (the model keeps fine grain, undoes the blur)
 GRAIN=${GRAIN:-1}
 OUT=${OUT:-runs/default}
@@ -40,8 +43,10 @@ log "DRRs"
 
 # 3. the DRR look (tone curve + blur, chosen by measurement) and the fixed-filter baseline
 log "fit the DRR look"
-"$DXR" fit-drr-look --hq "$HQ" --drr "$OUT/drr/png16" -o "$OUT/drr-look.json" --filter-out "$OUT/filter.json" | tee "$R/fit-drr-look.md"
+"$DXR" fit-drr-look --hq "$HQ" --drr "$OUT/drr/png16" --sigma $SIGMA -o "$OUT/drr-look.json" --filter-out "$OUT/filter.json" | tee "$R/fit-drr-look.md"
 
+MODEL=${MODEL:-}
+if [[ -z "$MODEL" ]]; then
 # 4. pairs from the radiograph's training columns
 log "pairs"
 grain=(); [[ "$GRAIN" == 1 ]] && grain=(--grain-in-hq)
@@ -57,6 +62,8 @@ start=$(date +%s)
   --batch "$BATCH" --patch "$PATCH" --lr "$LR" --steps "$STEPS" --device "$DEVICE" --seed 1 \
   --val-every 1000 --save-every 250 --out "$OUT/model" "${init[@]}" "${resume[@]}" 2>&1 | tee "$R/train.log" | tail -3
 echo "training wall time this run: $(( $(date +%s) - start )) s" | tee -a "$R/recipe.log"
+MODEL="$OUT/model/model.safetensors"
+fi
 
 # 6. the checks on the held-out views, for the model and for the fixed filter
 for set in eval256 eval512; do
@@ -64,7 +71,7 @@ for set in eval256 eval512; do
   for what in png16 clean/png16; do
     dest="$OUT/restored-$set/${what%%/*}"
     [[ "$what" == png16 ]] && dest="$OUT/restored-$set/views"
-    "$DXR" restore "$OUT/$set/$what" -o "$dest" --weights "$OUT/model/model.safetensors" --steps "$SAMPLER_STEPS" --seed 1 --bits 16 --labels "$OUT/$set" --device "$DEVICE" >/dev/null 2>&1
+    "$DXR" restore "$OUT/$set/$what" -o "$dest" --weights "$MODEL" --steps "$SAMPLER_STEPS" --seed 1 --bits 16 --labels "$OUT/$set" --device "$DEVICE" >/dev/null 2>&1
     fdest="$OUT/filtered-$set/${what%%/*}"; [[ "$what" == png16 ]] && fdest="$OUT/filtered-$set/views"
     "$DXR" filter --filter "$OUT/filter.json" "$OUT/$set/$what" -o "$fdest"
   done
@@ -82,7 +89,7 @@ done
 "$DXR" sheet "$OUT/eval256/clean/png16" "$OUT/filtered-eval256/clean" "$OUT/restored-eval256/clean" --count 3 -o "$R/sheet-256-clean.png"
 
 if [[ "${PUBLISH:-0}" == 1 ]]; then
-  "$DXR" convert "$OUT/model/model.safetensors" models/default.safetensors --f16
+  "$DXR" convert "$MODEL" models/default.safetensors --f16
   mkdir -p docs
   cp "$R/sheet-256.png" docs/sheet-drr-restored.png
   cp "$R/sheet-512.png" docs/sheet-drr-restored-512.png

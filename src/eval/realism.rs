@@ -348,78 +348,135 @@ pub struct Blob {
     pub response: f64,
 }
 
-/// Bright blobs of radius `radii` (pixels; σ = r/√2, 8 scales spaced evenly in log) inside
-/// `mask`: local maxima over position and scale of −σ²∇²(G_σ * image) whose response is at
-/// least `threshold`. Maxima within one radius of a stronger one are dropped.
-pub fn find_blobs(img: &GrayImage, mask: &[bool], radii: [f64; 2], threshold: f64) -> Vec<Blob> {
-    let (w, h) = (img.width, img.height);
-    let scales = 8;
-    let [r0, r1] = [radii[0].max(1.0), radii[1].max(radii[0].max(1.0) * 1.01)];
-    let sigmas: Vec<f64> = (0..scales)
-        .map(|k| r0 * (r1 / r0).powf(k as f64 / (scales - 1) as f64) / std::f64::consts::SQRT_2)
-        .collect();
-    let responses: Vec<Vec<f64>> = sigmas
-        .iter()
-        .map(|&s| {
-            let g: Vec<f64> = gaussian_blur(img, s)
-                .data
-                .iter()
-                .map(|v| *v as f64)
-                .collect();
-            (0..w * h)
-                .map(|p| {
-                    let (x, y) = (p % w, p / w);
-                    if x == 0 || y == 0 || x == w - 1 || y == h - 1 {
-                        return 0.0;
-                    }
-                    let lap = g[p - 1] + g[p + 1] + g[p - w] + g[p + w] - 4.0 * g[p];
-                    -s * s * lap
-                })
-                .collect()
-        })
-        .collect();
-    let mut found = Vec::new();
-    for (k, resp) in responses.iter().enumerate() {
-        for p in 0..w * h {
-            let v = resp[p];
-            if v < threshold || !mask[p] {
-                continue;
-            }
-            let (x, y) = ((p % w) as i64, (p / w) as i64);
-            let is_max = (k.saturating_sub(1)..(k + 2).min(scales)).all(|kk| {
-                (-1..=1).all(|dy| {
-                    (-1..=1).all(|dx| {
-                        let (xx, yy) = (x + dx, y + dy);
-                        if xx < 0 || yy < 0 || xx >= w as i64 || yy >= h as i64 {
-                            return true;
+/// The blob detector's scale space: −σ²∇²(G_σ * image) at 8 scales spaced evenly in log over
+/// the radii (pixels; σ = r/√2), scale-normalised so that a disk's response does not depend on
+/// its size. Kept whole so that a restoration's blobs can be looked up in its input's responses.
+pub struct BlobScales {
+    width: usize,
+    height: usize,
+    sigmas: Vec<f64>,
+    responses: Vec<Vec<f64>>,
+}
+
+impl BlobScales {
+    pub fn new(img: &GrayImage, radii: [f64; 2]) -> Self {
+        let (w, h) = (img.width, img.height);
+        let scales = 8;
+        let [r0, r1] = [radii[0].max(1.0), radii[1].max(radii[0].max(1.0) * 1.01)];
+        let sigmas: Vec<f64> = (0..scales)
+            .map(|k| r0 * (r1 / r0).powf(k as f64 / (scales - 1) as f64) / std::f64::consts::SQRT_2)
+            .collect();
+        let responses = sigmas
+            .iter()
+            .map(|&s| {
+                let g: Vec<f64> = gaussian_blur(img, s)
+                    .data
+                    .iter()
+                    .map(|v| *v as f64)
+                    .collect();
+                (0..w * h)
+                    .map(|p| {
+                        let (x, y) = (p % w, p / w);
+                        if x == 0 || y == 0 || x == w - 1 || y == h - 1 {
+                            return 0.0;
                         }
-                        let q = yy as usize * w + xx as usize;
-                        (kk == k && q == p)
-                            || responses[kk][q] < v
-                            || (responses[kk][q] == v && q > p)
+                        let lap = g[p - 1] + g[p + 1] + g[p - w] + g[p + w] - 4.0 * g[p];
+                        -s * s * lap
                     })
-                })
-            });
-            if is_max {
-                found.push(Blob {
-                    centre: [x as f64 + 0.5, y as f64 + 0.5],
-                    radius: sigmas[k] * std::f64::consts::SQRT_2,
-                    response: v,
+                    .collect()
+            })
+            .collect();
+        Self {
+            width: w,
+            height: h,
+            sigmas,
+            responses,
+        }
+    }
+
+    /// Local maxima over position and scale inside `mask` whose response is at least
+    /// `threshold`; maxima within one radius of a stronger one are dropped.
+    pub fn find(&self, mask: &[bool], threshold: f64) -> Vec<Blob> {
+        let (w, h, scales) = (self.width, self.height, self.sigmas.len());
+        let responses = &self.responses;
+        let mut found = Vec::new();
+        for (k, resp) in responses.iter().enumerate() {
+            for p in 0..w * h {
+                let v = resp[p];
+                if v < threshold || !mask[p] {
+                    continue;
+                }
+                let (x, y) = ((p % w) as i64, (p / w) as i64);
+                let is_max = (k.saturating_sub(1)..(k + 2).min(scales)).all(|kk| {
+                    (-1..=1).all(|dy| {
+                        (-1..=1).all(|dx| {
+                            let (xx, yy) = (x + dx, y + dy);
+                            if xx < 0 || yy < 0 || xx >= w as i64 || yy >= h as i64 {
+                                return true;
+                            }
+                            let q = yy as usize * w + xx as usize;
+                            (kk == k && q == p)
+                                || responses[kk][q] < v
+                                || (responses[kk][q] == v && q > p)
+                        })
+                    })
                 });
+                if is_max {
+                    found.push(Blob {
+                        centre: [x as f64 + 0.5, y as f64 + 0.5],
+                        radius: self.sigmas[k] * std::f64::consts::SQRT_2,
+                        response: v,
+                    });
+                }
             }
         }
-    }
-    found.sort_by(|a, b| b.response.total_cmp(&a.response));
-    let mut kept: Vec<Blob> = Vec::new();
-    for b in found {
-        let near = kept.iter().any(|k| {
-            (k.centre[0] - b.centre[0]).hypot(k.centre[1] - b.centre[1]) < k.radius.max(b.radius)
-        });
-        if !near {
-            kept.push(b);
+        found.sort_by(|a, b| b.response.total_cmp(&a.response));
+        let mut kept: Vec<Blob> = Vec::new();
+        for b in found {
+            let near = kept.iter().any(|k| {
+                (k.centre[0] - b.centre[0]).hypot(k.centre[1] - b.centre[1])
+                    < k.radius.max(b.radius)
+            });
+            if !near {
+                kept.push(b);
+            }
         }
+        kept
     }
-    kept
+
+    /// The strongest response within half a radius of the blob's centre, at its scale and the
+    /// scales next to it: what this image had where another image (its restoration) has `blob`.
+    /// A response map, not a list of maxima, so that a structure whose peak moved by a pixel or
+    /// slid across the lung mask's edge still counts as there.
+    pub fn peak_near(&self, blob: &Blob) -> f64 {
+        let (w, h) = (self.width as i64, self.height as i64);
+        let k = self
+            .sigmas
+            .iter()
+            .enumerate()
+            .min_by(|a, b| {
+                let d = |s: f64| (s * std::f64::consts::SQRT_2 / blob.radius).ln().abs();
+                d(*a.1).total_cmp(&d(*b.1))
+            })
+            .map_or(0, |(k, _)| k);
+        let reach = (blob.radius / 2.0).round().max(1.0) as i64;
+        let (cx, cy) = (blob.centre[0].floor() as i64, blob.centre[1].floor() as i64);
+        let mut best = f64::MIN;
+        for resp in &self.responses[k.saturating_sub(1)..(k + 2).min(self.sigmas.len())] {
+            for y in (cy - reach).max(0)..=(cy + reach).min(h - 1) {
+                for x in (cx - reach).max(0)..=(cx + reach).min(w - 1) {
+                    best = best.max(resp[(y * w + x) as usize]);
+                }
+            }
+        }
+        best
+    }
+}
+
+/// Bright blobs of radius `radii` inside `mask` whose response reaches `threshold` (see
+/// [`BlobScales`]).
+pub fn find_blobs(img: &GrayImage, mask: &[bool], radii: [f64; 2], threshold: f64) -> Vec<Blob> {
+    BlobScales::new(img, radii).find(mask, threshold)
 }
 
 /// The response of the blob detector at a known nodule: the largest −σ²∇²G response within
@@ -653,6 +710,31 @@ mod tests {
             }
         });
         assert!(find_blobs(&dark, &vec![true; 64 * 64], [3.0, 12.0], t).is_empty());
+    }
+
+    #[test]
+    fn the_response_map_sees_a_blob_whose_peak_lies_outside_the_mask() {
+        let field = img(64, 64, |x, y| {
+            let d2 = (x as f32 - 20.0).powi(2) + (y as f32 - 32.0).powi(2);
+            0.3 + 0.2 * (-d2 / 24.5).exp()
+        });
+        let scales = BlobScales::new(&field, [3.0, 8.0]);
+        let peak = scales.find(&vec![true; 64 * 64], 0.0)[0];
+        assert!((peak.centre[0] - 20.5).abs() <= 1.0 && (peak.radius - 5.0).abs() < 1.5);
+        // the lung mask starts two pixels to the right of the peak: no maximum in it
+        let mask: Vec<bool> = (0..64 * 64).map(|p| p % 64 >= 22).collect();
+        assert!(scales.find(&mask, 0.5 * peak.response).is_empty());
+        // but a blob found there in another image had this one under it
+        let there = Blob {
+            centre: [22.5, 32.5],
+            ..peak
+        };
+        assert!(scales.peak_near(&there) >= 0.9 * peak.response);
+        let elsewhere = Blob {
+            centre: [50.5, 32.5],
+            ..peak
+        };
+        assert!(scales.peak_near(&elsewhere).abs() < 0.05 * peak.response);
     }
 
     #[test]
