@@ -19,6 +19,9 @@ DEVICE=${DEVICE:-cpu}; STEPS=${STEPS:-6000}; BATCH=${BATCH:-4}; PATCH=${PATCH:-1
 LR=${LR:-2e-4}; PREDICTION=${PREDICTION:-x0}; CONFIG=${CONFIG:-sr3-small}; INIT=${INIT:-}
 N_DRR=${N_DRR:-100}; N_PAIRS=${N_PAIRS:-800}; N_EVAL=${N_EVAL:-12}; SAMPLER_STEPS=${SAMPLER_STEPS:-25}
 AIR=${AIR:-0.4}
+# CURVE_STEPS: the sampler steps of the quality/speed curve; MODEL_STEPS: the steps recorded in
+# the published model (read from that curve; empty = the sampler's default)
+CURVE_STEPS=${CURVE_STEPS:-1 2 4 8 25}; MODEL_STEPS=${MODEL_STEPS:-}
 # SIGMA: the blur widths fit-drr-look may choose from (px at the radiograph's 256-px scale)
 SIGMA=${SIGMA:-0 0.5 1 1.5 2 3 4}
 # GRAIN=1: the HQ crops get the LQ's noise too (the model keeps fine grain, undoes the blur)
@@ -88,8 +91,28 @@ done
 "$DXR" sheet "$OUT/eval512/png16" "$OUT/filtered-eval512/views" "$OUT/restored-eval512/views" --labels "$OUT/eval512" --count 3 --thumb 384 -o "$R/sheet-512.png"
 "$DXR" sheet "$OUT/eval256/clean/png16" "$OUT/filtered-eval256/clean" "$OUT/restored-eval256/clean" --count 3 -o "$R/sheet-256-clean.png"
 
+# 8. the quality/speed curve over sampler steps (held-out 256² views): it sets the model's steps
+log "steps curve"
+curve="$R/steps-curve.md"
+echo "| steps | s per view | 1 slope | 2 stride peaks | 3 distance | 4 CNR after/before | 5 new blobs | passed |" > "$curve"
+echo "|---|---|---|---|---|---|---|---|" >> "$curve"
+for n in $CURVE_STEPS; do
+  d="$OUT/curve-$n"
+  t0=$(date +%s.%N)
+  "$DXR" restore "$OUT/eval256/png16" -o "$d/views" --weights "$MODEL" --steps "$n" --seed 1 --labels "$OUT/eval256" --device "$DEVICE" >/dev/null 2>&1
+  t1=$(date +%s.%N)
+  "$DXR" restore "$OUT/eval256/clean/png16" -o "$d/clean" --weights "$MODEL" --steps "$n" --seed 1 --labels "$OUT/eval256" --device "$DEVICE" >/dev/null 2>&1
+  per=$(echo "($t1 - $t0) / $(ls "$OUT/eval256/png16" | wc -l)" | bc -l)
+  "$DXR" realism "$d/views" --before "$OUT/eval256/png16" --labels "$OUT/eval256" --reference "$HQ" \
+    --clean-before "$OUT/eval256/clean/png16" --clean-after "$d/clean" > "$d/checks.md"
+  row=$(awk -F'|' '/^\| [1-5] /{gsub(/^ +| +$/, "", $4); printf "%s | ", $4}' "$d/checks.md")
+  printf '| %s | %.2f | %s%s |\n' "$n" "$per" "$row" "$(grep -o '[0-9] of 5' "$d/checks.md")" >> "$curve"
+done
+cat "$curve"
+
 if [[ "${PUBLISH:-0}" == 1 ]]; then
-  "$DXR" convert "$MODEL" models/default.safetensors --f16
+  steps=(); [[ -n "$MODEL_STEPS" ]] && steps=(--steps "$MODEL_STEPS")
+  "$DXR" convert "$MODEL" models/default.safetensors --f16 "${steps[@]}"
   mkdir -p docs
   cp "$R/sheet-256.png" docs/sheet-drr-restored.png
   cp "$R/sheet-512.png" docs/sheet-drr-restored-512.png
@@ -98,7 +121,7 @@ if [[ "${PUBLISH:-0}" == 1 ]]; then
   params=$("$DXR" info models/default.safetensors | awk '/^parameters:/ {print $2}')
   chest=$(awk -F: '/chest_px/ {gsub(/[ ,}]/, "", $2); print $2}' "$OUT/pairs/scale.json")
   cat > models/default.json <<JSON
-{"note": "DDPM-HQ ($CONFIG, $PREDICTION) trained on pairs whose LQ is the example radiograph made to look like a DRR (fitted tone curve, blur and noise$([[ "$GRAIN" == 1 ]] && echo '; the same noise kept in the HQ')), ${PATCH}² crops, $STEPS steps (scripts/recipe-default.sh); moves DRRs toward a radiograph's look; not for clinical use", "sha256": "$sha", "parameters": ${params:-null}, "trained_on": "drr-look", "recipe": "DEVICE=$DEVICE STEPS=$STEPS CONFIG=$CONFIG scripts/recipe-default.sh", "scale": {"chest_px": ${chest:-null}, "note": "lung-field width of the radiograph at 256 px wide that the model was trained on (dxr scale); mm/px not known (the file holds no spacing)"}}
+{"note": "DDPM-HQ ($CONFIG, $PREDICTION) trained on pairs whose LQ is the example radiograph made to look like a DRR (fitted tone curve, blur and noise$([[ "$GRAIN" == 1 ]] && echo '; the same noise kept in the HQ')), ${PATCH}² crops, $STEPS steps (scripts/recipe-default.sh); moves DRRs toward a radiograph's look; not for clinical use", "sha256": "$sha", "parameters": ${params:-null}, "trained_on": "drr-look", "recipe": "DEVICE=$DEVICE STEPS=$STEPS CONFIG=$CONFIG SIGMA='$SIGMA' INIT=$INIT MODEL_STEPS=$MODEL_STEPS scripts/recipe-default.sh", "sampler_steps": ${MODEL_STEPS:-null}, "scale": {"chest_px": ${chest:-null}, "note": "lung-field width of the radiograph at 256 px wide that the model was trained on (dxr scale); mm/px not known (the file holds no spacing)"}}
 JSON
   log "published models/default.safetensors and models/default.json"
 fi

@@ -25,6 +25,17 @@ impl ModelScale {
 }
 
 impl ModelSpec {
+    /// Refuses recorded sampler steps that the schedule cannot give (0, or more than T).
+    pub fn check_steps(&self) -> Result<()> {
+        match self.steps {
+            Some(n) if n == 0 || n > self.schedule.timesteps => Err(Error::Config(format!(
+                "the model's recorded sampler steps ({n}) must be between 1 and its schedule's T = {}",
+                self.schedule.timesteps
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     /// The family of the network.
     pub fn family(&self) -> Family {
         self.network.family()
@@ -39,6 +50,7 @@ impl ModelSpec {
             schedule: ScheduleConfig::cheff_default(),
             prediction: Prediction::Eps,
             scale: None,
+            steps: None,
         }
     }
 
@@ -55,6 +67,7 @@ impl ModelSpec {
             if let Some(s) = &spec.scale {
                 s.validate()?;
             }
+            spec.check_steps()?;
             return Ok(spec);
         }
         let model = v.get("model").ok_or_else(|| {
@@ -127,6 +140,7 @@ impl ModelSpec {
             schedule,
             prediction: Prediction::Eps,
             scale: None,
+            steps: None,
         };
         spec.network.validate()?;
         Ok(spec)
@@ -153,6 +167,7 @@ impl ModelSpec {
             schedule,
             prediction: Prediction::Eps,
             scale: None,
+            steps: None,
         };
         spec.network.validate()?;
         Ok(spec)
@@ -204,6 +219,28 @@ fn with_defaults<T: Serialize + serde::de::DeserializeOwned>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recorded_steps_are_saved_read_back_and_checked_against_t() {
+        let spec = ModelSpec::authors_default();
+        assert!(!serde_json::to_string(&spec).unwrap().contains(r#""steps""#));
+        let stepped = ModelSpec {
+            steps: Some(4),
+            ..spec.clone()
+        };
+        let text = serde_json::to_string(&stepped).unwrap();
+        assert_eq!(ModelSpec::from_json(&text).unwrap(), stepped);
+        let t = spec.schedule.timesteps;
+        for bad in [0, t + 1] {
+            let text = serde_json::to_string(&ModelSpec {
+                steps: Some(bad),
+                ..spec.clone()
+            })
+            .unwrap();
+            let e = ModelSpec::from_json(&text).unwrap_err().to_string();
+            assert!(e.contains("recorded sampler steps"), "{e}");
+        }
+    }
 
     #[test]
     fn the_objective_is_saved_only_when_it_is_not_the_authors() {

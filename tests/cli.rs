@@ -767,3 +767,68 @@ fn a_folder_of_200_restores_with_flat_memory_and_no_leaked_handles() {
         "descriptors leaked: {early_fds} → {late_fds}"
     );
 }
+
+#[test]
+fn a_model_that_records_its_steps_restores_with_them_unless_told_otherwise() {
+    let dir = Scratch::new("model-steps");
+    let tiny = case("cheff", "tiny");
+    let input = dir.write(
+        "scan.png",
+        &encode_png(&synthetic(24, 16), BitDepth::Eight).unwrap(),
+    );
+    let model = dir.path("stepped.safetensors");
+    let convert = |steps: &str, to: &Path| {
+        dxr(&[
+            "convert",
+            &s(&tiny.join("weights.pt")),
+            &s(to),
+            "--config",
+            &s(&tiny.join("config.json")),
+            "--steps",
+            steps,
+        ])
+    };
+    let conv = convert("2", &model);
+    assert!(
+        conv.status.success(),
+        "{}",
+        String::from_utf8_lossy(&conv.stderr)
+    );
+    let info = dxr(&["info", &s(&model)]);
+    assert!(
+        String::from_utf8_lossy(&info.stdout).contains("steps:      2 "),
+        "{}",
+        String::from_utf8_lossy(&info.stdout)
+    );
+    let run = |out: &str, steps: Option<&str>| {
+        let mut args = vec!["restore", &*s(&input), "-o", out, "--weights", &*s(&model)]
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<_>>();
+        args.extend(["--sampler", "ddim", "--seed", "3"].map(String::from));
+        if let Some(n) = steps {
+            args.extend(["--steps".to_string(), n.to_string()]);
+        }
+        let o = Command::new(env!("CARGO_BIN_EXE_dxr"))
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        std::fs::read(Path::new(out).join("scan.png")).unwrap()
+    };
+    let implicit = run(&s(&dir.path("implicit")), None);
+    assert_eq!(implicit, run(&s(&dir.path("two")), Some("2")));
+    assert_ne!(implicit, run(&s(&dir.path("five")), Some("5")));
+    // steps no schedule can give are refused by name, and nothing is written
+    for bad in ["0", "100000"] {
+        let to = dir.path(&format!("bad{bad}.safetensors"));
+        let o = convert(bad, &to);
+        assert!(!o.status.success());
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("recorded sampler steps"),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(!to.exists());
+    }
+}

@@ -26,6 +26,7 @@ fn specs() -> Vec<(&'static str, ModelSpec)> {
         },
         prediction: Default::default(),
         scale: None,
+        steps: None,
     };
     let sr3 = |c: Sr3UnetConfig, kind| ModelSpec {
         network: NetworkConfig::Sr3(c),
@@ -38,6 +39,7 @@ fn specs() -> Vec<(&'static str, ModelSpec)> {
         },
         prediction: Default::default(),
         scale: None,
+        steps: None,
     };
     let small = CheffUnetConfig::new()
         .with_dim(8)

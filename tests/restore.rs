@@ -45,6 +45,7 @@ fn small_model(prediction: Prediction, timesteps: usize, device: &Device) -> Res
         },
         prediction,
         scale: None,
+        steps: None,
     };
     let network = spec.network.init(device).unwrap();
     Restorer::new(LoadedModel { network, spec }).unwrap()

@@ -100,6 +100,8 @@ function modelLoaded({ info, label }) {
     ? `Images are brought to the model's scale (${info.scale}) before restoring.`
     : 'This model does not record its training scale: images are restored at their own pixels.';
   $('steps').max = String(info.timesteps);
+  // a model that records the steps its restorations need (its measured quality/speed curve)
+  if (info.steps) $('steps').value = String(info.steps);
   if (Number($('steps').value) > info.timesteps) $('steps').value = String(info.timesteps);
   $('steps-out').textContent = $('steps').value;
   updateButtons();

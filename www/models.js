@@ -40,7 +40,7 @@ export class Models {
     this.last = null; // { bytes: ArrayBuffer, config, label } of the model loaded last
   }
 
-  /** Loads into the engine; resolves to `{info, label}` ({family, parameters, timesteps, scale}). */
+  /** Loads into the engine; resolves to `{info, label}` ({family, parameters, timesteps, scale, steps}). */
   async load(bytes, config, label) {
     const keep = bytes.slice(0);
     const info = await this.engine.call('load', { bytes, config }, { transfer: [bytes] });

@@ -64,6 +64,11 @@ pub struct ModelSpec {
     /// an input is restored at its own scale).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scale: Option<ModelScale>,
+    /// The sampler steps this model's restorations were measured to need (its recipe's
+    /// quality/speed curve): the CLI's and the page's default for it. `None`: the sampler's own
+    /// default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<usize>,
 }
 
 /// The pixel scale a model was trained at. A diffusion UNet learns textures of a given size in

@@ -121,6 +121,7 @@ pub fn preset(name: &str, channels: usize) -> Result<ModelSpec> {
         schedule,
         prediction: Default::default(),
         scale: None,
+        steps: None,
     };
     spec.network.validate()?;
     Ok(spec)

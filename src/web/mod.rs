@@ -116,6 +116,7 @@ pub fn load_model(bytes: &[u8], config_json: Option<String>) -> Result<String, J
             "parameters": params,
             "timesteps": restorer.schedule.len(),
             "scale": restorer.model.spec.scale.map(|s| s.to_string()),
+            "steps": restorer.model.spec.steps,
         });
         engine.restorer = Some(Rc::new(restorer));
         Ok(desc.to_string())

@@ -27,6 +27,10 @@ pub struct ConvertArgs {
     /// (the authors' DDPM-HQ, on 1024² whole radiographs: about 800).
     #[arg(long)]
     chest_px: Option<f64>,
+    /// Record the sampler steps the model's restorations need (read from its recipe's
+    /// quality/speed curve): `dxr restore` and the page default to it.
+    #[arg(long)]
+    steps: Option<usize>,
 }
 
 #[derive(Args)]
@@ -44,6 +48,7 @@ pub fn run_convert(a: &ConvertArgs) -> Result<()> {
         a.f16,
         a.pixel_mm,
         a.chest_px,
+        a.steps,
     )
 }
 
@@ -58,8 +63,13 @@ fn convert(
     f16: bool,
     pixel_mm: Option<f64>,
     chest_px: Option<f64>,
+    steps: Option<usize>,
 ) -> Result<()> {
     let mut model = read_model(input, config, &device::cpu())?;
+    if steps.is_some() {
+        model.spec.steps = steps;
+        model.spec.check_steps()?;
+    }
     if pixel_mm.is_some() || chest_px.is_some() {
         let chest_px = chest_px
             .or(model.spec.scale.map(|s| s.chest_px))
@@ -108,6 +118,10 @@ fn info(file: &Path, config: Option<&Path>) -> Result<()> {
                 None => {
                     println!("scale:      not recorded (inputs are restored at their own pixels)")
                 }
+            }
+            match model.spec.steps {
+                Some(n) => println!("steps:      {n} (the default of dxr restore and the page)"),
+                None => println!("steps:      not recorded (the sampler's default)"),
             }
             println!(
                 "config:     {}",

@@ -38,9 +38,10 @@ pub struct RestoreArgs {
     /// t = 0: give them 10 steps or more).
     #[arg(long, default_value_t = default_sampler())]
     sampler: String,
-    /// Sampler steps (1..=T).
-    #[arg(long, default_value_t = SamplerSettings::new().steps)]
-    steps: usize,
+    /// Sampler steps (1..=T) [default: what the model records (its measured quality/speed
+    /// curve), else 25]
+    #[arg(long)]
+    steps: Option<usize>,
     /// DDIM η, in [0, 1].
     #[arg(long, default_value_t = SamplerSettings::new().eta)]
     eta: f64,
@@ -132,7 +133,6 @@ pub fn run(a: &RestoreArgs) -> Result<()> {
             "--pixel-mm must be a positive number, got {mm}"
         )));
     }
-    let settings = SamplerSettings::named(&a.sampler, a.steps, a.eta)?;
     let device = device::open(choice)?;
     let weights = match &a.weights {
         Some(w) => w.clone(),
@@ -152,6 +152,11 @@ pub fn run(a: &RestoreArgs) -> Result<()> {
         a.config.as_deref(),
         &device,
     )?)?;
+    let steps = a
+        .steps
+        .or(restorer.model.spec.steps)
+        .unwrap_or(SamplerSettings::new().steps);
+    let settings = SamplerSettings::named(&a.sampler, steps, a.eta)?;
     settings.validate(restorer.schedule.len())?;
 
     let files = dxr::io::image_inputs(&a.inputs)?;
@@ -163,7 +168,7 @@ pub fn run(a: &RestoreArgs) -> Result<()> {
     }
 
     let cancel = crate::common::cancel_on_ctrl_c();
-    let bar = crate::common::progress_bar((files.len() * a.steps) as u64, "steps");
+    let bar = crate::common::progress_bar((files.len() * steps) as u64, "steps");
     let mut failures = 0;
     for (input, output_path) in files.iter().zip(&outputs) {
         bar.set_message(input.display().to_string());
@@ -190,7 +195,7 @@ pub fn run(a: &RestoreArgs) -> Result<()> {
             let base = bar.position();
             let restored =
                 restorer.restore(&image, &opts, &settings, &mut noise, &device, &mut |info| {
-                    bar.set_position(base + info.step.min(a.steps) as u64);
+                    bar.set_position(base + info.step.min(steps) as u64);
                     if cancel.load(Ordering::SeqCst) {
                         ControlFlow::Break(())
                     } else {
