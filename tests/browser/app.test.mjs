@@ -90,6 +90,22 @@ test("a user's .pt checkpoint with its config loads, and a 16-bit PNG restores",
   } finally { await ctx.close(); }
 });
 
+test('a model that records its sampler steps sets the steps slider when it loads', async () => {
+  const tiny = join(shared, 'fixtures', 'cheff', 'tiny');
+  const stepped = join(scratch, 'stepped.safetensors');
+  execFileSync(dxr, ['convert', join(tiny, 'weights.pt'), stepped, '--config', join(tiny, 'config.json'), '--steps', '13']);
+  const { ctx, page, errors } = await open();
+  try {
+    await waitForText(page, 'model-status', /parameters/, 60000);
+    assert.notEqual(await page.inputValue('#steps'), '13');
+    await page.setInputFiles('#model-file', stepped);
+    await waitForText(page, 'model-status', /stepped\.safetensors \(cheff, 57,317 parameters/, 60000);
+    assert.equal(await page.inputValue('#steps'), '13');
+    assert.equal(await page.textContent('#steps-out'), '13');
+    assert.deepEqual(errors, [], 'console errors');
+  } finally { await ctx.close(); }
+});
+
 test('a .bin checkpoint is a checkpoint everywhere: in the accept list, picked, and dropped with its config', async () => {
   const { ctx, page, errors } = await open();
   try {
