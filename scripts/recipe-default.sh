@@ -24,7 +24,8 @@ AIR=${AIR:-0.4}
 CURVE_STEPS=${CURVE_STEPS:-1 2 4 8 25}; MODEL_STEPS=${MODEL_STEPS:-}
 # SIGMA: the blur widths fit-drr-look may choose from (px at the radiograph's 256-px scale)
 SIGMA=${SIGMA:-0 0.5 1 1.5 2 3 4}
-# GRAIN=1: the HQ crops get the LQ's noise too (the model keeps fine grain, undoes the blur)
+# GRAIN: the share of the LQ's noise draw the HQ crops get too (1: the model keeps fine grain and
+# undoes the blur; 0: it learns to remove the grain)
 GRAIN=${GRAIN:-1}
 OUT=${OUT:-runs/default}
 [[ -x "$DXR" ]] || cargo build --release
@@ -52,7 +53,7 @@ MODEL=${MODEL:-}
 if [[ -z "$MODEL" ]]; then
 # 4. pairs from the radiograph's training columns
 log "pairs"
-grain=(); [[ "$GRAIN" == 1 ]] && grain=(--grain-in-hq)
+grain=(); [[ "$GRAIN" != 0 ]] && grain=(--grain-in-hq "$GRAIN")
 [[ -d "$OUT/pairs/hq" ]] || "$DXR" pairs --method drr --weights "$OUT/drr-look.json" --hq "$HQ" --out "$OUT/pairs" --count "$N_PAIRS" --size "$PATCH" --seed 1 --air "$AIR" --augment strong "${grain[@]}" >/dev/null
 [[ -d "$OUT/pairs-eval/hq" ]] || "$DXR" pairs --method drr --weights "$OUT/drr-look.json" --hq "$HQ" --out "$OUT/pairs-eval" --count 8 --size 64 --region heldout --seed 2 >/dev/null
 
@@ -121,7 +122,7 @@ if [[ "${PUBLISH:-0}" == 1 ]]; then
   params=$("$DXR" info models/default.safetensors | awk '/^parameters:/ {print $2}')
   chest=$(awk -F: '/chest_px/ {gsub(/[ ,}]/, "", $2); print $2}' "$OUT/pairs/scale.json")
   cat > models/default.json <<JSON
-{"note": "DDPM-HQ ($CONFIG, $PREDICTION) trained on pairs whose LQ is the example radiograph made to look like a DRR (fitted tone curve, blur and noise$([[ "$GRAIN" == 1 ]] && echo '; the same noise kept in the HQ')), ${PATCH}² crops, $STEPS steps (scripts/recipe-default.sh); moves DRRs toward a radiograph's look; not for clinical use", "sha256": "$sha", "parameters": ${params:-null}, "trained_on": "drr-look", "recipe": "DEVICE=$DEVICE STEPS=$STEPS CONFIG=$CONFIG SIGMA='$SIGMA' INIT=$INIT MODEL_STEPS=$MODEL_STEPS scripts/recipe-default.sh", "sampler_steps": ${MODEL_STEPS:-null}, "scale": {"chest_px": ${chest:-null}, "note": "lung-field width of the radiograph at 256 px wide that the model was trained on (dxr scale); mm/px not known (the file holds no spacing)"}}
+{"note": "DDPM-HQ ($CONFIG, $PREDICTION) trained on pairs whose LQ is the example radiograph made to look like a DRR (fitted tone curve, blur and noise$([[ "$GRAIN" != 0 ]] && echo "; the same noise draw kept in the HQ, times $GRAIN")), ${PATCH}² crops, $STEPS steps (scripts/recipe-default.sh); moves DRRs toward a radiograph's look; not for clinical use", "sha256": "$sha", "parameters": ${params:-null}, "trained_on": "drr-look", "recipe": "DEVICE=$DEVICE STEPS=$STEPS CONFIG=$CONFIG SIGMA='$SIGMA' GRAIN=$GRAIN INIT=$INIT MODEL_STEPS=$MODEL_STEPS scripts/recipe-default.sh", "sampler_steps": ${MODEL_STEPS:-null}, "scale": {"chest_px": ${chest:-null}, "note": "lung-field width of the radiograph at 256 px wide that the model was trained on (dxr scale); mm/px not known (the file holds no spacing)"}}
 JSON
   log "published models/default.safetensors and models/default.json"
 fi

@@ -962,20 +962,21 @@ fn the_drr_look_is_fitted_made_into_pairs_and_the_fixed_filter_runs() {
         serde_json::from_str(&std::fs::read_to_string(dir.path("look.json")).unwrap()).unwrap();
     look["noise"] = serde_json::json!(0.05);
     std::fs::write(dir.path("noisy.json"), look.to_string()).unwrap();
-    for (out, grain) in [("plain", false), ("grain", true)] {
+    for (out, grain) in [("plain", None), ("grain", Some("1")), ("half", Some("0.5"))] {
         let mut args = vec![
             "pairs", "--method", "drr", "--count", "3", "--size", "32", "--seed", "4",
         ];
         let (w, h, o) = (p("noisy.json"), p("real.png"), p(out));
         args.extend(["--weights", &w, "--hq", &h, "--out", &o]);
-        if grain {
-            args.push("--grain-in-hq");
+        if let Some(f) = grain {
+            args.extend(["--grain-in-hq", f]);
         }
         dxr(&args);
     }
-    let (plain, grain) = (
+    let (plain, grain, half) = (
         PairSet::load(&dir.path("plain")).unwrap(),
         PairSet::load(&dir.path("grain")).unwrap(),
+        PairSet::load(&dir.path("half")).unwrap(),
     );
     for k in 0..3 {
         assert_eq!(plain.lq[k].data, grain.lq[k].data, "the LQ does not change");
@@ -988,6 +989,18 @@ fn the_drr_look_is_fitted_made_into_pairs_and_the_fixed_filter_runs() {
             / plain.hq[k].data.len() as f64;
         // E|N(0, 0.05)| = 0.04; clamping at black/white and 16-bit rounding take a little off
         assert!((0.01..0.045).contains(&mad), "HQ grain {mad}");
+        // half the draw: half the deviation (clamping aside)
+        let mad_half = plain.hq[k]
+            .data
+            .iter()
+            .zip(&half.hq[k].data)
+            .map(|(a, b)| (a - b).abs() as f64)
+            .sum::<f64>()
+            / plain.hq[k].data.len() as f64;
+        assert!(
+            (mad_half / mad - 0.5).abs() < 0.1,
+            "{mad_half} against {mad}"
+        );
     }
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_dxr"))
         .args([
@@ -1003,6 +1016,21 @@ fn the_drr_look_is_fitted_made_into_pairs_and_the_fixed_filter_runs() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--grain-in-hq needs --method drr"));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dxr"))
+        .args(["pairs", "--method", "drr", "--weights", &p("noisy.json")])
+        .args([
+            "--grain-in-hq",
+            "1.5",
+            "--hq",
+            &p("real.png"),
+            "--out",
+            &p("p4"),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("a fraction between 0 and 1, got 1.5"));
+    assert!(!dir.path("p4").exists());
     dxr(&[
         "filter",
         "--filter",

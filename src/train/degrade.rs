@@ -252,20 +252,25 @@ pub struct FitRow {
 impl DrrLike {
     /// The degradation of `img`; the noise is drawn from `seed`.
     pub fn apply(&self, img: &GrayImage, seed: u64) -> GrayImage {
-        self.grain(&gaussian_blur(&self.curve.apply(img), self.sigma), seed)
+        self.grain(
+            &gaussian_blur(&self.curve.apply(img), self.sigma),
+            seed,
+            1.0,
+        )
     }
 
     /// `img` with the white noise [`Self::apply`] adds for `seed` (the same draw). A pair set
     /// can give its HQ the grain its LQ got, so that a model learns to keep fine grain (a DRR's
     /// projected CT noise is part of the image) and to undo only the blur and the tone curve.
-    pub fn grain(&self, img: &GrayImage, seed: u64) -> GrayImage {
+    /// `fraction` scales the draw: below 1 the model learns to keep that share of the grain.
+    pub fn grain(&self, img: &GrayImage, seed: u64, fraction: f64) -> GrayImage {
         use rand::SeedableRng;
         let mut out = img.clone();
         if self.noise > 0.0 {
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
             for v in &mut out.data {
                 let n: f64 = rand::Rng::sample(&mut rng, rand_distr::StandardNormal);
-                *v = (*v + (n * self.noise) as f32).clamp(0.0, 1.0);
+                *v = (*v + (n * self.noise * fraction) as f32).clamp(0.0, 1.0);
             }
         }
         out
@@ -490,7 +495,7 @@ mod tests {
         };
         let blurred = gaussian_blur(&img, 1.5);
         let lq = d.apply(&img, 7);
-        let hq = d.grain(&img, 7);
+        let hq = d.grain(&img, 7, 1.0);
         // the same draw: LQ − blur(HQ) equals grained HQ − HQ (no value is clamped here)
         let mut energy = 0.0;
         for k in 0..img.data.len() {
@@ -501,7 +506,16 @@ mod tests {
         let sd = (energy / img.data.len() as f32).sqrt();
         assert!((sd - 0.02).abs() < 0.004, "noise sd {sd}");
         // another seed, another draw
-        assert_ne!(d.grain(&img, 8).data, hq.data);
+        assert_ne!(d.grain(&img, 8, 1.0).data, hq.data);
+        // a fraction of the grain: the same draw, scaled
+        let part = d.grain(&img, 7, 0.5);
+        for k in 0..img.data.len() {
+            let (half, whole) = (part.data[k] - img.data[k], hq.data[k] - img.data[k]);
+            assert!(
+                (2.0 * half - whole).abs() < 1e-6,
+                "pixel {k}: {half} vs {whole}"
+            );
+        }
     }
 
     #[test]

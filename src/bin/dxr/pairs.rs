@@ -78,9 +78,11 @@ pub struct PairsArgs {
     #[arg(long, default_value = "none")]
     augment: String,
     /// --method drr: give each HQ crop the white noise its LQ got (the same draw), so that a
-    /// model learns to keep fine grain (a DRR's projected CT noise) and to undo only the blur.
-    #[arg(long)]
-    grain_in_hq: bool,
+    /// model learns to keep fine grain (a DRR's projected CT noise) and to undo only the blur;
+    /// a FRACTION in [0, 1] gives it that share of the draw (the model learns to keep that much
+    /// of the grain) [default when given without a value: 1]
+    #[arg(long, value_name = "FRACTION", num_args = 0..=1, default_missing_value = "1")]
+    grain_in_hq: Option<f64>,
 }
 
 /// The library's degradation for the flags.
@@ -119,7 +121,14 @@ pub fn run_pairs(a: &PairsArgs) -> Result<()> {
             a.air
         )));
     }
-    if a.grain_in_hq && a.how.method != "drr" {
+    if let Some(f) = a.grain_in_hq
+        && !(0.0..=1.0).contains(&f)
+    {
+        return Err(Error::Config(format!(
+            "--grain-in-hq takes a fraction between 0 and 1, got {f}"
+        )));
+    }
+    if a.grain_in_hq.is_some() && a.how.method != "drr" {
         return Err(Error::Config(format!(
             "--grain-in-hq needs --method drr (the noise it shares is that degradation's), not {}",
             a.how.method
@@ -167,8 +176,8 @@ pub fn run_pairs(a: &PairsArgs) -> Result<()> {
         }
         let noise_seed = a.how.seed.wrapping_add(k as u64);
         let lq = degrade.apply(&crop, noise_seed)?;
-        if let (true, Strategy::Drr(d)) = (a.grain_in_hq, &degrade) {
-            crop = d.grain(&crop, noise_seed);
+        if let (Some(f), Strategy::Drr(d)) = (a.grain_in_hq, &degrade) {
+            crop = d.grain(&crop, noise_seed, f);
         }
         let name = format!("{k:05}.png");
         write_atomic(
