@@ -73,7 +73,7 @@ bench-web: web build data
 # Retrains the default model and reproduces RESULTS.md's numbers (hours on a CPU; see the script's
 # knobs); PUBLISH=1 installs models/default.* and the sheets in docs/.
 recipe: build data
-	PUBLISH=1 DXR=$(DXR) scripts/recipe-default.sh
+	PUBLISH=1 DXR=$(DXR) scripts/recipe-default-chain.sh
 
 # The paper's comparison (bicubic / DDPM-LQ / MUNIT-LQ pairs) at CPU scale; sheets into docs/.
 recipe-comparison: build data

@@ -10,6 +10,7 @@
 #   N_PAIRS [800] N_EVAL [12] SAMPLER_STEPS [25] SIGMA [0 0.5 1 1.5 2 3 4] AIR [0.4] (the fraction of pairs with black air
 #   beyond a soft edge, as around a DRR's body) OUT [runs/default].
 #   MODEL=<weights> skips steps 4–5 and checks that model instead (e.g. the shipped default).
+#   CHECK=0 stops after training (a stage of scripts/recipe-default-chain.sh).
 #   PUBLISH=1 installs the model as models/default.safetensors (+ .json) and the sheets in docs/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -69,6 +70,7 @@ echo "training wall time this run: $(( $(date +%s) - start )) s" | tee -a "$R/re
 MODEL="$OUT/model/model.safetensors"
 fi
 
+[[ "${CHECK:-1}" == 0 ]] && { log "CHECK=0: no checks"; exit 0; }
 # 6. the checks on the held-out views, for the model and for the fixed filter
 for set in eval256 eval512; do
   log "checks on $set"
@@ -122,7 +124,7 @@ if [[ "${PUBLISH:-0}" == 1 ]]; then
   params=$("$DXR" info models/default.safetensors | awk '/^parameters:/ {print $2}')
   chest=$(awk -F: '/chest_px/ {gsub(/[ ,}]/, "", $2); print $2}' "$OUT/pairs/scale.json")
   cat > models/default.json <<JSON
-{"note": "DDPM-HQ ($CONFIG, $PREDICTION) trained on pairs whose LQ is the example radiograph made to look like a DRR (fitted tone curve, blur and noise$([[ "$GRAIN" != 0 ]] && echo "; the same noise draw kept in the HQ, times $GRAIN")), ${PATCH}² crops, $STEPS steps (scripts/recipe-default.sh); moves DRRs toward a radiograph's look; not for clinical use", "sha256": "$sha", "parameters": ${params:-null}, "trained_on": "drr-look", "recipe": "DEVICE=$DEVICE STEPS=$STEPS CONFIG=$CONFIG SIGMA='$SIGMA' GRAIN=$GRAIN INIT=$INIT MODEL_STEPS=$MODEL_STEPS scripts/recipe-default.sh", "sampler_steps": ${MODEL_STEPS:-null}, "scale": {"chest_px": ${chest:-null}, "note": "lung-field width of the radiograph at 256 px wide that the model was trained on (dxr scale); mm/px not known (the file holds no spacing)"}}
+{"note": "DDPM-HQ ($CONFIG, $PREDICTION) trained on pairs whose LQ is the example radiograph made to look like a DRR (fitted tone curve, blur and noise$([[ "$GRAIN" != 0 ]] && echo "; the same noise draw kept in the HQ, times $GRAIN")), ${PATCH}² crops, $STEPS steps (scripts/recipe-default.sh); moves DRRs toward a radiograph's look; not for clinical use", "sha256": "$sha", "parameters": ${params:-null}, "trained_on": "drr-look", "recipe": "${RECIPE:-DEVICE=$DEVICE STEPS=$STEPS CONFIG=$CONFIG SIGMA='$SIGMA' GRAIN=$GRAIN INIT=$INIT MODEL_STEPS=$MODEL_STEPS scripts/recipe-default.sh}", "sampler_steps": ${MODEL_STEPS:-null}, "scale": {"chest_px": ${chest:-null}, "note": "lung-field width of the radiograph at 256 px wide that the model was trained on (dxr scale); mm/px not known (the file holds no spacing)"}}
 JSON
   log "published models/default.safetensors and models/default.json"
 fi
