@@ -980,23 +980,21 @@ fn the_drr_look_is_fitted_made_into_pairs_and_the_fixed_filter_runs() {
     );
     for k in 0..3 {
         assert_eq!(plain.lq[k].data, grain.lq[k].data, "the LQ does not change");
-        let mad = plain.hq[k]
-            .data
-            .iter()
-            .zip(&grain.hq[k].data)
-            .map(|(a, b)| (a - b).abs() as f64)
-            .sum::<f64>()
-            / plain.hq[k].data.len() as f64;
+        // mean absolute difference of an HQ crop from the plain one
+        let mad_of = |set: &PairSet| {
+            plain.hq[k]
+                .data
+                .iter()
+                .zip(&set.hq[k].data)
+                .map(|(a, b)| (a - b).abs() as f64)
+                .sum::<f64>()
+                / plain.hq[k].data.len() as f64
+        };
+        let mad = mad_of(&grain);
         // E|N(0, 0.05)| = 0.04; clamping at black/white and 16-bit rounding take a little off
         assert!((0.01..0.045).contains(&mad), "HQ grain {mad}");
         // half the draw: half the deviation (clamping aside)
-        let mad_half = plain.hq[k]
-            .data
-            .iter()
-            .zip(&half.hq[k].data)
-            .map(|(a, b)| (a - b).abs() as f64)
-            .sum::<f64>()
-            / plain.hq[k].data.len() as f64;
+        let mad_half = mad_of(&half);
         assert!(
             (mad_half / mad - 0.5).abs() < 0.1,
             "{mad_half} against {mad}"
