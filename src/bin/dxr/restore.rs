@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use clap::Args;
 
 use dxr::device::{self, DeviceChoice};
-use dxr::diffusion::sampler::{SamplerSettings, SeededNoise};
+use dxr::diffusion::sampler::{SamplerKind, SamplerSettings, SeededNoise};
 use dxr::drr::dataset::ViewLabel;
 use dxr::io::InputScale;
 use dxr::io::{self, BitDepth};
@@ -133,6 +133,8 @@ pub fn run(a: &RestoreArgs) -> Result<()> {
             "--pixel-mm must be a positive number, got {mm}"
         )));
     }
+    // a misspelt sampler is named before a model is read (the steps wait for the model's own)
+    a.sampler.parse::<SamplerKind>()?;
     let device = device::open(choice)?;
     let weights = match &a.weights {
         Some(w) => w.clone(),
