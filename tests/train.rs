@@ -1104,6 +1104,36 @@ fn sheet_command_tiles_folders_by_name_and_draws_the_nodule_boxes() {
             "cell at x {x0}"
         );
     }
+    // a close-up: the right half of every image, at its own pixels (64² → 32×64, 128² → 64×128
+    // scaled to the first cell's 32×64); the box moves with the crop
+    let out = run(&[
+        &p("set/png16"),
+        &p("big"),
+        "--labels",
+        &p("set"),
+        "--crop",
+        "0.25,0,0.75,1",
+        "-o",
+        &p("c.png"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let close = image::open(dir.path("c.png")).unwrap().to_rgb8();
+    assert_eq!(
+        (close.width(), close.height()),
+        (4 + 32 + 4 + 32 + 4, 4 + 64 + 4 + 64 + 4)
+    );
+    // the box [24,28,36,40] less the crop's 16 px → its left edge at x = 8 - 1 in the cell
+    assert_eq!(*close.get_pixel(4 + 7, 4 + 34), image::Rgb([255, 40, 40]));
+    for bad in ["0.25,0,0.75", "0.8,0,0.2,1"] {
+        let out = run(&[&p("set/png16"), "--crop", bad, "-o", &p("bad.png")]);
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("crop"));
+        assert!(!dir.path("bad.png").exists());
+    }
     // a folder without one of the names is refused by name, and nothing is written
     std::fs::remove_file(dir.path("big/00001.png")).unwrap();
     let out = run(&[&p("set/png16"), &p("big"), "-o", &p("t.png")]);

@@ -13,6 +13,48 @@ pub struct Cell<'a> {
     pub boxes: Vec<[f64; 4]>,
 }
 
+/// The part of `image` inside `frac` = `[x0, y0, x1, y1]` (fractions of its width and height, so
+/// that columns of different sizes show the same region), and `boxes` moved into it (those that
+/// fall wholly outside are dropped). For close-ups: a sheet never upscales, so a crop shows the
+/// pixels themselves.
+pub fn crop(
+    image: &GrayImage,
+    boxes: &[[f64; 4]],
+    frac: [f64; 4],
+) -> Result<(GrayImage, Vec<[f64; 4]>)> {
+    let [fx0, fy0, fx1, fy1] = frac;
+    if !(frac
+        .iter()
+        .all(|v| v.is_finite() && (0.0..=1.0).contains(v))
+        && fx0 < fx1
+        && fy0 < fy1)
+    {
+        return Err(Error::Image(format!(
+            "sheet: a crop is x0,y0,x1,y1 in fractions of the image, 0 ≤ x0 < x1 ≤ 1 and 0 ≤ y0 < y1 ≤ 1; got {frac:?}"
+        )));
+    }
+    let (w, h) = (image.width as f64, image.height as f64);
+    let (x0, y0) = ((fx0 * w).floor() as usize, (fy0 * h).floor() as usize);
+    let x1 = ((fx1 * w).ceil() as usize).clamp(x0 + 1, image.width);
+    let y1 = ((fy1 * h).ceil() as usize).clamp(y0 + 1, image.height);
+    let out = GrayImage::from_fn(x1 - x0, y1 - y0, |x, y| {
+        image.data[(y + y0) * image.width + x + x0]
+    });
+    let moved = boxes
+        .iter()
+        .filter(|b| b[2] > x0 as f64 && b[0] < x1 as f64 && b[3] > y0 as f64 && b[1] < y1 as f64)
+        .map(|b| {
+            [
+                b[0] - x0 as f64,
+                b[1] - y0 as f64,
+                b[2] - x0 as f64,
+                b[3] - y0 as f64,
+            ]
+        })
+        .collect();
+    Ok((out, moved))
+}
+
 /// Thumbnail size for cells whose first image is `w`×`h`: the longer side becomes `thumb` (never
 /// upscaled).
 fn thumb_size(w: usize, h: usize, thumb: usize) -> (usize, usize) {
@@ -115,6 +157,24 @@ fn draw_rect(img: &mut image::RgbImage, b: [f64; 4], clip: [usize; 4]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_crop_keeps_its_region_and_moves_the_boxes_into_it() {
+        let img = GrayImage::from_fn(40, 20, |x, y| (x + 100 * y) as f32);
+        let boxes = [[22.0, 6.0, 26.0, 10.0], [1.0, 1.0, 3.0, 3.0]];
+        let (c, b) = crop(&img, &boxes, [0.5, 0.25, 1.0, 0.75]).unwrap();
+        assert_eq!((c.width, c.height), (20, 10));
+        assert_eq!(c.data[0], (20 + 100 * 5) as f32);
+        assert_eq!(b, vec![[2.0, 1.0, 6.0, 5.0]]);
+        for bad in [
+            [0.5, 0.0, 0.5, 1.0],
+            [0.0, 0.0, 1.5, 1.0],
+            [f64::NAN, 0.0, 1.0, 1.0],
+        ] {
+            let e = crop(&img, &boxes, bad).unwrap_err().to_string();
+            assert!(e.contains("a crop is x0,y0,x1,y1"), "{e}");
+        }
+    }
 
     fn flat(w: usize, h: usize, v: f32) -> GrayImage {
         GrayImage {

@@ -323,6 +323,10 @@ pub struct SheetArgs {
     /// Longer side of a cell, in pixels.
     #[arg(long, default_value_t = 256)]
     thumb: usize,
+    /// A close-up: only the region x0,y0,x1,y1 of every image, in fractions of its width and
+    /// height (e.g. 0.1,0.2,0.5,0.7 for a right lung); cells are never upscaled, so the pixels show.
+    #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
+    crop: Option<Vec<f64>>,
 }
 
 /// Before/after sheets: rows = images, columns = folders (input, restorations, reference).
@@ -352,14 +356,23 @@ pub fn run_sheet(a: &SheetArgs) -> Result<()> {
                 ))
             })?;
             let img = io::read(file)?;
-            let boxes = match &a.labels {
+            let boxes: Vec<[f64; 4]> = match &a.labels {
                 Some(dir) => nodule_spots(dir, file, img.width, img.height)?
                     .into_iter()
                     .map(|n| n.bbox_px)
                     .collect(),
                 None => vec![],
             };
-            row.push((img, boxes));
+            row.push(match a.crop.as_deref() {
+                Some(&[x0, y0, x1, y1]) => dxr::eval::sheet::crop(&img, &boxes, [x0, y0, x1, y1])?,
+                Some(c) => {
+                    return Err(Error::Image(format!(
+                        "sheet: --crop takes four fractions x0,y0,x1,y1, got {} value(s)",
+                        c.len()
+                    )));
+                }
+                None => (img, boxes),
+            });
         }
         rows.push(row);
     }
