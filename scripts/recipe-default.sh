@@ -6,7 +6,7 @@
 #   fixed-filter baseline) → pairs → train → restore the held-out views and their nodule-free
 #   twins → `dxr realism --before` (the checks), for the model and for the fixed filter.
 # Knobs (environment; defaults in brackets): DEVICE [cpu] STEPS [6000] BATCH [4] PATCH [128]
-#   LR [2e-4] PREDICTION [x0] CONFIG [small] INIT [] (a model to fine-tune from) N_DRR [100]
+#   LR [2e-4] PREDICTION [x0] CONFIG [sr3-small] INIT [] (a model to fine-tune from) N_DRR [100]
 #   N_PAIRS [800] N_EVAL [12] SAMPLER_STEPS [25] SIGMA [0 0.5 1 1.5 2 3 4] AIR [0.4] (the fraction of pairs with black air
 #   beyond a soft edge, as around a DRR's body) OUT [runs/default].
 #   MODEL=<weights> skips steps 4–5 and checks that model instead (e.g. the shipped default).
@@ -122,7 +122,8 @@ if [[ "${PUBLISH:-0}" == 1 ]]; then
   cp "$R/sheet-256-clean.png" docs/sheet-drr-clean-restored.png
   sha=$(sha256sum models/default.safetensors | cut -d' ' -f1)
   params=$("$DXR" info models/default.safetensors | awk '/^parameters:/ {print $2}')
-  chest=$(awk -F: '/chest_px/ {gsub(/[ ,}]/, "", $2); print $2}' "$OUT/pairs/scale.json")
+  # the model's own record (MODEL= skips the pairs, whose scale.json said the same)
+  chest=$("$DXR" info models/default.safetensors | sed -n 's/^scale: .*lung fields ~\([0-9.]*\) px wide.*/\1/p')
   cat > models/default.json <<JSON
 {"note": "DDPM-HQ ($CONFIG, $PREDICTION) trained on pairs whose LQ is the example radiograph made to look like a DRR (fitted tone curve, blur and noise$([[ "$GRAIN" != 0 ]] && echo "; the same noise draw kept in the HQ, times $GRAIN")), ${PATCH}² crops, $STEPS steps (scripts/recipe-default.sh); moves DRRs toward a radiograph's look; not for clinical use", "sha256": "$sha", "parameters": ${params:-null}, "trained_on": "drr-look", "recipe": "${RECIPE:-DEVICE=$DEVICE STEPS=$STEPS CONFIG=$CONFIG SIGMA='$SIGMA' GRAIN=$GRAIN INIT=$INIT MODEL_STEPS=$MODEL_STEPS scripts/recipe-default.sh}", "sampler_steps": ${MODEL_STEPS:-null}, "scale": {"chest_px": ${chest:-null}, "note": "lung-field width of the radiograph at 256 px wide that the model was trained on (dxr scale); mm/px not known (the file holds no spacing)"}}
 JSON
