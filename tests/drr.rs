@@ -328,6 +328,77 @@ fn torso_settings() -> SetSettings {
     }
 }
 
+/// The lung fields `dxr drr` writes are where the rays cross at least 10 mm of lung: a lung
+/// wedge whose depth grows from 0 to 30 mm across the torso, traced here by fine steps.
+#[test]
+fn lung_fields_are_where_the_rays_cross_enough_lung() {
+    let (ct, labels) = torso();
+    let scene = Scene::new(ct, Some(&labels), &Cleanup::default(), MU_WATER).unwrap();
+    let [nx, ny, nz] = scene.ct.dims;
+    // voxel (i, j, k) is lung when j is in the first i/6 voxels (2 mm each) above the middle,
+    // inside the body (|x| ≤ 60 mm)
+    let wedge = |i: usize, j: usize, k: usize| {
+        (10..nz - 10).contains(&k) && (15..75).contains(&i) && j >= ny / 2 && j < ny / 2 + i / 6
+    };
+    let inside: Vec<bool> = (0..nx * ny * nz)
+        .map(|p| wedge(p % nx, (p / nx) % ny, p / (nx * ny)))
+        .collect();
+    let lungs = LungRegion {
+        inside,
+        voxels: Vec::new(),
+    };
+    let proj = aligned_parallel(&scene, 96, 0.0);
+    let fields = dataset::lung_fields(&dataset::lung_volume(&scene, &lungs).unwrap(), &proj);
+    assert_eq!(fields.len(), 96 * 96);
+    let path_mm = |x: usize, y: usize| {
+        let (s, e) = (proj.source, proj.pixel(x as f64, y as f64));
+        let d = sub(e, s);
+        let len = dot(d, d).sqrt();
+        let t0 = (-100.0 - s[1]) / d[1];
+        let steps = 4000;
+        let dt = (200.0 / d[1]).abs() / steps as f64;
+        (0..steps)
+            .filter(|k| {
+                let t = t0 + (*k as f64 + 0.5) * dt;
+                let v = scene
+                    .ct
+                    .voxel([s[0] + t * d[0], s[1] + t * d[1], s[2] + t * d[2]]);
+                let r: Vec<f64> = v.iter().map(|c| c.round()).collect();
+                (0..3).all(|c| r[c] >= 0.0 && (r[c] as usize) < scene.ct.dims[c])
+                    && wedge(r[0] as usize, r[1] as usize, r[2] as usize)
+            })
+            .count() as f64
+            * dt
+            * len
+    };
+    let (mut inside, mut outside, mut shallow) = (0, 0, 0);
+    for y in 0..96 {
+        for x in 0..96 {
+            let mm = path_mm(x, y);
+            let f = fields[y * 96 + x];
+            if mm >= 11.0 {
+                assert!(
+                    f,
+                    "pixel ({x}, {y}) crosses {mm:.1} mm of lung but is not in the fields"
+                );
+                inside += 1;
+            } else if mm <= 9.0 {
+                assert!(
+                    !f,
+                    "pixel ({x}, {y}) crosses {mm:.1} mm of lung but is in the fields"
+                );
+                outside += 1;
+                shallow += usize::from(mm > 1.0);
+            }
+        }
+    }
+    println!("lung fields: {inside} pixels inside, {outside} outside ({shallow} with 1–9 mm)");
+    assert!(
+        inside > 800 && outside > 1000 && shallow > 300,
+        "{inside} {outside} {shallow}"
+    );
+}
+
 #[test]
 fn nodules_by_window_equal_a_full_rerender_and_sit_in_their_boxes() {
     let (ct, labels) = torso();
@@ -655,6 +726,13 @@ fn drr_command_writes_a_labelled_reproducible_set() {
         ["00000.npy", "00001.npy", "00002.npy"]
     );
     assert!(a.join("contact_sheet.png").is_file());
+    // each view's lung fields, named by its label: white lungs on black, inside the body
+    assert_eq!(pngs(&a.join("lungs")), names);
+    let lungs = image::open(a.join("lungs/00001.png")).unwrap().to_luma8();
+    let white = lungs.as_raw().iter().filter(|v| **v == 255).count();
+    let black = lungs.as_raw().iter().filter(|v| **v == 0).count();
+    assert_eq!(white + black, 64 * 64);
+    assert!(white > 200 && black > 1000, "{white} {black}");
     // 16-bit PNG = the raw line integrals windowed as the label says
     let png = image::open(a.join("png16/00001.png")).unwrap();
     assert_eq!(png.color(), image::ColorType::L16);
@@ -677,6 +755,7 @@ fn drr_command_writes_a_labelled_reproducible_set() {
         assert!((px.as_raw()[k] as f64 - expect).abs() <= 1.0);
     }
     assert_eq!(label["nodules"].as_array().unwrap().len(), 2);
+    assert_eq!(label["lungs"], "lungs/00001.png");
     let coco: serde_json::Value =
         serde_json::from_slice(&std::fs::read(a.join("coco.json")).unwrap()).unwrap();
     assert_eq!(coco["images"].as_array().unwrap().len(), 3);

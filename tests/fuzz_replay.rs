@@ -204,6 +204,7 @@ fn write_fuzz_seeds() {
         image_8bit: "png8/000000.png".into(),
         clean_image: Some("clean/000000.png".into()),
         raw: None,
+        lungs: None,
         width: 256,
         height: 256,
         geometry: Default::default(),

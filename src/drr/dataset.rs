@@ -4,8 +4,9 @@
 //!
 //! Layout of `out/`:
 //! `png16/NAME.png`, `png8/NAME.png` (with nodules), `clean/png16|png8/NAME.png` (the same view
-//! without, when K > 0), `raw/NAME.npy` and `clean/raw/NAME.npy` (`--raw`), `labels/NAME.json`,
-//! `coco.json`, `meta.json`, `contact_sheet.png`.
+//! without, when K > 0), `raw/NAME.npy` and `clean/raw/NAME.npy` (`--raw`), `lungs/NAME.png` (the
+//! view's lung fields, white: where "in the lungs" is asked, as by `dxr realism`),
+//! `labels/NAME.json`, `coco.json`, `meta.json`, `contact_sheet.png`.
 
 use std::path::Path;
 
@@ -17,6 +18,7 @@ use super::Scene;
 use super::geometry::{Geometry, Pose, Projection};
 use super::gpu::GpuProjector;
 use super::nodule::{LungRegion, Nodule, NoduleLabel, NoduleSettings};
+use super::project::{self, MuVolume};
 #[cfg(not(target_arch = "wasm32"))]
 use crate::eval::sheet::{self, Cell};
 use crate::io::GrayImage;
@@ -289,6 +291,37 @@ pub fn finish_view(
     })
 }
 
+/// A ray counts as lung in a view's lung mask when it crosses at least this much lung (mm): one
+/// that only grazes a lung's edge does not.
+pub const LUNG_MIN_PATH_MM: f32 = 10.0;
+
+/// The lungs of `scene` laid out like its attenuation, 1/mm inside and 0 outside: traced along a
+/// view's rays, it gives each pixel's path length through lung (mm).
+pub fn lung_volume(scene: &Scene, lungs: &LungRegion) -> Result<MuVolume> {
+    let m = &scene.mu;
+    let mut hi = [0usize; 3];
+    for a in 0..3 {
+        hi[m.perm[a]] = m.lo[m.perm[a]] + m.dims[a];
+    }
+    let ct = &scene.ct;
+    MuVolume::from_fn(ct, m.perm, m.lo, hi, |i, j, k| {
+        if lungs.inside[ct.index(i, j, k)] {
+            1.0
+        } else {
+            0.0
+        }
+    })
+}
+
+/// The lung fields of one view: pixels whose ray crosses at least [`LUNG_MIN_PATH_MM`] of the
+/// lungs of [`lung_volume`] (row-major, `true` = lung).
+pub fn lung_fields(lung: &MuVolume, proj: &Projection) -> Vec<bool> {
+    project::render(lung, proj)
+        .into_iter()
+        .map(|mm| mm >= LUNG_MIN_PATH_MM)
+        .collect()
+}
+
 /// Label file of one view.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ViewLabel {
@@ -296,6 +329,9 @@ pub struct ViewLabel {
     pub image_8bit: String,
     pub clean_image: Option<String>,
     pub raw: Option<String>,
+    /// The view's lung fields (`lungs/NAME.png`); absent in sets written before they were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lungs: Option<String>,
     pub width: usize,
     pub height: usize,
     pub geometry: Geometry,
@@ -316,6 +352,7 @@ impl ViewLabel {
             image_8bit: rel("png8", "png"),
             clean_image: has_clean.then(|| rel("clean/png16", "png")),
             raw: s.raw.then(|| rel("raw", "npy")),
+            lungs: None,
             width: s.geometry.pixels[0],
             height: s.geometry.pixels[1],
             geometry: s.geometry,
@@ -480,6 +517,9 @@ pub fn write_set(
     let [w, h] = s.geometry.pixels;
     let dirs: Vec<&str> = {
         let mut d = vec!["png16", "png8", "labels"];
+        if lungs.is_some() {
+            d.push("lungs");
+        }
         if s.nodules > 0 {
             d.extend(["clean/png16", "clean/png8"]);
         }
@@ -494,6 +534,7 @@ pub fn write_set(
     for d in &dirs {
         std::fs::create_dir_all(out.join(d)).map_err(|e| Error::io(out.join(d), e))?;
     }
+    let lung = lungs.map(|l| lung_volume(scene, l)).transpose()?;
     let mut labels = Vec::new();
     let mut sheet = Vec::new();
     let mut cancelled = false;
@@ -524,7 +565,17 @@ pub fn write_set(
                 put(&rel("clean/raw", "npy"), &npy_bytes(&v.clean, h, w))?;
             }
         }
-        let label = ViewLabel::of_view(&v, s);
+        let mut label = ViewLabel::of_view(&v, s);
+        if let Some(lung) = &lung {
+            let fields = lung_fields(lung, &v.projection);
+            let img = GrayImage {
+                width: w,
+                height: h,
+                data: fields.iter().map(|&f| if f { 1.0 } else { 0.0 }).collect(),
+            };
+            put(&rel("lungs", "png"), &encode_png(&img, BitDepth::Eight)?)?;
+            label.lungs = Some(rel("lungs", "png"));
+        }
         put(
             &rel("labels", "json"),
             &serde_json::to_vec_pretty(&label).expect("serialisable"),

@@ -34,6 +34,9 @@ pub struct Twin {
     pub before: GrayImage,
     pub after: GrayImage,
     pub pixel_mm: Option<f64>,
+    /// The view's lung fields as its DRR set drew them (row-major, `true` = lung); without
+    /// them, the lungs are found by threshold ([`realism::lung_mask`]).
+    pub lungs: Option<Vec<bool>>,
 }
 
 /// The real radiograph the restorations should come closer to.
@@ -246,16 +249,36 @@ pub fn run(views: &[View], twins: &[Twin], reference: &Reference) -> Result<Vec<
     let threshold = 0.5 * median(&responses);
     let threshold_after = 0.5 * median(&responses_after);
     let (mut new_blobs, mut blobs_before, mut bg) = (0, 0, Vec::new());
-    let mut strongest_new = 0.0f64;
+    // the strongest new blob and where it is, so a reader can look at it
+    let mut strongest_new: Option<(f64, &str, realism::Blob)> = None;
+    let mut drawn = 0;
     for t in twins {
-        let mask = realism::lung_mask(&t.before);
+        let mask = match &t.lungs {
+            Some(m) if m.len() == t.before.width * t.before.height => {
+                drawn += 1;
+                m.clone()
+            }
+            Some(m) => {
+                return Err(Error::Image(format!(
+                    "the lung fields of {} have {} pixels, but the image {}×{}",
+                    t.name,
+                    m.len(),
+                    t.before.width,
+                    t.before.height
+                )));
+            }
+            None => realism::lung_mask(&t.before),
+        };
         let rr = blob_radii(t.pixel_mm, &radii);
         let before = realism::BlobScales::new(&t.before, rr);
         blobs_before += before.find(&mask, threshold).len();
         for x in realism::find_blobs(&t.after, &mask, rr, threshold_after) {
             if before.peak_near(&x) < 0.5 * threshold {
                 new_blobs += 1;
-                strongest_new = strongest_new.max(x.response / threshold_after);
+                let ratio = x.response / threshold_after;
+                if strongest_new.as_ref().is_none_or(|s| ratio > s.0) {
+                    strongest_new = Some((ratio, t.name.as_str(), x));
+                }
             }
         }
         if let Some(l) = realism::background_level(&t.before, &t.after) {
@@ -266,16 +289,24 @@ pub fn run(views: &[View], twins: &[Twin], reference: &Reference) -> Result<Vec<
     out.push(Check {
         name: "5 nothing invented: new blobs in the lungs, background",
         before: format!(
-            "{} twins, {blobs_before} blobs ≥ {threshold:.4} (half the nodules' median response)",
-            twins.len()
+            "{} twins (lungs: {}), {blobs_before} blobs ≥ {threshold:.4} (half the nodules' \
+             median response)",
+            twins.len(),
+            match drawn {
+                0 => "by threshold".to_string(),
+                d if d == twins.len() => "the set's lung fields".to_string(),
+                d => format!("the set's lung fields for {d}, by threshold for the rest"),
+            }
         ),
         after: format!(
             "{new_blobs} new blobs ≥ {threshold_after:.4} (half the restored nodules' median{}), \
              background at {:.1} %",
-            if new_blobs > 0 {
-                format!("; the strongest at {strongest_new:.2}× that")
-            } else {
-                String::new()
+            match &strongest_new {
+                Some((ratio, name, b)) => format!(
+                    "; the strongest at {ratio:.2}× that, in {name} at x {:.0}, y {:.0}, radius {:.1} px",
+                    b.centre[0], b.centre[1], b.radius
+                ),
+                None => String::new(),
             },
             bg_mean * 100.0
         ),
@@ -361,6 +392,7 @@ mod tests {
                 before: clean,
                 after,
                 pixel_mm: None,
+                lungs: None,
             }
         };
         let c = run(&views, &[twin(false)], &reference).unwrap();
@@ -368,6 +400,70 @@ mod tests {
         let c = run(&views, &[twin(true)], &reference).unwrap();
         assert!(!c[4].pass, "{:?}", c[4]);
         assert!(c[4].after.starts_with("1 new blob"), "{:?}", c[4]);
+        // and the check says where it is: the twin's name, and its centre within half a radius
+        assert_near(new_blob_at(&c[4], "a"), [88.0, 60.0], 2.5);
+    }
+
+    /// Where check 5 says its strongest new blob is, in the twin `name`.
+    fn new_blob_at(c: &Check, name: &str) -> [f64; 2] {
+        let at = c.after.split(&format!(" in {name} at x ")).nth(1);
+        let nums: Vec<f64> = at
+            .unwrap_or_else(|| panic!("no place named: {c:?}"))
+            .split(|ch: char| !(ch.is_ascii_digit() || ch == '.'))
+            .filter_map(|t| t.parse().ok())
+            .collect();
+        [nums[0], nums[1]]
+    }
+
+    fn assert_near(got: [f64; 2], want: [f64; 2], tol: f64) {
+        assert!(
+            (got[0] - want[0]).hypot(got[1] - want[1]) <= tol,
+            "{got:?} is not within {tol} px of {want:?}"
+        );
+    }
+
+    #[test]
+    fn the_sets_lung_fields_decide_where_a_new_blob_counts() {
+        // a blob planted in the right half's body, outside any lung: the threshold lungs may
+        // or may not reach it, but lung fields that do not cover it leave it out, and fields
+        // that do cover it count it
+        let reference = Reference::from_images(&[&chest(0.0, false)]).unwrap();
+        let before = chest(0.15, true);
+        let views = vec![View {
+            name: "a".into(),
+            after: before.clone(),
+            before,
+            nodules: vec![([40.0, 60.0], 5.0)],
+            pixel_mm: None,
+        }];
+        let clean = chest(0.0, true);
+        let mut after = clean.clone();
+        for y in 0..128 {
+            for x in 0..128 {
+                if (x as f32 - 88.0).hypot(y as f32 - 60.0) < 5.0 {
+                    after.data[y * 128 + x] += 0.3;
+                }
+            }
+        }
+        let twin = |lungs: Option<Vec<bool>>| Twin {
+            name: "a".into(),
+            before: clean.clone(),
+            after: after.clone(),
+            pixel_mm: None,
+            lungs,
+        };
+        let left_only: Vec<bool> = (0..128 * 128).map(|p| p % 128 < 64).collect();
+        let c = run(&views, &[twin(Some(left_only))], &reference).unwrap();
+        assert!(c[4].pass, "{:?}", c[4]);
+        assert!(c[4].before.contains("the set's lung fields"), "{:?}", c[4]);
+        let right_too = vec![true; 128 * 128];
+        let c = run(&views, &[twin(Some(right_too))], &reference).unwrap();
+        assert!(c[4].after.starts_with("1 new blob"), "{:?}", c[4]);
+        let e = run(&views, &[twin(Some(vec![true; 10]))], &reference).unwrap_err();
+        assert!(
+            e.to_string().contains("lung fields of a have 10 pixels"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -399,6 +495,7 @@ mod tests {
             before: spot(&clean, 96.0, 0.08),
             after,
             pixel_mm: None,
+            lungs: None,
         };
         let c = run(&views, &[twin(spot(&clean, 98.0, 0.3))], &reference).unwrap();
         assert!(c[4].after.starts_with("0 new blobs"), "{:?}", c[4]);
@@ -410,6 +507,8 @@ mod tests {
         )
         .unwrap();
         assert!(c[4].after.starts_with("1 new blob"), "{:?}", c[4]);
+        // the neighbouring spot pulls the detector's centre a little: within half a radius
+        assert_near(new_blob_at(&c[4], "a"), [80.0, 60.0], 2.5);
     }
 
     #[test]
@@ -428,6 +527,7 @@ mod tests {
             before: chest(0.0, true),
             after: chest(0.0, true),
             pixel_mm: None,
+            lungs: None,
         }];
         let c = run(&views, &twins, &reference).unwrap();
         assert!(!c[0].pass, "no change is not detail: {c:?}");

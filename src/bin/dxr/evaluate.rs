@@ -143,6 +143,23 @@ fn at_size(img: GrayImage, like: &GrayImage) -> GrayImage {
     }
 }
 
+/// The lung fields the DRR set `labels` drew for the view `file` (its label's `lungs`), at the
+/// size of `like`; `None` for a set written before sets had them.
+fn lung_fields(
+    labels: &std::path::Path,
+    file: &std::path::Path,
+    like: &GrayImage,
+) -> Result<Option<Vec<bool>>> {
+    let Ok(label) = ViewLabel::for_image(labels, file) else {
+        return Ok(None);
+    };
+    let Some(rel) = &label.lungs else {
+        return Ok(None);
+    };
+    let fields = at_size(io::read(&labels.join(rel))?, like);
+    Ok(Some(fields.data.iter().map(|v| *v >= 0.5).collect()))
+}
+
 /// `dxr realism --before`: the checks of a restoration.
 fn run_checks(a: &RealismArgs, before: &std::path::Path, reference: &[GrayImage]) -> Result<()> {
     use dxr::eval::checks::{Reference, Twin, View};
@@ -184,6 +201,7 @@ fn run_checks(a: &RealismArgs, before: &std::path::Path, reference: &[GrayImage]
             let input = at_size(io::read(src)?, &after);
             twins.push(Twin {
                 pixel_mm: pitch(src, &input),
+                lungs: lung_fields(labels, src, &input)?,
                 name: stem,
                 before: input,
                 after,
