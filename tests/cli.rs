@@ -832,3 +832,61 @@ fn a_model_that_records_its_steps_restores_with_them_unless_told_otherwise() {
         assert!(!to.exists());
     }
 }
+
+/// `dxr resize --crop` keeps only the region asked for (e.g. to leave out burned-in text) and
+/// then brings it to the width; a bad crop is named and writes nothing.
+#[test]
+fn resize_crops_then_resamples_and_names_a_bad_crop() {
+    let dir = Scratch::new("resize-crop");
+    // left half black with a white "label" square, right half a left-to-right ramp
+    let img = GrayImage::from_fn(100, 50, |x, y| {
+        if x < 50 {
+            if (10..20).contains(&x) && (10..20).contains(&y) {
+                1.0
+            } else {
+                0.0
+            }
+        } else {
+            (x - 50) as f32 / 49.0
+        }
+    });
+    let input = dir.path("in.png");
+    std::fs::write(&input, encode_png(&img, BitDepth::Sixteen).unwrap()).unwrap();
+    let out = dir.path("out");
+    let o = dxr(&[
+        "resize",
+        &s(&input),
+        "-o",
+        &s(&out),
+        "--width",
+        "25",
+        "--crop",
+        "0.5,0,1,1",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let got = dxr::io::read(&out.join("in.png")).unwrap();
+    assert_eq!((got.width, got.height), (25, 25));
+    // the ramp, resampled: rising from ~0 to ~1 across, the black half and its label gone
+    let row: Vec<f32> = (0..25).map(|x| got.data[12 * 25 + x]).collect();
+    assert!(row[0] < 0.05 && row[24] > 0.95, "{row:?}");
+    assert!(row.windows(2).all(|w| w[1] >= w[0]), "{row:?}");
+    for (crop, says) in [
+        ("0.5,0,0.4,1", "a crop is x0,y0,x1,y1"),
+        ("0.1,0.2", "four fractions"),
+    ] {
+        let bad = dir.path(&format!("bad-{}", crop.len()));
+        let o = dxr(&[
+            "resize",
+            &s(&input),
+            "-o",
+            &s(&bad),
+            "--width",
+            "25",
+            "--crop",
+            crop,
+        ]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains(says), "{crop}: {err}");
+        assert!(files_in(&bad).is_empty(), "{crop}: {:?}", files_in(&bad));
+    }
+}

@@ -30,7 +30,7 @@ pub fn crop(
         && fy0 < fy1)
     {
         return Err(Error::Image(format!(
-            "sheet: a crop is x0,y0,x1,y1 in fractions of the image, 0 ≤ x0 < x1 ≤ 1 and 0 ≤ y0 < y1 ≤ 1; got {frac:?}"
+            "a crop is x0,y0,x1,y1 in fractions of the image, 0 ≤ x0 < x1 ≤ 1 and 0 ≤ y0 < y1 ≤ 1; got {frac:?}"
         )));
     }
     let (w, h) = (image.width as f64, image.height as f64);

@@ -101,3 +101,13 @@ pub fn columns(region: &str, holdout: f64) -> Result<Columns> {
         ))),
     }
 }
+
+/// The four fractions x0,y0,x1,y1 of a `--crop` (checked further by [`dxr::eval::sheet::crop`]).
+pub fn crop_fractions(command: &str, c: &[f64]) -> Result<[f64; 4]> {
+    <[f64; 4]>::try_from(c).map_err(|_| {
+        Error::Image(format!(
+            "{command}: --crop takes four fractions x0,y0,x1,y1, got {} value(s)",
+            c.len()
+        ))
+    })
+}

@@ -382,13 +382,11 @@ pub fn run_sheet(a: &SheetArgs) -> Result<()> {
                 None => vec![],
             };
             row.push(match a.crop.as_deref() {
-                Some(&[x0, y0, x1, y1]) => dxr::eval::sheet::crop(&img, &boxes, [x0, y0, x1, y1])?,
-                Some(c) => {
-                    return Err(Error::Image(format!(
-                        "sheet: --crop takes four fractions x0,y0,x1,y1, got {} value(s)",
-                        c.len()
-                    )));
-                }
+                Some(c) => dxr::eval::sheet::crop(
+                    &img,
+                    &boxes,
+                    crate::common::crop_fractions("sheet", c)?,
+                )?,
                 None => (img, boxes),
             });
         }

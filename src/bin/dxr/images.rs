@@ -21,9 +21,13 @@ pub struct ResizeArgs {
     /// Output folder (created if missing).
     #[arg(short, long)]
     out: PathBuf,
-    /// Width in pixels.
+    /// Width in pixels (of the crop, when there is one).
     #[arg(long)]
     width: usize,
+    /// Keep only the region x0,y0,x1,y1 first, in fractions of the width and height: e.g. to
+    /// leave out burned-in markers and text.
+    #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
+    crop: Option<Vec<f64>>,
 }
 
 /// Prints max |a − b| in 8-bit steps, PSNR and SSIM as JSON.
@@ -34,14 +38,23 @@ pub fn run_compare(a: &CompareArgs) -> Result<()> {
 }
 
 pub fn run_resize(a: &ResizeArgs) -> Result<()> {
-    resize(&a.inputs, &a.out, a.width)
+    let crop = a
+        .crop
+        .as_deref()
+        .map(|c| crate::common::crop_fractions("resize", c))
+        .transpose()?;
+    resize(&a.inputs, &a.out, a.width, crop)
 }
 
-fn resize(inputs: &[PathBuf], out: &Path, width: usize) -> Result<()> {
+fn resize(inputs: &[PathBuf], out: &Path, width: usize, crop: Option<[f64; 4]>) -> Result<()> {
     let files = io::image_inputs(inputs)?;
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     for f in &files {
         let img = io::read(f)?;
+        let img = match crop {
+            Some(c) => dxr::eval::sheet::crop(&img, &[], c)?.0,
+            None => img,
+        };
         let height =
             ((img.height as f64 * width as f64 / img.width as f64).round() as usize).max(1);
         GrayImage::check_size(width, height)?;
