@@ -4,7 +4,8 @@
 # checks of a restoration on held-out DRRs (views, poses and nodules no step of training used).
 #   data → DRRs (training views; held-out views at 256² and 512²) → fit the DRR look (and the
 #   fixed-filter baseline) → pairs → train → restore the held-out views and their nodule-free
-#   twins → `dxr realism --before` (the checks), for the model and for the fixed filter.
+#   twins → `dxr realism --before` (the checks), for the model and for the fixed filter, against
+#   the radiograph and (check 6) against a second patient's (data/cxr2, when fetched).
 # Knobs (environment; defaults in brackets): DEVICE [cpu] STEPS [6000] BATCH [4] PATCH [128]
 #   LR [2e-4] PREDICTION [x0] CONFIG [sr3-small] INIT [] (a model to fine-tune from) N_DRR [100]
 #   N_PAIRS [800] N_EVAL [12] SAMPLER_STEPS [25] SIGMA [0 0.5 1 1.5 2 3 4] AIR [0.4] (the fraction of pairs with black air
@@ -88,6 +89,31 @@ for set in eval256 eval512; do
       --clean-before "$OUT/$set/clean/png16" --clean-after "$OUT/$kind-$set/clean" | tee -a "$R/checks.md"
   done
 done
+
+# 6b. check 6's other patient: the same checks against a second patient's radiograph
+#     (data/cxr2, from scripts/fetch-data.sh; never trained on), without its burned-in text (top
+#     rows, right margin) and at the first radiograph's lung-field scale
+if [[ -s data/cxr2/bob-med-tb-pa.png ]]; then
+  HQ2="$OUT/hq2/bob-med-tb-pa.png"
+  if [[ ! -f "$HQ2" ]]; then
+    crop=0,0.135,0.879,1
+    "$DXR" resize data/cxr2/bob-med-tb-pa.png -o "$OUT/hq2-full" --width 451 --crop $crop 2>/dev/null
+    lungs() { "$DXR" scale "$1" 2>/dev/null | awk -F'|' -v f="$(basename "$1")" 'index($0, f) {gsub(/ /, "", $5); print $5}'; }
+    width=$(echo "451 * $(lungs "$HQ") / $(lungs "$OUT/hq2-full/bob-med-tb-pa.png")" | bc -l)
+    "$DXR" resize data/cxr2/bob-med-tb-pa.png -o "$OUT/hq2" --width "$(printf '%.0f' "$width")" --crop $crop
+  fi
+  : > "$R/checks-cxr2.md"
+  for set in eval256 eval512; do
+    for kind in restored filtered; do
+      echo "### $kind, $set, against a second patient's radiograph" | tee -a "$R/checks-cxr2.md"
+      "$DXR" realism "$OUT/$kind-$set/views" --before "$OUT/$set/png16" --labels "$OUT/$set" \
+        --reference "$HQ2" --clean-before "$OUT/$set/clean/png16" \
+        --clean-after "$OUT/$kind-$set/clean" | tee -a "$R/checks-cxr2.md"
+    done
+  done
+else
+  log "no second radiograph (scripts/fetch-data.sh cxr2): check 6's other patient not run"
+fi
 
 # 7. before/after sheets (input, fixed filter, model; nodule boxes)
 "$DXR" sheet "$OUT/eval256/png16" "$OUT/filtered-eval256/views" "$OUT/restored-eval256/views" --labels "$OUT/eval256" --count 4 -o "$R/sheet-256.png"
