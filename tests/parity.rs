@@ -495,6 +495,13 @@ fn parity_cpu() {
     run_all("cpu", &dxr::device::cpu());
 }
 
+/// flex, the default CPU backend, with its inference fast paths (fused GroupNorm, SiLU on two
+/// threads: `dxr::model::norm`) against the same references.
+#[test]
+fn parity_flex() {
+    run_all("flex", &burn::prelude::Device::flex());
+}
+
 #[test]
 fn parity_wgpu() {
     if let Some(device) = common::gpu_or_skip("parity[wgpu]") {

@@ -11,6 +11,7 @@ use burn::prelude::*;
 use burn::tensor::activation::{gelu, silu, softmax};
 
 use super::conv::conv2d;
+use super::norm::{group_norm, group_norm_silu};
 use super::{SinusoidalKind, attention_heads, check_groups, same_dtype, sinusoidal_embedding};
 use crate::error::Error;
 use crate::spec::CheffUnetConfig;
@@ -181,7 +182,7 @@ impl Block {
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        silu(self.norm.forward(conv2d(&self.proj, x)))
+        group_norm_silu(&self.norm, conv2d(&self.proj, x))
     }
 }
 
@@ -256,13 +257,16 @@ impl LinearAttention {
     /// - x: `[batch, channels, height, width]` → same
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let [b, _, h, w] = x.dims();
-        let (q, k, v) = attention_heads(conv2d(&self.to_qkv, self.norm.forward(x.clone())), HEADS); // each [b, heads, d, n]
+        let (q, k, v) = attention_heads(
+            conv2d(&self.to_qkv, group_norm(&self.norm, x.clone())),
+            HEADS,
+        ); // each [b, heads, d, n]
         let q = softmax(q, 2) * (DIM_HEAD as f64).powf(-0.5);
         let k = softmax(k, 3);
         let context = k.matmul(v.swap_dims(2, 3)); // [b, heads, d, e]
         let out = context.swap_dims(2, 3).matmul(q); // [b, heads, e, n]
         let out = out.reshape([b, HEADS * DIM_HEAD, h, w]);
-        x + self.out_norm.forward(conv2d(&self.to_out, out))
+        x + group_norm(&self.out_norm, conv2d(&self.to_out, out))
     }
 }
 
@@ -288,7 +292,10 @@ impl Attention {
     /// - x: `[batch, channels, height, width]` → same
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let [b, _, h, w] = x.dims();
-        let (q, k, v) = attention_heads(conv2d(&self.to_qkv, self.norm.forward(x.clone())), HEADS); // each [b, heads, d, n]
+        let (q, k, v) = attention_heads(
+            conv2d(&self.to_qkv, group_norm(&self.norm, x.clone())),
+            HEADS,
+        ); // each [b, heads, d, n]
         let out = super::softmax_attention(q, k, v, (DIM_HEAD as f64).powf(-0.5)); // [b, heads, d, n]
         let out = out.reshape([b, HEADS * DIM_HEAD, h, w]);
         x + conv2d(&self.to_out, out)

@@ -3,6 +3,7 @@
 
 pub mod cheff;
 pub mod conv;
+pub mod norm;
 pub mod sr3;
 
 use burn::prelude::*;

@@ -12,6 +12,7 @@ use burn::prelude::*;
 use burn::tensor::activation::{silu, softmax};
 
 use super::conv::conv2d;
+use super::norm::{group_norm, group_norm_silu};
 use super::{SinusoidalKind, check_groups, same_dtype, sinusoidal_embedding};
 use crate::error::Error;
 use crate::spec::Sr3UnetConfig;
@@ -195,7 +196,10 @@ impl Block {
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        conv2d(&self.conv, self.dropout.forward(silu(self.norm.forward(x))))
+        conv2d(
+            &self.conv,
+            self.dropout.forward(group_norm_silu(&self.norm, x)),
+        )
     }
 }
 
@@ -262,7 +266,7 @@ impl SelfAttention {
     /// - x: `[batch, c, height, width]` → same
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let [b, c, h, w] = x.dims();
-        let qkv = conv2d(&self.qkv, self.norm.forward(x.clone())).reshape([b, 3, c, h * w]);
+        let qkv = conv2d(&self.qkv, group_norm(&self.norm, x.clone())).reshape([b, 3, c, h * w]);
         let mut parts = qkv
             .chunk(3, 1)
             .into_iter()
