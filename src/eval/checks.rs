@@ -404,6 +404,20 @@ mod tests {
         assert_near(new_blob_at(&c[4], "a"), [88.0, 60.0], 2.5);
     }
 
+    /// The radiograph and one view whose restoration changed nothing (checks 1–4 aside).
+    fn unchanged_view() -> (Reference, Vec<View>) {
+        let reference = Reference::from_images(&[&chest(0.0, false)]).unwrap();
+        let before = chest(0.15, true);
+        let views = vec![View {
+            name: "a".into(),
+            after: before.clone(),
+            before,
+            nodules: vec![([40.0, 60.0], 5.0)],
+            pixel_mm: None,
+        }];
+        (reference, views)
+    }
+
     /// Where check 5 says its strongest new blob is, in the twin `name`.
     fn new_blob_at(c: &Check, name: &str) -> [f64; 2] {
         let at = c.after.split(&format!(" in {name} at x ")).nth(1);
@@ -427,15 +441,7 @@ mod tests {
         // a blob planted in the right half's body, outside any lung: the threshold lungs may
         // or may not reach it, but lung fields that do not cover it leave it out, and fields
         // that do cover it count it
-        let reference = Reference::from_images(&[&chest(0.0, false)]).unwrap();
-        let before = chest(0.15, true);
-        let views = vec![View {
-            name: "a".into(),
-            after: before.clone(),
-            before,
-            nodules: vec![([40.0, 60.0], 5.0)],
-            pixel_mm: None,
-        }];
+        let (reference, views) = unchanged_view();
         let clean = chest(0.0, true);
         let mut after = clean.clone();
         for y in 0..128 {
@@ -480,15 +486,7 @@ mod tests {
             }
             g
         };
-        let reference = Reference::from_images(&[&chest(0.0, false)]).unwrap();
-        let before = chest(0.15, true);
-        let views = vec![View {
-            name: "a".into(),
-            after: before.clone(),
-            before,
-            nodules: vec![([40.0, 60.0], 5.0)],
-            pixel_mm: None,
-        }];
+        let (reference, views) = unchanged_view();
         let clean = chest(0.0, true);
         let twin = |after: GrayImage| Twin {
             name: "a".into(),
