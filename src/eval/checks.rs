@@ -260,7 +260,7 @@ pub fn run(views: &[View], twins: &[Twin], reference: &Reference) -> Result<Vec<
             }
             Some(m) => {
                 return Err(Error::Image(format!(
-                    "the lung fields of {} have {} pixels, but the image {}×{}",
+                    "the lung fields of {} have {} pixels, but the image is {}×{}",
                     t.name,
                     m.len(),
                     t.before.width,
@@ -438,9 +438,9 @@ mod tests {
 
     #[test]
     fn the_sets_lung_fields_decide_where_a_new_blob_counts() {
-        // a blob planted in the right half's body, outside any lung: the threshold lungs may
-        // or may not reach it, but lung fields that do not cover it leave it out, and fields
-        // that do cover it count it
+        // a blob planted at (88, 60), in the right half: lung fields that leave that half out
+        // do not count it (whatever a threshold would take for lung there); fields that cover
+        // it do
         let (reference, views) = unchanged_view();
         let clean = chest(0.0, true);
         let mut after = clean.clone();
