@@ -881,6 +881,48 @@ fn realism_checks_a_restoration_against_its_inputs_and_the_radiograph() {
             .any(|l| l.contains("4 nodules kept") && l.ends_with("FAIL |")),
         "{text}"
     );
+    // with the twins: the lungs by threshold, then the lung fields the set's labels name
+    let twins = |after: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_dxr"))
+            .args(["realism", &p(after), "--before", &p("set/png16")])
+            .args(["--reference", &p("real.png"), "--labels", &p("set")])
+            .args([
+                "--clean-before",
+                &p("set/png16"),
+                "--clean-after",
+                &p(after),
+            ])
+            .output()
+            .unwrap()
+    };
+    let five = |out: &std::process::Output| {
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        text.lines()
+            .find(|l| l.contains("5 nothing invented"))
+            .unwrap_or_else(|| panic!("no check 5 in {text}"))
+            .to_string()
+    };
+    assert!(five(&twins("set/png16")).contains("(lungs: by threshold)"));
+    let white = GrayImage::from_fn(64, 64, |_, _| 1.0);
+    for k in 0..2 {
+        write_png(&dir.path(&format!("set/lungs/{k:05}.png")), &white);
+        let f = dir.path(&format!("set/labels/{k:05}.json"));
+        let mut label: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&f).unwrap()).unwrap();
+        label["lungs"] = format!("lungs/{k:05}.png").into();
+        std::fs::write(&f, label.to_string()).unwrap();
+    }
+    let line = five(&twins("set/png16"));
+    assert!(line.contains("(lungs: the set's lung fields)"), "{line}");
+    assert!(
+        line.ends_with("pass |"),
+        "nothing changed, nothing invented: {line}"
+    );
+    // a lung-field file the label names but that is not there is named
+    std::fs::remove_file(dir.path("set/lungs/00001.png")).unwrap();
+    let out = twins("set/png16");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("00001.png"), "{err}");
     // --before without --labels is refused by name
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_dxr"))
         .args([

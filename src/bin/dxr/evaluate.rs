@@ -150,10 +150,16 @@ fn lung_fields(
     file: &std::path::Path,
     like: &GrayImage,
 ) -> Result<Option<Vec<bool>>> {
-    let Ok(label) = ViewLabel::for_image(labels, file) else {
+    // read leniently, as the nodules are: a label needs only its `lungs`
+    let stem = file.file_stem().unwrap_or_default().to_string_lossy();
+    let path = labels.join("labels").join(format!("{stem}.json"));
+    let Some(label) = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+    else {
         return Ok(None);
     };
-    let Some(rel) = &label.lungs else {
+    let Some(rel) = label.get("lungs").and_then(|l| l.as_str()) else {
         return Ok(None);
     };
     let fields = at_size(io::read(&labels.join(rel))?, like);
