@@ -29,12 +29,8 @@ pub fn group_norm(norm: &GroupNorm, x: Tensor<4>) -> Tensor<4> {
     if !fast(&x) {
         return norm.forward(x);
     }
-    let [b, c, h, w] = x.dims();
-    let groups = norm.num_groups;
-    let n = c / groups * h * w;
-    let unit = Tensor::<1>::ones([n], &x.device());
-    let y = burn::tensor::module::layer_norm(x.reshape([b, groups, n]), unit, None, norm.epsilon)
-        .reshape([b, c, h, w]);
+    let c = x.dims()[1];
+    let y = normalised(norm, x);
     match (&norm.gamma, &norm.beta) {
         (Some(g), Some(s)) => y * g.val().reshape([1, c, 1, 1]) + s.val().reshape([1, c, 1, 1]),
         _ => y,
@@ -47,18 +43,14 @@ pub fn group_norm(norm: &GroupNorm, x: Tensor<4>) -> Tensor<4> {
 /// # Shapes
 /// - x: `[batch, channels, height, width]` → same
 pub fn group_norm_silu(norm: &GroupNorm, x: Tensor<4>) -> Tensor<4> {
-    let [b, c, h, w] = x.dims();
+    let c = x.dims()[1];
     let (Some(g), Some(s)) = (&norm.gamma, &norm.beta) else {
         return silu(group_norm(norm, x));
     };
     if !split(&x) || c % 2 != 0 {
         return silu(group_norm(norm, x));
     }
-    let groups = norm.num_groups;
-    let n = c / groups * h * w;
-    let unit = Tensor::<1>::ones([n], &x.device());
-    let y = burn::tensor::module::layer_norm(x.reshape([b, groups, n]), unit, None, norm.epsilon)
-        .reshape([b, c, h, w]);
+    let y = normalised(norm, x);
     let half = |t: Tensor<1>, k: usize| t.narrow(0, k * c / 2, c / 2).reshape([1, c / 2, 1, 1]);
     let mut halves = y.chunk(2, 1).into_iter();
     let (y0, y1) = (halves.next().unwrap(), halves.next().unwrap());
@@ -74,6 +66,17 @@ pub fn group_norm_silu(norm: &GroupNorm, x: Tensor<4>) -> Tensor<4> {
 fn split(x: &Tensor<4>) -> bool {
     let [_, c, _, _] = x.dims();
     !cfg!(target_arch = "wasm32") && c >= 2 && x.shape().num_elements() >= SPLIT_MIN && fast(x)
+}
+
+/// `x` normalised per group, before the affine: `[batch, groups, rest]` through burn's fused
+/// layer norm with unit scale and no shift.
+fn normalised(norm: &GroupNorm, x: Tensor<4>) -> Tensor<4> {
+    let [b, c, h, w] = x.dims();
+    let groups = norm.num_groups;
+    let n = c / groups * h * w;
+    let unit = Tensor::<1>::ones([n], &x.device());
+    burn::tensor::module::layer_norm(x.reshape([b, groups, n]), unit, None, norm.epsilon)
+        .reshape([b, c, h, w])
 }
 
 /// Feature maps smaller than this (elements) are not worth splitting.
