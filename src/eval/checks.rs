@@ -9,8 +9,9 @@
 //!    inverted (a visible nodule, CNR before ≥ 1, whose CNR after is ≤ 0);
 //! 5. nothing invented: on the nodule-free twins, no bright blob in the lungs after that was not
 //!    there before (the blob threshold of each side: half the median detector response at its
-//!    own labelled nodules; "there before": the input's response, within half a radius and one
-//!    scale, reaches half the input's threshold),
+//!    own labelled nodules; "there before": the input's response, in the output's intensities
+//!    (a tone curve invents nothing), within half a radius and one scale, reaches half the
+//!    output's threshold),
 //!    and the background outside the body stays black (mean ≤ 5 % of the input's range).
 
 use super::realism::{self, STRIDE_PERIODS};
@@ -224,11 +225,15 @@ pub fn run(views: &[View], twins: &[Twin], reference: &Reference) -> Result<Vec<
     // The detector is calibrated on each side's own labelled nodules (a restoration that raises
     // contrast raises every response, nodules' and vessels' alike): a blob counts when its
     // response reaches half the median nodule response of its side. A blob after is new when
-    // the input's response map, at its place (half a radius) and scale (± one), stays under half
-    // the input's threshold: nothing blob-like of even half a nodule's strength was there. The
-    // map, not the input's list of maxima: a vessel crossing whose peak moves by a pixel, or a
-    // chest-wall response whose maximum slides across the lung mask's edge once the contrast
-    // changes, was there before all the same.
+    // the input, seen through the restoration's tone curve ([`realism::tone_aligned`]: the
+    // input with the output's histogram), has a response map that stays under half the
+    // output's threshold at its place (half a radius) and scale (± one): nothing blob-like of
+    // even half a nodule's strength was there. Through the tone curve, because a curve that
+    // stretches the brighter lung more than the dark lung where the nodules lie lifts a faint
+    // vessel there past the nodules' threshold without adding anything. The map, not the
+    // input's list of maxima: a vessel crossing whose peak moves by a pixel, or a chest-wall
+    // response whose maximum slides across the lung mask's edge once the contrast changes, was
+    // there before all the same.
     let response = |after: bool| -> Vec<f64> {
         views
             .iter()
@@ -270,10 +275,10 @@ pub fn run(views: &[View], twins: &[Twin], reference: &Reference) -> Result<Vec<
             None => realism::lung_mask(&t.before),
         };
         let rr = blob_radii(t.pixel_mm, &radii);
-        let before = realism::BlobScales::new(&t.before, rr);
-        blobs_before += before.find(&mask, threshold).len();
+        blobs_before += realism::find_blobs(&t.before, &mask, rr, threshold).len();
+        let before = realism::BlobScales::new(&realism::tone_aligned(&t.before, &t.after)?, rr);
         for x in realism::find_blobs(&t.after, &mask, rr, threshold_after) {
-            if before.peak_near(&x) < 0.5 * threshold {
+            if before.peak_near(&x) < 0.5 * threshold_after {
                 new_blobs += 1;
                 let ratio = x.response / threshold_after;
                 if strongest_new.as_ref().is_none_or(|s| ratio > s.0) {
@@ -507,6 +512,79 @@ mod tests {
         assert!(c[4].after.starts_with("1 new blob"), "{:?}", c[4]);
         // the neighbouring spot pulls the detector's centre a little: within half a radius
         assert_near(new_blob_at(&c[4], "a"), [80.0, 60.0], 2.5);
+    }
+
+    #[test]
+    fn a_tone_curve_alone_invents_nothing_but_a_blob_on_top_of_it_is_found() {
+        // A restoration to a radiograph's look brightens and stretches the brighter lung (behind
+        // the heart, over the diaphragm) three times as much as the dark lung where the nodules
+        // are. A faint vessel end there, under half the nodules' threshold in the DRR's own
+        // intensities, passes the restored nodules' threshold: structure that was there, seen
+        // through another tone curve, not an invention.
+        let flat = |level: f32, nodule: f32, bump: f32| {
+            img(128, 128, |x, y| {
+                let (xf, yf) = (x as f32, y as f32);
+                if !(8.0..120.0).contains(&xf) || !(8.0..120.0).contains(&yf) {
+                    return 0.0;
+                }
+                let d = (xf - 64.0).hypot(yf - 64.0);
+                let mut v = level + bump * (-d * d / 8.0).exp();
+                if d < 4.0 {
+                    v += nodule;
+                }
+                v + 0.004 * (((x * 7919 + y * 104_729) % 101) as f32 / 101.0 - 0.5)
+            })
+        };
+        // slope 1 up to 0.4, 3 at 0.6
+        let tone = |g: &GrayImage| GrayImage {
+            data: g
+                .data
+                .iter()
+                .map(|v| {
+                    if *v > 0.0 {
+                        v + 5.0 * (v - 0.4).max(0.0).powi(2)
+                    } else {
+                        0.0
+                    }
+                })
+                .collect(),
+            ..g.clone()
+        };
+        let reference = Reference::from_images(&[&chest(0.0, false)]).unwrap();
+        let before = flat(0.35, 0.05, 0.0);
+        let views = vec![View {
+            name: "a".into(),
+            after: tone(&before),
+            before,
+            nodules: vec![([64.0, 64.0], 4.0)],
+            pixel_mm: Some(1.5),
+        }];
+        let lungs: Vec<bool> = (0..128 * 128)
+            .map(|p| (24..104).contains(&(p % 128)) && (24..104).contains(&(p / 128)))
+            .collect();
+        let clean = flat(0.6, 0.0, 0.016);
+        let twin = |after: GrayImage| Twin {
+            name: "b".into(),
+            before: clean.clone(),
+            after,
+            pixel_mm: Some(1.5),
+            lungs: Some(lungs.clone()),
+        };
+        let c = run(&views, &[twin(tone(&clean))], &reference).unwrap();
+        assert!(c[4].after.starts_with("0 new blobs"), "{:?}", c[4]);
+        assert!(c[4].pass, "{:?}", c[4]);
+        // a disk where the lung was flat, after the same curve: invented
+        let mut planted = tone(&clean);
+        for y in 0..128 {
+            for x in 0..128 {
+                if (x as f32 - 44.0).hypot(y as f32 - 84.0) < 4.0 {
+                    planted.data[y * 128 + x] += 0.05;
+                }
+            }
+        }
+        let c = run(&views, &[twin(planted)], &reference).unwrap();
+        assert!(c[4].after.starts_with("1 new blob"), "{:?}", c[4]);
+        assert_near(new_blob_at(&c[4], "b"), [44.0, 84.0], 2.0);
     }
 
     #[test]

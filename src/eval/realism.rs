@@ -301,6 +301,40 @@ fn windowed_power(img: &GrayImage) -> Vec<f64> {
     buf.iter().map(|c| c.norm_sqr()).collect()
 }
 
+/// `img` in the intensities of `like` (same pixel count): each grey level of `img` takes the mean
+/// of the values of `like` at the same ranks, so the result has `like`'s histogram and, since the
+/// map is monotone and equal inputs stay equal, `img`'s structure. It asks what `img` holds
+/// under the tone curve that turned it into `like`: a curve alone moves no structure, but it
+/// stretches some intensities more than others.
+pub fn tone_aligned(img: &GrayImage, like: &GrayImage) -> Result<GrayImage> {
+    if img.data.len() != like.data.len() || img.data.is_empty() {
+        return Err(Error::Image(format!(
+            "tone alignment needs two images of one size, got {}×{} and {}×{}",
+            img.width, img.height, like.width, like.height
+        )));
+    }
+    let mut order: Vec<usize> = (0..img.data.len()).collect();
+    order.sort_by(|&a, &b| img.data[a].total_cmp(&img.data[b]));
+    let mut target = like.data.clone();
+    target.sort_by(f32::total_cmp);
+    let mut data = vec![0.0; img.data.len()];
+    let mut start = 0;
+    while start < order.len() {
+        let level = img.data[order[start]];
+        let end = start + order[start..].partition_point(|&p| img.data[p] == level);
+        let mean = target[start..end].iter().map(|v| *v as f64).sum::<f64>() / (end - start) as f64;
+        for &p in &order[start..end] {
+            data[p] = mean as f32;
+        }
+        start = end;
+    }
+    Ok(GrayImage {
+        width: img.width,
+        height: img.height,
+        data,
+    })
+}
+
 /// The lungs of a frontal radiograph or DRR (dense = bright): pixels inside the body (above 8 %
 /// of the 1–99 % range) darker than Otsu's threshold of the body, away from the image border
 /// (5 %) and from the body's edge (a 2 %-of-width erosion). Row-major, `true` = lung.
@@ -589,6 +623,53 @@ mod tests {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
         let noise = img(128, 128, |_, _| rng.random::<f32>());
         assert!(spectrum_slope(&noise).unwrap().abs() < 0.3);
+    }
+
+    #[test]
+    fn tone_alignment_takes_the_histogram_and_keeps_the_order() {
+        // a ramp with a flat band (ties), aligned to a curved, shuffled image of its own size
+        let a = img(32, 16, |x, y| {
+            if x < 8 {
+                0.1
+            } else {
+                0.2 + (y * 32 + x) as f32 / 1024.0
+            }
+        });
+        let like = img(32, 16, |x, y| {
+            (((x * 7 + y * 13) % 37) as f32 / 36.0).powi(2)
+        });
+        let t = tone_aligned(&a, &like).unwrap();
+        let mut got = t.data.clone();
+        let mut want = like.data.clone();
+        got.sort_by(f32::total_cmp);
+        want.sort_by(f32::total_cmp);
+        // the histogram: the band (0.1, below the ramp) takes the mean of the lowest
+        // 8×16 target values, every other pixel the target value of its rank
+        let band = 8 * 16;
+        let low = want[..band].iter().sum::<f32>() / band as f32;
+        assert!(got[..band].iter().all(|v| (v - low).abs() < 1e-5));
+        assert_eq!(got[band..], want[band..]);
+        // monotone, and ties stay tied
+        for p in 0..a.data.len() {
+            for q in 0..a.data.len() {
+                if a.data[p] < a.data[q] {
+                    assert!(t.data[p] <= t.data[q]);
+                } else if a.data[p] == a.data[q] {
+                    assert_eq!(t.data[p], t.data[q]);
+                }
+            }
+        }
+        // an image aligned to itself is itself
+        let s = tone_aligned(&like, &like).unwrap();
+        assert!(
+            s.data
+                .iter()
+                .zip(&like.data)
+                .all(|(x, y)| (x - y).abs() < 1e-6)
+        );
+        assert!(got.first() >= want.first() && got.last() <= want.last());
+        let e = tone_aligned(&a, &img(8, 8, |_, _| 0.0)).unwrap_err();
+        assert!(e.to_string().contains("32×16 and 8×8"), "{e}");
     }
 
     #[test]
