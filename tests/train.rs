@@ -867,6 +867,12 @@ fn realism_checks_a_restoration_against_its_inputs_and_the_radiograph() {
     };
     assert!(line("1 detail").ends_with("FAIL |"), "{text}");
     assert!(line("4 nodules kept").ends_with("pass |"), "{text}");
+    // the identity's tone curve is the identity: it passes what the identity passes
+    let passed = line("checks pass").split(' ').next().unwrap().to_string();
+    assert!(
+        line("tone curves alone").contains(&format!(" pass {passed} checks")),
+        "{text}"
+    );
     assert!(
         line("5 nothing invented").contains("needs the nodule-free twins"),
         "{text}"

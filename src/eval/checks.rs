@@ -74,6 +74,38 @@ pub struct Check {
     pub pass: bool,
 }
 
+/// The restorations' tone curves alone: every `after` replaced by its input with that
+/// restoration's histogram ([`realism::tone_aligned`], a monotone map of the input's grey levels).
+/// The checks of these say how much of a result a grey-level map alone gives; the difference is
+/// what the restoration adds in structure.
+pub fn tone_curves_alone(views: &[View], twins: &[Twin]) -> Result<(Vec<View>, Vec<Twin>)> {
+    let views = views
+        .iter()
+        .map(|v| {
+            Ok(View {
+                name: v.name.clone(),
+                before: v.before.clone(),
+                after: realism::tone_aligned(&v.before, &v.after)?,
+                nodules: v.nodules.clone(),
+                pixel_mm: v.pixel_mm,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let twins = twins
+        .iter()
+        .map(|t| {
+            Ok(Twin {
+                name: t.name.clone(),
+                before: t.before.clone(),
+                after: realism::tone_aligned(&t.before, &t.after)?,
+                pixel_mm: t.pixel_mm,
+                lungs: t.lungs.clone(),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((views, twins))
+}
+
 /// Blob radii in pixels: 3–15 mm when the pitch is known, else the labelled nodules' range.
 fn blob_radii(pixel_mm: Option<f64>, labelled: &[f64]) -> [f64; 2] {
     match pixel_mm {
@@ -585,6 +617,62 @@ mod tests {
         let c = run(&views, &[twin(planted)], &reference).unwrap();
         assert!(c[4].after.starts_with("1 new blob"), "{:?}", c[4]);
         assert_near(new_blob_at(&c[4], "b"), [44.0, 84.0], 2.0);
+    }
+
+    #[test]
+    fn a_tone_curve_is_its_own_tone_curve_and_sharpening_is_more_than_one() {
+        let reference = Reference::from_images(&[&chest(0.0, false)]).unwrap();
+        let before = chest(0.15, true);
+        let curve = |g: &GrayImage| GrayImage {
+            data: g.data.iter().map(|v| v.sqrt()).collect(),
+            ..g.clone()
+        };
+        // unsharp masking on top of the curve: structure the curve alone cannot give
+        let sharpen = |g: &GrayImage| {
+            let soft = realism::gaussian_blur(g, 2.0);
+            GrayImage {
+                data: g
+                    .data
+                    .iter()
+                    .zip(&soft.data)
+                    .map(|(v, s)| v + 1.5 * (v - s))
+                    .collect(),
+                ..g.clone()
+            }
+        };
+        let view = |after: GrayImage| View {
+            name: "a".into(),
+            before: before.clone(),
+            after,
+            nodules: vec![([40.0, 60.0], 5.0)],
+            pixel_mm: None,
+        };
+        let (alone, _) = tone_curves_alone(&[view(curve(&before))], &[]).unwrap();
+        let got = &alone[0].after.data;
+        let want = curve(&before).data;
+        assert!(got.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-5));
+        // the sharpened restoration gains more detail than its own tone curve does
+        let sharp = vec![view(sharpen(&curve(&before)))];
+        let (alone, _) = tone_curves_alone(&sharp, &[]).unwrap();
+        let share = |c: &Check| -> f64 {
+            let pct = c
+                .after
+                .split('(')
+                .nth(1)
+                .unwrap()
+                .split(' ')
+                .next()
+                .unwrap();
+            pct.parse().unwrap()
+        };
+        let full = run(&sharp, &[], &reference).unwrap();
+        let curve_only = run(&alone, &[], &reference).unwrap();
+        assert!(
+            share(&full[0]) > share(&curve_only[0]) + 10.0,
+            "{:?} against {:?}",
+            full[0],
+            curve_only[0]
+        );
     }
 
     #[test]
