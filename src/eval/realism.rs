@@ -321,7 +321,9 @@ pub fn tone_aligned(img: &GrayImage, like: &GrayImage) -> Result<GrayImage> {
     let mut start = 0;
     while start < order.len() {
         let level = img.data[order[start]];
-        let end = start + order[start..].partition_point(|&p| img.data[p] == level);
+        // total_cmp, not ==: a NaN level is its own group instead of an empty one
+        let end =
+            start + order[start..].partition_point(|&p| img.data[p].total_cmp(&level).is_eq());
         let mean = target[start..end].iter().map(|v| *v as f64).sum::<f64>() / (end - start) as f64;
         for &p in &order[start..end] {
             data[p] = mean as f32;
@@ -659,6 +661,10 @@ mod tests {
                 }
             }
         }
+        // a NaN (no reader makes one, but nothing here may hang on it) is one more level
+        let mut odd = a.clone();
+        odd.data[5] = f32::NAN;
+        assert_eq!(tone_aligned(&odd, &like).unwrap().data.len(), a.data.len());
         // an image aligned to itself is itself
         let s = tone_aligned(&like, &like).unwrap();
         assert!(

@@ -255,7 +255,7 @@ fn run_checks(a: &RealismArgs, before: &std::path::Path, reference: &[GrayImage]
         } else {
             format!(" ({})", numbers.join(", "))
         },
-        alone[0].after,
+        alone.first().map_or("–", |c| c.after.as_str()),
         alone.get(3).map_or("–", |c| c.after.as_str()),
     );
     Ok(())
