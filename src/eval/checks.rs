@@ -416,13 +416,7 @@ mod tests {
             let clean = chest(0.0, true);
             let mut after = stretch(&clean);
             if planted {
-                for y in 0..128 {
-                    for x in 0..128 {
-                        if (x as f32 - 88.0).hypot(y as f32 - 60.0) < 5.0 {
-                            after.data[y * 128 + x] += 0.3;
-                        }
-                    }
-                }
+                plant_disk(&mut after, [88.0, 60.0], 5.0, 0.3);
             }
             Twin {
                 name: "a".into(),
@@ -439,6 +433,17 @@ mod tests {
         assert!(c[4].after.starts_with("1 new blob"), "{:?}", c[4]);
         // and the check says where it is: the twin's name, and its centre within half a radius
         assert_near(new_blob_at(&c[4], "a"), [88.0, 60.0], 2.5);
+    }
+
+    /// Adds `c` inside the disk of radius `r` around `centre` (pixels) of a 128² image.
+    fn plant_disk(g: &mut GrayImage, centre: [f32; 2], r: f32, c: f32) {
+        for y in 0..128 {
+            for x in 0..128 {
+                if (x as f32 - centre[0]).hypot(y as f32 - centre[1]) < r {
+                    g.data[y * 128 + x] += c;
+                }
+            }
+        }
     }
 
     /// The radiograph and one view whose restoration changed nothing (checks 1–4 aside).
@@ -481,13 +486,7 @@ mod tests {
         let (reference, views) = unchanged_view();
         let clean = chest(0.0, true);
         let mut after = clean.clone();
-        for y in 0..128 {
-            for x in 0..128 {
-                if (x as f32 - 88.0).hypot(y as f32 - 60.0) < 5.0 {
-                    after.data[y * 128 + x] += 0.3;
-                }
-            }
-        }
+        plant_disk(&mut after, [88.0, 60.0], 5.0, 0.3);
         let twin = |lungs: Option<Vec<bool>>| Twin {
             name: "a".into(),
             before: clean.clone(),
@@ -607,13 +606,7 @@ mod tests {
         assert!(c[4].pass, "{:?}", c[4]);
         // a disk where the lung was flat, after the same curve: invented
         let mut planted = tone(&clean);
-        for y in 0..128 {
-            for x in 0..128 {
-                if (x as f32 - 44.0).hypot(y as f32 - 84.0) < 4.0 {
-                    planted.data[y * 128 + x] += 0.05;
-                }
-            }
-        }
+        plant_disk(&mut planted, [44.0, 84.0], 4.0, 0.05);
         let c = run(&views, &[twin(planted)], &reference).unwrap();
         assert!(c[4].after.starts_with("1 new blob"), "{:?}", c[4]);
         assert_near(new_blob_at(&c[4], "b"), [44.0, 84.0], 2.0);
