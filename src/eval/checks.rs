@@ -389,20 +389,7 @@ mod tests {
     #[test]
     fn more_contrast_everywhere_invents_nothing_but_a_planted_blob_is_found() {
         // a restoration that doubles contrast inside the body: every response doubles
-        let stretch = |g: &GrayImage| GrayImage {
-            data: g
-                .data
-                .iter()
-                .map(|v| {
-                    if *v > 0.0 {
-                        (2.0 * (v - 0.5) + 0.5).clamp(0.0, 1.0)
-                    } else {
-                        0.0
-                    }
-                })
-                .collect(),
-            ..g.clone()
-        };
+        let stretch = |g: &GrayImage| map_body(g, |v| (2.0 * (v - 0.5) + 0.5).clamp(0.0, 1.0));
         let reference = Reference::from_images(&[&chest(0.0, false)]).unwrap();
         let before = chest(0.15, true);
         let views = vec![View {
@@ -433,6 +420,18 @@ mod tests {
         assert!(c[4].after.starts_with("1 new blob"), "{:?}", c[4]);
         // and the check says where it is: the twin's name, and its centre within half a radius
         assert_near(new_blob_at(&c[4], "a"), [88.0, 60.0], 2.5);
+    }
+
+    /// A restoration's grey-level map `f` over the body; the air (0) stays black.
+    fn map_body(g: &GrayImage, f: impl Fn(f32) -> f32) -> GrayImage {
+        GrayImage {
+            data: g
+                .data
+                .iter()
+                .map(|&v| if v > 0.0 { f(v) } else { 0.0 })
+                .collect(),
+            ..g.clone()
+        }
     }
 
     /// Adds `c` inside the disk of radius `r` around `centre` (pixels) of a 128² image.
@@ -567,20 +566,7 @@ mod tests {
             })
         };
         // slope 1 up to 0.4, 3 at 0.6
-        let tone = |g: &GrayImage| GrayImage {
-            data: g
-                .data
-                .iter()
-                .map(|v| {
-                    if *v > 0.0 {
-                        v + 5.0 * (v - 0.4).max(0.0).powi(2)
-                    } else {
-                        0.0
-                    }
-                })
-                .collect(),
-            ..g.clone()
-        };
+        let tone = |g: &GrayImage| map_body(g, |v| v + 5.0 * (v - 0.4).max(0.0).powi(2));
         let reference = Reference::from_images(&[&chest(0.0, false)]).unwrap();
         let before = flat(0.35, 0.05, 0.0);
         let views = vec![View {
