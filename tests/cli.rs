@@ -890,3 +890,27 @@ fn resize_crops_then_resamples_and_names_a_bad_crop() {
         assert!(files_in(&bad).is_empty(), "{crop}: {:?}", files_in(&bad));
     }
 }
+
+/// A reader that goes away (`dxr info … | head -1`) ends `dxr` as it ends other Unix tools: by
+/// SIGPIPE, with no panic message (it used to panic in `println!`).
+#[cfg(unix)]
+#[test]
+fn a_closed_stdout_ends_dxr_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader); // every write to it now fails
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let o = Command::new(env!("CARGO_BIN_EXE_dxr"))
+        .args(["info", &s(&root.join("models/default.safetensors"))])
+        .stdout(writer)
+        .output()
+        .expect("dxr runs");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(
+        o.status.signal(),
+        Some(libc::SIGPIPE),
+        "{:?}: {err}",
+        o.status
+    );
+}

@@ -24,6 +24,16 @@ fn keep_freed_memory() {
     }
 }
 
+/// Ends quietly, as other Unix tools do, when the reader of stdout goes away (`dxr info | head`):
+/// Rust starts with SIGPIPE ignored, so the next `println!` would panic on the closed pipe.
+fn end_quietly_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: restores one signal's default action; called before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 mod bench;
 mod common;
 mod drr;
@@ -98,6 +108,7 @@ enum Command {
 
 fn main() -> ExitCode {
     keep_freed_memory();
+    end_quietly_on_closed_pipe();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Restore(a) => restore::run(&a),
