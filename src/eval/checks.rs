@@ -11,7 +11,7 @@
 //!    there before (the blob threshold of each side: half the median detector response at its
 //!    own labelled nodules; "there before": the input's response, in the output's intensities
 //!    (a tone curve invents nothing), within half a radius and one scale, reaches half the
-//!    output's threshold),
+//!    output's threshold; a pass names the strongest blob not there before, its margin),
 //!    and the background outside the body stays black (mean ≤ 5 % of the input's range).
 
 use super::realism::{self, STRIDE_PERIODS};
@@ -265,7 +265,8 @@ pub fn run(views: &[View], twins: &[Twin], reference: &Reference) -> Result<Vec<
     // vessel there past the nodules' threshold without adding anything. The map, not the
     // input's list of maxima: a vessel crossing whose peak moves by a pixel, or a chest-wall
     // response whose maximum slides across the lung mask's edge once the contrast changes, was
-    // there before all the same.
+    // there before all the same. Blobs down to half the threshold are looked at too, so that a
+    // pass says how close the strongest blob that was not there before came (its margin).
     let response = |after: bool| -> Vec<f64> {
         views
             .iter()
@@ -286,7 +287,8 @@ pub fn run(views: &[View], twins: &[Twin], reference: &Reference) -> Result<Vec<
     let threshold = 0.5 * median(&responses);
     let threshold_after = 0.5 * median(&responses_after);
     let (mut new_blobs, mut blobs_before, mut bg) = (0, 0, Vec::new());
-    // the strongest new blob and where it is, so a reader can look at it
+    // the strongest blob that was not there before (new when it reaches the threshold) and
+    // where it is, so a reader can look at it
     let mut strongest_new: Option<(f64, &str, realism::Blob)> = None;
     let mut drawn = 0;
     for t in twins {
@@ -309,9 +311,9 @@ pub fn run(views: &[View], twins: &[Twin], reference: &Reference) -> Result<Vec<
         let rr = blob_radii(t.pixel_mm, &radii);
         blobs_before += realism::find_blobs(&t.before, &mask, rr, threshold).len();
         let before = realism::BlobScales::new(&realism::tone_aligned(&t.before, &t.after)?, rr);
-        for x in realism::find_blobs(&t.after, &mask, rr, threshold_after) {
+        for x in realism::find_blobs(&t.after, &mask, rr, 0.5 * threshold_after) {
             if before.peak_near(&x) < 0.5 * threshold_after {
-                new_blobs += 1;
+                new_blobs += usize::from(x.response >= threshold_after);
                 let ratio = x.response / threshold_after;
                 if strongest_new.as_ref().is_none_or(|s| ratio > s.0) {
                     strongest_new = Some((ratio, t.name.as_str(), x));
@@ -340,8 +342,15 @@ pub fn run(views: &[View], twins: &[Twin], reference: &Reference) -> Result<Vec<
              background at {:.1} %",
             match &strongest_new {
                 Some((ratio, name, b)) => format!(
-                    "; the strongest at {ratio:.2}× that, in {name} at x {:.0}, y {:.0}, radius {:.1} px",
-                    b.centre[0], b.centre[1], b.radius
+                    "; {} at {ratio:.2}× that, in {name} at x {:.0}, y {:.0}, radius {:.1} px",
+                    if new_blobs > 0 {
+                        "the strongest"
+                    } else {
+                        "none reaches it: the strongest blob not there before is"
+                    },
+                    b.centre[0],
+                    b.centre[1],
+                    b.radius
                 ),
                 None => String::new(),
             },
@@ -443,6 +452,46 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_pass_says_how_close_the_strongest_blob_not_there_before_came() {
+        // the same doubled contrast, and a disk planted in the other lung of the clean twin:
+        // first strong enough to be new, then scaled (the detector is linear) to 0.7 of the
+        // threshold, where the check passes and names it as its margin
+        let stretch = |g: &GrayImage| map_body(g, |v| (2.0 * (v - 0.5) + 0.5).clamp(0.0, 1.0));
+        let (reference, mut views) = unchanged_view();
+        views[0].after = stretch(&views[0].before);
+        let twin = |c: f32| {
+            let clean = chest(0.0, true);
+            let mut after = stretch(&clean);
+            plant_disk(&mut after, [88.0, 60.0], 5.0, c);
+            Twin {
+                name: "t".into(),
+                before: clean,
+                after,
+                pixel_mm: None,
+                lungs: None,
+            }
+        };
+        let ratio = |c: &Check, lead: &str| -> f64 {
+            let at = c
+                .after
+                .split(lead)
+                .nth(1)
+                .unwrap_or_else(|| panic!("{c:?}"));
+            at.split('×').next().unwrap().trim().parse().unwrap()
+        };
+        let c = run(&views, &[twin(0.3)], &reference).unwrap();
+        assert!(!c[4].pass, "{:?}", c[4]);
+        let strong = ratio(&c[4], "the strongest at ");
+        assert!(strong > 1.0, "{:?}", c[4]);
+        let c = run(&views, &[twin(0.3 * 0.7 / strong as f32)], &reference).unwrap();
+        assert!(c[4].pass, "{:?}", c[4]);
+        assert!(c[4].after.starts_with("0 new blobs"), "{:?}", c[4]);
+        let margin = ratio(&c[4], "the strongest blob not there before is at ");
+        assert!((margin - 0.7).abs() < 0.05, "{margin}: {:?}", c[4]);
+        assert_near(new_blob_at(&c[4], "t"), [88.0, 60.0], 2.5);
     }
 
     /// The radiograph and one view whose restoration changed nothing (checks 1–4 aside).
