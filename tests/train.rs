@@ -1077,6 +1077,74 @@ fn the_drr_look_is_fitted_made_into_pairs_and_the_fixed_filter_runs() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("a fraction between 0 and 1, got 1.5"));
     assert!(!dir.path("p4").exists());
+    // --mottle: the LQ alone changes (smooth noise on top of the same degradation); the HQ
+    // stays the plain pairs' HQ; out-of-range or with another method, refused by name
+    dxr(&[
+        "pairs",
+        "--method",
+        "drr",
+        "--count",
+        "3",
+        "--size",
+        "32",
+        "--seed",
+        "4",
+        "--weights",
+        &p("noisy.json"),
+        "--hq",
+        &p("real.png"),
+        "--out",
+        &p("mottled"),
+        "--mottle",
+        "0.03",
+        "--mottle-px",
+        "1.5",
+    ]);
+    let mottled = PairSet::load(&dir.path("mottled")).unwrap();
+    for k in 0..3 {
+        assert_eq!(
+            mottled.hq[k].data, plain.hq[k].data,
+            "the HQ gets no mottle"
+        );
+        let moved = mottled.lq[k]
+            .data
+            .iter()
+            .zip(&plain.lq[k].data)
+            .filter(|(a, b)| (*a - *b).abs() > 1e-3)
+            .count();
+        assert!(
+            moved > mottled.lq[k].data.len() / 4,
+            "LQ {k}: {moved} pixels moved"
+        );
+    }
+    for (args, needle) in [
+        (
+            ["--method", "drr", "--mottle", "0.9"],
+            "--mottle 0.9: out of range",
+        ),
+        (
+            ["--method", "bicubic", "--mottle", "0.01"],
+            "--mottle needs --method drr",
+        ),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_dxr"))
+            .arg("pairs")
+            .args(args)
+            .args([
+                "--weights",
+                &p("noisy.json"),
+                "--hq",
+                &p("real.png"),
+                "--out",
+                &p("p5"),
+            ])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{err}");
+        assert!(!dir.path("p5").exists());
+    }
     dxr(&[
         "filter",
         "--filter",

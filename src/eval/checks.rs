@@ -11,7 +11,8 @@
 //!    there before (the blob threshold of each side: half the median detector response at its
 //!    own labelled nodules; "there before": the input's response, in the output's intensities
 //!    (a tone curve invents nothing), within half a radius and one scale, reaches half the
-//!    output's threshold; a pass names the strongest blob not there before, its margin),
+//!    output's threshold; a pass names the strongest blob not there before, its margin; how many
+//!    new blobs are elongated, ridges or edges more than nodules, is reported),
 //!    and the background outside the body stays black (mean ≤ 5 % of the input's range).
 
 use super::realism::{self, STRIDE_PERIODS};
@@ -287,6 +288,10 @@ pub fn run(views: &[View], twins: &[Twin], reference: &Reference) -> Result<Vec<
     let threshold = 0.5 * median(&responses);
     let threshold_after = 0.5 * median(&responses_after);
     let (mut new_blobs, mut blobs_before, mut bg) = (0, 0, Vec::new());
+    // of the new blobs, those that curve down one way only (a sharpened rib border, a vessel,
+    // the corner where two edges cross) rather than round like a nodule: reported, and counted
+    // all the same, so that the verdict does not hang on a shape test
+    let mut elongated = 0;
     // the strongest blob that was not there before (new when it reaches the threshold) and
     // where it is, so a reader can look at it
     let mut strongest_new: Option<(f64, &str, realism::Blob)> = None;
@@ -314,6 +319,9 @@ pub fn run(views: &[View], twins: &[Twin], reference: &Reference) -> Result<Vec<
         for x in realism::find_blobs(&t.after, &mask, rr, 0.5 * threshold_after) {
             if before.peak_near(&x) < 0.5 * threshold_after {
                 new_blobs += usize::from(x.response >= threshold_after);
+                elongated += usize::from(
+                    x.response >= threshold_after && x.roundness < realism::ROUND_ENOUGH,
+                );
                 let ratio = x.response / threshold_after;
                 if strongest_new.as_ref().is_none_or(|s| ratio > s.0) {
                     strongest_new = Some((ratio, t.name.as_str(), x));
@@ -339,7 +347,8 @@ pub fn run(views: &[View], twins: &[Twin], reference: &Reference) -> Result<Vec<
         ),
         after: format!(
             "{new_blobs} new blobs ≥ {threshold_after:.4} (half the restored nodules' median{}), \
-             background at {:.1} %",
+             {elongated} of them elongated (roundness under {}: a ridge or an edge more than a \
+             nodule), background at {:.1} %",
             match &strongest_new {
                 Some((ratio, name, b)) => format!(
                     "; {} at {ratio:.2}× that, in {name} at x {:.0}, y {:.0}, radius {:.1} px",
@@ -354,6 +363,7 @@ pub fn run(views: &[View], twins: &[Twin], reference: &Reference) -> Result<Vec<
                 ),
                 None => String::new(),
             },
+            realism::ROUND_ENOUGH,
             bg_mean * 100.0
         ),
         target: "0 new blobs, background ≤ 5 %".into(),
@@ -492,6 +502,60 @@ mod tests {
         let margin = ratio(&c[4], "the strongest blob not there before is at ");
         assert!((margin - 0.7).abs() < 0.05, "{margin}: {:?}", c[4]);
         assert_near(new_blob_at(&c[4], "t"), [88.0, 60.0], 2.5);
+    }
+
+    #[test]
+    fn a_new_line_counts_and_is_called_elongated_but_a_new_disk_is_not() {
+        // a sharpened rib border or vessel: a bright line of a disk's contrast, planted where
+        // the clean twin had nothing; its blob response passes the threshold as a disk's does,
+        // but it curves down one way only
+        let (reference, views) = unchanged_view();
+        let twin = |line: bool, disk: bool| {
+            let clean = chest(0.0, true);
+            let mut after = clean.clone();
+            if line {
+                // across the whole lung, so that its ends (blob-like) lie outside it; a
+                // little brighter every 16 px, so that it has maxima
+                for y in 0..128 {
+                    let along = 0.01 * (y as f32 * std::f32::consts::PI / 8.0).cos();
+                    for x in 85..91 {
+                        after.data[y * 128 + x] += 0.3 + along;
+                    }
+                }
+            }
+            if disk {
+                plant_disk(&mut after, [40.0, 70.0], 4.0, 0.3);
+            }
+            Twin {
+                name: "t".into(),
+                before: clean,
+                after,
+                pixel_mm: None,
+                lungs: None,
+            }
+        };
+        let elongated = |c: &Check| -> usize {
+            c.after
+                .split(" of them elongated")
+                .next()
+                .and_then(|s| s.rsplit(' ').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("{c:?}"))
+        };
+        let new = |c: &Check| -> usize { c.after.split(' ').next().unwrap().parse().unwrap() };
+        let c = run(&views, &[twin(true, false)], &reference).unwrap();
+        assert!(!c[4].pass, "{:?}", c[4]);
+        assert!(
+            new(&c[4]) >= 1 && elongated(&c[4]) == new(&c[4]),
+            "{:?}",
+            c[4]
+        );
+        let c = run(&views, &[twin(true, true)], &reference).unwrap();
+        assert!(!c[4].pass, "{:?}", c[4]);
+        assert_eq!(new(&c[4]), elongated(&c[4]) + 1, "{:?}", c[4]);
+        let c = run(&views, &[twin(false, true)], &reference).unwrap();
+        assert_eq!((new(&c[4]), elongated(&c[4])), (1, 0), "{:?}", c[4]);
+        assert_near(new_blob_at(&c[4], "t"), [40.0, 70.0], 2.5);
     }
 
     /// The radiograph and one view whose restoration changed nothing (checks 1–4 aside).

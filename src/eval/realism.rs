@@ -382,6 +382,10 @@ pub struct Blob {
     pub centre: [f64; 2],
     pub radius: f64,
     pub response: f64,
+    /// How round it is: the ratio of the smaller to the larger curvature (Hessian eigenvalue) of
+    /// the smoothed image at its centre and scale, 1 for a disk, near 0 for a ridge or an edge
+    /// (a vessel, a rib's border), 0 where it does not curve down both ways.
+    pub roundness: f64,
 }
 
 /// The blob detector's scale space: −σ²∇²(G_σ * image) at 8 scales spaced evenly in log over
@@ -392,6 +396,8 @@ pub struct BlobScales {
     height: usize,
     sigmas: Vec<f64>,
     responses: Vec<Vec<f64>>,
+    /// The image smoothed at each scale, for the blobs' roundness.
+    smoothed: Vec<Vec<f32>>,
 }
 
 impl BlobScales {
@@ -402,14 +408,12 @@ impl BlobScales {
         let sigmas: Vec<f64> = (0..scales)
             .map(|k| r0 * (r1 / r0).powf(k as f64 / (scales - 1) as f64) / std::f64::consts::SQRT_2)
             .collect();
+        let smoothed: Vec<Vec<f32>> = sigmas.iter().map(|&s| gaussian_blur(img, s).data).collect();
         let responses = sigmas
             .iter()
-            .map(|&s| {
-                let g: Vec<f64> = gaussian_blur(img, s)
-                    .data
-                    .iter()
-                    .map(|v| *v as f64)
-                    .collect();
+            .zip(&smoothed)
+            .map(|(&s, g)| {
+                let g: Vec<f64> = g.iter().map(|v| *v as f64).collect();
                 (0..w * h)
                     .map(|p| {
                         let (x, y) = (p % w, p / w);
@@ -427,7 +431,26 @@ impl BlobScales {
             height: h,
             sigmas,
             responses,
+            smoothed,
         }
+    }
+
+    /// Roundness at pixel `p` of scale `k` (see [`Blob::roundness`]): the Hessian of the
+    /// smoothed image by central differences, its eigenvalues λ₁ ≤ λ₂; a bright blob curves
+    /// down both ways (λ₂ < 0), and λ₂/λ₁ is 1 when it does so equally.
+    fn roundness(&self, k: usize, p: usize) -> f64 {
+        let (w, h) = (self.width, self.height);
+        let (x, y) = (p % w, p / w);
+        if x == 0 || y == 0 || x + 1 >= w || y + 1 >= h {
+            return 0.0;
+        }
+        let g = |q: usize| self.smoothed[k][q] as f64;
+        let hxx = g(p - 1) + g(p + 1) - 2.0 * g(p);
+        let hyy = g(p - w) + g(p + w) - 2.0 * g(p);
+        let hxy = (g(p + w + 1) + g(p - w - 1) - g(p + w - 1) - g(p - w + 1)) / 4.0;
+        let (mid, half) = ((hxx + hyy) / 2.0, ((hxx - hyy) / 2.0).hypot(hxy));
+        let (l1, l2) = (mid - half, mid + half);
+        if l2 >= 0.0 || l1 >= 0.0 { 0.0 } else { l2 / l1 }
     }
 
     /// Local maxima over position and scale inside `mask` whose response is at least
@@ -462,6 +485,7 @@ impl BlobScales {
                         centre: [x as f64 + 0.5, y as f64 + 0.5],
                         radius: self.sigmas[k] * std::f64::consts::SQRT_2,
                         response: v,
+                        roundness: self.roundness(k, p),
                     });
                 }
             }
@@ -515,17 +539,53 @@ pub fn find_blobs(img: &GrayImage, mask: &[bool], radii: [f64; 2], threshold: f6
     BlobScales::new(img, radii).find(mask, threshold)
 }
 
-/// The response of the blob detector at a known nodule: the largest −σ²∇²G response within
-/// half a radius of `centre` over the detector's scales around `radius`.
-pub fn blob_response_at(img: &GrayImage, centre: [f64; 2], radius: f64) -> f64 {
+/// The least [`Blob::roundness`] of a blob more than a ridge or an edge: the curvature ratio of
+/// 10 that SIFT's edge test uses (Lowe, 2004).
+pub const ROUND_ENOUGH: f64 = 0.1;
+
+/// The band of [`lung_detail`], as Gaussian σ in mm: 0.7–3 px of a 256² DRR (1.56 mm/px), the
+/// scale of rib borders and vessels that a DRR blurs.
+pub const LUNG_DETAIL_MM: [f64; 2] = [1.1, 4.7];
+
+/// How sharp the lungs look: the RMS of a band-pass (Gaussian σ [`LUNG_DETAIL_MM`] difference;
+/// in pixels of a 256² DRR when the pitch is unknown) inside `mask`, over the whole image's
+/// 1–99 % intensity range, so that a display window does not count but the share of the grey
+/// scale the lungs get does. `None` when the mask is empty.
+pub fn lung_detail(img: &GrayImage, mask: &[bool], pixel_mm: Option<f64>) -> Option<f64> {
+    let px = pixel_mm.filter(|p| *p > 0.0).unwrap_or(400.0 / 256.0);
+    let (fine, coarse) = (
+        gaussian_blur(img, LUNG_DETAIL_MM[0] / px),
+        gaussian_blur(img, LUNG_DETAIL_MM[1] / px),
+    );
+    let (mut sum, mut n) = (0.0, 0usize);
+    for p in (0..img.data.len()).filter(|&p| mask.get(p) == Some(&true)) {
+        sum += ((fine.data[p] - coarse.data[p]) as f64).powi(2);
+        n += 1;
+    }
+    if n == 0 {
+        return None;
+    }
+    let mut v: Vec<f32> = img.data.clone();
+    v.sort_by(f32::total_cmp);
+    let q = |f: f64| v[((v.len() - 1) as f64 * f).round() as usize] as f64;
+    Some((sum / n as f64).sqrt() / (q(0.99) - q(0.01)).max(1e-6))
+}
+
+/// The blob the detector sees at a known nodule: the strongest −σ²∇²G maximum within half a
+/// radius of `centre` over the detector's scales around `radius` (`None`: nothing bright there).
+pub fn blob_at(img: &GrayImage, centre: [f64; 2], radius: f64) -> Option<Blob> {
     let all = vec![true; img.width * img.height];
     find_blobs(img, &all, [radius * 0.7, radius * 1.4], f64::MIN)
-        .iter()
+        .into_iter()
         .filter(|b| {
             (b.centre[0] - centre[0]).hypot(b.centre[1] - centre[1]) <= 0.5 * radius.max(2.0)
         })
-        .map(|b| b.response)
-        .fold(0.0, f64::max)
+        .max_by(|a, b| a.response.total_cmp(&b.response))
+}
+
+/// The response of the blob detector at a known nodule (0 when it sees nothing bright there).
+pub fn blob_response_at(img: &GrayImage, centre: [f64; 2], radius: f64) -> f64 {
+    blob_at(img, centre, radius).map_or(0.0, |b| b.response.max(0.0))
 }
 
 /// Background outside the body: the pixels of `input` within 2 % of the range above its
@@ -800,6 +860,68 @@ mod tests {
     }
 
     #[test]
+    fn blur_lowers_lung_detail_and_sharpening_raises_it() {
+        let lungs = img(64, 64, |x, y| {
+            0.4 + 0.1 * ((x as f32 * 0.9).sin() * (y as f32 * 0.7).cos())
+                + 0.3 * (x > 48) as u8 as f32
+        });
+        let mask: Vec<bool> = (0..64 * 64).map(|p| p % 64 < 40).collect();
+        let d = |g: &GrayImage| lung_detail(g, &mask, None).unwrap();
+        let soft = gaussian_blur(&lungs, 1.5);
+        let blur = gaussian_blur(&soft, 2.0);
+        let sharp = GrayImage {
+            data: soft
+                .data
+                .iter()
+                .zip(&blur.data)
+                .map(|(s, b)| s + 1.0 * (s - b))
+                .collect(),
+            ..soft.clone()
+        };
+        assert!(d(&soft) < 0.8 * d(&lungs), "{} {}", d(&soft), d(&lungs));
+        assert!(d(&sharp) > 1.2 * d(&soft), "{} {}", d(&sharp), d(&soft));
+        assert_eq!(lung_detail(&lungs, &vec![false; 64 * 64], None), None);
+    }
+
+    #[test]
+    fn a_disk_is_round_and_a_line_is_not() {
+        let disk = img(64, 64, |x, y| {
+            if (x as f64 + 0.5 - 32.0).hypot(y as f64 + 0.5 - 32.0) < 5.0 {
+                0.6
+            } else {
+                0.3
+            }
+        });
+        let all = vec![true; 64 * 64];
+        let b = find_blobs(&disk, &all, [3.0, 8.0], 0.0)[0];
+        assert!(b.roundness > 0.9, "{b:?}");
+        // a line 5 px wide whose brightness varies a little along it: maxima as strong as the
+        // disk's, but nearly flat along it
+        let line = img(64, 64, |x, y| {
+            let along = 0.01 * (y as f32 * std::f32::consts::PI / 8.0).cos();
+            if (30..35).contains(&x) {
+                0.6 + along
+            } else {
+                0.3
+            }
+        });
+        let mid: Vec<bool> = (0..64 * 64).map(|p| (16..48).contains(&(p / 64))).collect();
+        let on_line = find_blobs(&line, &mid, [3.0, 8.0], 0.5 * b.response);
+        assert!(!on_line.is_empty());
+        assert!(on_line.iter().all(|l| l.roundness < 0.2), "{on_line:?}");
+        // a dark spot does not curve down at all
+        let pit = img(64, 64, |x, y| {
+            if (x as f64 + 0.5 - 32.0).hypot(y as f64 + 0.5 - 32.0) < 5.0 {
+                0.3
+            } else {
+                0.6
+            }
+        });
+        let scales = BlobScales::new(&pit, [3.0, 8.0]);
+        assert_eq!(scales.roundness(3, 32 * 64 + 32), 0.0);
+    }
+
+    #[test]
     fn the_response_map_sees_a_blob_whose_peak_lies_outside_the_mask() {
         let field = img(64, 64, |x, y| {
             let d2 = (x as f32 - 20.0).powi(2) + (y as f32 - 32.0).powi(2);
@@ -813,11 +935,13 @@ mod tests {
         assert!(scales.find(&mask, 0.5 * peak.response).is_empty());
         // but a blob found there in another image had this one under it
         let there = Blob {
+            roundness: 1.0,
             centre: [22.5, 32.5],
             ..peak
         };
         assert!(scales.peak_near(&there) >= 0.9 * peak.response);
         let elsewhere = Blob {
+            roundness: 1.0,
             centre: [50.5, 32.5],
             ..peak
         };

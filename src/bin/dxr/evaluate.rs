@@ -167,7 +167,7 @@ fn lung_fields(
 }
 
 /// `dxr realism --before`: the checks of a restoration.
-fn run_checks(a: &RealismArgs, before: &std::path::Path, reference: &[GrayImage]) -> Result<()> {
+fn run_checks(a: &RealismArgs, before: &std::path::Path, radiograph: &[GrayImage]) -> Result<()> {
     use dxr::eval::checks::{Reference, Twin, View};
     let labels = a.labels.as_ref().ok_or_else(|| {
         Error::Config("--before needs --labels (the DRR set the nodules come from)".into())
@@ -178,6 +178,8 @@ fn run_checks(a: &RealismArgs, before: &std::path::Path, reference: &[GrayImage]
     };
     let befores = by_stem(before)?;
     let mut views = Vec::new();
+    // each view's lung fields, for the lungs' detail (by threshold when the set has none)
+    let mut view_lungs = Vec::new();
     for dir in &a.images {
         for (stem, file) in by_stem(dir)? {
             let Some(src) = befores.get(&stem) else {
@@ -189,6 +191,10 @@ fn run_checks(a: &RealismArgs, before: &std::path::Path, reference: &[GrayImage]
                 .into_iter()
                 .map(|n| (n.centre_px, n.radius_px))
                 .collect();
+            view_lungs.push(
+                lung_fields(labels, src, &input)?
+                    .unwrap_or_else(|| dxr::eval::realism::lung_mask(&input)),
+            );
             views.push(View {
                 pixel_mm: pitch(src, &input),
                 name: stem,
@@ -214,7 +220,7 @@ fn run_checks(a: &RealismArgs, before: &std::path::Path, reference: &[GrayImage]
             });
         }
     }
-    let reference = Reference::from_images(&reference.iter().collect::<Vec<_>>())?;
+    let reference = Reference::from_images(&radiograph.iter().collect::<Vec<_>>())?;
     println!(
         "checks of {} restored views ({} twins) against {}",
         views.len(),
@@ -238,6 +244,7 @@ fn run_checks(a: &RealismArgs, before: &std::path::Path, reference: &[GrayImage]
     }
     let passed = results.iter().filter(|c| c.pass).count();
     println!("{passed} of {} checks pass", results.len());
+    print_lung_detail(&views, &view_lungs, radiograph);
     // what a grey-level map alone would score: the difference is what the restoration adds
     let (tv, tt) = checks::tone_curves_alone(&views, &twins)?;
     let alone = checks::run(&tv, &tt, &reference)?;
@@ -259,6 +266,49 @@ fn run_checks(a: &RealismArgs, before: &std::path::Path, reference: &[GrayImage]
         alone.get(3).map_or("–", |c| c.after.as_str()),
     );
     Ok(())
+}
+
+/// What the before/after sheet shows of the lungs: their detail
+/// ([`dxr::eval::realism::lung_detail`]) before and after, medians over the views, and the
+/// radiograph's (its lungs by threshold, at the pixel scale of a 256² DRR). Not one of the
+/// checks: a reading of how much sharper (or softer) the lungs and ribs come out.
+fn print_lung_detail(
+    views: &[dxr::eval::checks::View],
+    lungs: &[Vec<bool>],
+    reference: &[GrayImage],
+) {
+    use dxr::eval::realism::{LUNG_DETAIL_MM, lung_detail, lung_mask};
+    let median = |mut v: Vec<f64>| -> Option<f64> {
+        v.sort_by(f64::total_cmp);
+        (!v.is_empty()).then(|| v[v.len() / 2])
+    };
+    let side = |after: bool| {
+        median(
+            views
+                .iter()
+                .zip(lungs)
+                .filter_map(|(v, m)| {
+                    lung_detail(if after { &v.after } else { &v.before }, m, v.pixel_mm)
+                })
+                .collect(),
+        )
+    };
+    let radiograph = median(
+        reference
+            .iter()
+            .filter_map(|g| lung_detail(g, &lung_mask(g), None))
+            .collect(),
+    );
+    if let (Some(b), Some(a)) = (side(false), side(true)) {
+        println!(
+            "lungs' detail (not a check: the RMS of the {}–{} mm band in the lung fields over the \
+             1–99 % range, median over the views): {b:.4} → {a:.4} (×{:.2}){}",
+            LUNG_DETAIL_MM[0],
+            LUNG_DETAIL_MM[1],
+            a / b,
+            radiograph.map_or(String::new(), |r| format!("; the radiograph's {r:.4}"))
+        );
+    }
 }
 
 pub fn run_realism(a: &RealismArgs) -> Result<()> {

@@ -83,6 +83,13 @@ pub struct PairsArgs {
     /// of the grain) [default when given without a value: 1]
     #[arg(long, value_name = "FRACTION", num_args = 0..=1, default_missing_value = "1")]
     grain_in_hq: Option<f64>,
+    /// --method drr: add to each LQ crop alone a blob-like mottle of this standard deviation
+    /// (grey levels; white noise smoothed over --mottle-px), instead of the degradation file's
+    #[arg(long, value_name = "STD")]
+    mottle: Option<f64>,
+    /// The mottle's smoothing width (Gaussian σ, pixels) [default: the file's, else 1.5]
+    #[arg(long, value_name = "PX")]
+    mottle_px: Option<f64>,
 }
 
 /// The library's degradation for the flags.
@@ -128,6 +135,31 @@ pub fn run_pairs(a: &PairsArgs) -> Result<()> {
             "--grain-in-hq takes a fraction between 0 and 1, got {f}"
         )));
     }
+    for (flag, v, ok) in [
+        (
+            "--mottle",
+            a.mottle,
+            a.mottle.is_none_or(|m| (0.0..=0.5).contains(&m)),
+        ),
+        (
+            "--mottle-px",
+            a.mottle_px,
+            a.mottle_px.is_none_or(|p| (0.5..=16.0).contains(&p)),
+        ),
+    ] {
+        if !ok {
+            return Err(Error::Config(format!(
+                "{flag} {}: out of range (--mottle 0–0.5 grey levels, --mottle-px 0.5–16 px)",
+                v.unwrap_or_default()
+            )));
+        }
+        if v.is_some() && a.how.method != "drr" {
+            return Err(Error::Config(format!(
+                "{flag} needs --method drr (the mottle is that degradation's), not {}",
+                a.how.method
+            )));
+        }
+    }
     if a.grain_in_hq.is_some() && a.how.method != "drr" {
         return Err(Error::Config(format!(
             "--grain-in-hq needs --method drr (the noise it shares is that degradation's), not {}",
@@ -144,7 +176,11 @@ pub fn run_pairs(a: &PairsArgs) -> Result<()> {
             )));
         }
     };
-    let degrade = degrade_for(&a.how)?;
+    let mut degrade = degrade_for(&a.how)?;
+    if let Strategy::Drr(d) = &mut degrade {
+        d.mottle = a.mottle.unwrap_or(d.mottle);
+        d.mottle_px = a.mottle_px.unwrap_or(d.mottle_px);
+    }
     let hq = Domain::load(&a.hq, columns(&a.region, a.holdout)?)?;
     hq.check_patch(a.size)?;
     for d in ["lq", "hq"] {
