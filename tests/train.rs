@@ -1154,6 +1154,55 @@ fn the_drr_look_is_fitted_made_into_pairs_and_the_fixed_filter_runs() {
         &p("filtered"),
     ]);
     assert!(dir.path("filtered/00000.png").is_file());
+    // --tone-of: each DRR takes its restoration's histogram (here the filter's output) and keeps
+    // its own order of grey levels; a DRR with no restoration of its name is refused, and
+    // nothing is written
+    dxr(&[
+        "filter",
+        "--tone-of",
+        &p("filtered"),
+        &p("set/png16"),
+        "-o",
+        &p("toned"),
+    ]);
+    let drr = dxr::io::read(&dir.path("set/png16/00000.png")).unwrap();
+    let like = dxr::io::read(&dir.path("filtered/00000.png")).unwrap();
+    let toned = dxr::io::read(&dir.path("toned/00000.png")).unwrap();
+    let sorted = |g: &GrayImage| {
+        let mut v = g.data.clone();
+        v.sort_by(f32::total_cmp);
+        v
+    };
+    let (a, b) = (sorted(&toned), sorted(&like));
+    let gap = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).sum::<f32>() / a.len() as f32;
+    assert!(gap < 0.01, "histogram gap {gap}");
+    assert!(
+        (0..drr.data.len())
+            .zip(1..drr.data.len())
+            .all(|(i, j)| (drr.data[i] < drr.data[j]) <= (toned.data[i] <= toned.data[j])),
+        "the order of grey levels is kept"
+    );
+    assert_ne!(toned.data, drr.data);
+    std::fs::create_dir_all(dir.path("partial")).unwrap();
+    std::fs::copy(
+        dir.path("filtered/00000.png"),
+        dir.path("partial/00000.png"),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dxr"))
+        .args([
+            "filter",
+            "--tone-of",
+            &p("partial"),
+            &p("set/png16"),
+            "-o",
+            &p("t2"),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no image named 00001"));
+    assert!(!dir.path("t2").exists());
     // a file that is not a fitted look is refused by name
     std::fs::write(dir.path("junk.json"), "{}").unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_dxr"))

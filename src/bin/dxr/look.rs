@@ -103,8 +103,13 @@ pub fn run_fit_drr_look(a: &FitDrrLookArgs) -> Result<()> {
 #[derive(Args)]
 pub struct FilterArgs {
     /// The fixed filter's JSON (`dxr fit-drr-look --filter-out`).
-    #[arg(long)]
-    filter: PathBuf,
+    #[arg(long, required_unless_present = "tone_of", conflicts_with = "tone_of")]
+    filter: Option<PathBuf>,
+    /// Instead of the fixed filter, a restoration's tone curve alone: each input is
+    /// histogram-matched to the image of the same name in this folder (its restoration), which
+    /// moves no structure. A sheet column of it shows what a model adds beyond its grey scale.
+    #[arg(long, value_name = "RESTORED_DIR")]
+    tone_of: Option<PathBuf>,
     /// Images or folders.
     #[arg(required = true)]
     inputs: Vec<PathBuf>,
@@ -112,21 +117,63 @@ pub struct FilterArgs {
     out: PathBuf,
 }
 
-/// `dxr filter`: the no-learning baseline (tone curve + unsharp mask) over images.
+/// `dxr filter`: the no-learning baselines over images: the fixed filter (tone curve + unsharp
+/// mask), or a restoration's own tone curve alone.
 pub fn run_filter(a: &FilterArgs) -> Result<()> {
-    let text = std::fs::read_to_string(&a.filter).map_err(|e| Error::io(&a.filter, e))?;
-    let f: dxr::train::degrade::FixedFilter = serde_json::from_str(&text)
-        .map_err(|e| Error::Config(format!("{}: not a fixed filter ({e})", a.filter.display())))?;
-    std::fs::create_dir_all(&a.out).map_err(|e| Error::io(&a.out, e))?;
+    let fixed: Option<FixedFilter> = match &a.filter {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+            Some(serde_json::from_str(&text).map_err(|e| {
+                Error::Config(format!("{}: not a fixed filter ({e})", path.display()))
+            })?)
+        }
+        None => None,
+    };
+    // every input and its match first, so that a missing one leaves nothing written
+    let mut jobs = Vec::new();
     for i in &a.inputs {
         for file in dxr::io::image_files(i)? {
-            let out = f.apply(&io::read(&file)?);
-            let stem = file.file_stem().unwrap_or_default().to_string_lossy();
-            write_atomic(
-                &a.out.join(format!("{stem}.png")),
-                &encode_png(&out, BitDepth::Sixteen)?,
-            )?;
+            let stem = file
+                .file_stem()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            let like = match &a.tone_of {
+                Some(dir) => Some(
+                    dxr::io::image_files(dir)?
+                        .into_iter()
+                        .find(|p| p.file_stem().is_some_and(|s| s.to_string_lossy() == stem))
+                        .ok_or_else(|| {
+                            Error::Config(format!(
+                                "--tone-of {}: no image named {stem} to match {}",
+                                dir.display(),
+                                file.display()
+                            ))
+                        })?,
+                ),
+                None => None,
+            };
+            jobs.push((file, stem, like));
         }
+    }
+    std::fs::create_dir_all(&a.out).map_err(|e| Error::io(&a.out, e))?;
+    for (file, stem, like) in jobs {
+        let img = io::read(&file)?;
+        let out = match (&fixed, like) {
+            (Some(f), _) => f.apply(&img),
+            (None, Some(like)) => {
+                let like = io::read(&like)?;
+                dxr::eval::realism::tone_aligned(&img, &like)
+                    .map_err(|e| Error::Image(format!("{} against {stem}: {e}", file.display())))?
+            }
+            (None, None) => {
+                return Err(Error::Config("give --filter FILE or --tone-of DIR".into()));
+            }
+        };
+        write_atomic(
+            &a.out.join(format!("{stem}.png")),
+            &encode_png(&out, BitDepth::Sixteen)?,
+        )?;
     }
     Ok(())
 }
