@@ -115,10 +115,15 @@ else
   log "no second radiograph (scripts/fetch-data.sh cxr2): check 6's other patient not run"
 fi
 
-# 7. before/after sheets (input, fixed filter, model; nodule boxes)
+# 7. before/after sheets (input, fixed filter, model; nodule boxes), and a close-up of the 512²
+#    right lungs at their own pixels with one more column: the model's tone curve alone (each
+#    DRR histogram-matched to its restoration), so that what the network adds beyond its grey
+#    scale shows
 "$DXR" sheet "$OUT/eval256/png16" "$OUT/filtered-eval256/views" "$OUT/restored-eval256/views" --labels "$OUT/eval256" --count 4 -o "$R/sheet-256.png"
 "$DXR" sheet "$OUT/eval512/png16" "$OUT/filtered-eval512/views" "$OUT/restored-eval512/views" --labels "$OUT/eval512" --count 3 --thumb 384 -o "$R/sheet-512.png"
 "$DXR" sheet "$OUT/eval256/clean/png16" "$OUT/filtered-eval256/clean" "$OUT/restored-eval256/clean" --count 3 -o "$R/sheet-256-clean.png"
+"$DXR" filter --tone-of "$OUT/restored-eval512/views" "$OUT/eval512/png16" -o "$OUT/toned-eval512"
+"$DXR" sheet "$OUT/eval512/png16" "$OUT/filtered-eval512/views" "$OUT/toned-eval512" "$OUT/restored-eval512/views" --labels "$OUT/eval512" --count 3 --thumb 384 --crop 0.1,0.2,0.5,0.75 -o "$R/sheet-512-closeup.png"
 
 # 8. the quality/speed curve over sampler steps (held-out 256² views): it sets the model's steps
 log "steps curve"
@@ -146,6 +151,7 @@ if [[ "${PUBLISH:-0}" == 1 ]]; then
   cp "$R/sheet-256.png" docs/sheet-drr-restored.png
   cp "$R/sheet-512.png" docs/sheet-drr-restored-512.png
   cp "$R/sheet-256-clean.png" docs/sheet-drr-clean-restored.png
+  cp "$R/sheet-512-closeup.png" docs/sheet-drr-restored-512-closeup.png
   sha=$(sha256sum models/default.safetensors | cut -d' ' -f1)
   params=$("$DXR" info models/default.safetensors | awk '/^parameters:/ {print $2}')
   # the model's own record (MODEL= skips the pairs, whose scale.json said the same)

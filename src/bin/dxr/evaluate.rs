@@ -244,9 +244,9 @@ fn run_checks(a: &RealismArgs, before: &std::path::Path, radiograph: &[GrayImage
     }
     let passed = results.iter().filter(|c| c.pass).count();
     println!("{passed} of {} checks pass", results.len());
-    print_lung_detail(&views, &view_lungs, radiograph);
     // what a grey-level map alone would score: the difference is what the restoration adds
     let (tv, tt) = checks::tone_curves_alone(&views, &twins)?;
+    print_lung_detail(&views, &tv, &view_lungs, radiograph);
     let alone = checks::run(&tv, &tt, &reference)?;
     let numbers: Vec<String> = alone
         .iter()
@@ -274,6 +274,7 @@ fn run_checks(a: &RealismArgs, before: &std::path::Path, radiograph: &[GrayImage
 /// checks: a reading of how much sharper (or softer) the lungs and ribs come out.
 fn print_lung_detail(
     views: &[dxr::eval::checks::View],
+    tone_alone: &[dxr::eval::checks::View],
     lungs: &[Vec<bool>],
     reference: &[GrayImage],
 ) {
@@ -282,7 +283,7 @@ fn print_lung_detail(
         v.sort_by(f64::total_cmp);
         (!v.is_empty()).then(|| v[v.len() / 2])
     };
-    let side = |after: bool| {
+    let side = |views: &[dxr::eval::checks::View], after: bool| {
         median(
             views
                 .iter()
@@ -299,13 +300,17 @@ fn print_lung_detail(
             .filter_map(|g| lung_detail(g, &lung_mask(g), None))
             .collect(),
     );
-    if let (Some(b), Some(a)) = (side(false), side(true)) {
+    if let (Some(b), Some(a)) = (side(views, false), side(views, true)) {
         println!(
             "lungs' detail (not a check: the RMS of the {}–{} mm band in the lung fields over the \
-             1–99 % range, median over the views): {b:.4} → {a:.4} (×{:.2}){}",
+             1–99 % range, median over the views): {b:.4} → {a:.4} (×{:.2}){}{}",
             LUNG_DETAIL_MM[0],
             LUNG_DETAIL_MM[1],
             a / b,
+            side(tone_alone, true).map_or(String::new(), |t| format!(
+                "; the tone curves alone: {t:.4} (×{:.2})",
+                t / b
+            )),
             radiograph.map_or(String::new(), |r| format!("; the radiograph's {r:.4}"))
         );
     }
