@@ -111,3 +111,19 @@ pub fn crop_fractions(command: &str, c: &[f64]) -> Result<[f64; 4]> {
         ))
     })
 }
+
+/// Files of `dir` by stem.
+pub fn by_stem(dir: &Path) -> Result<std::collections::BTreeMap<String, PathBuf>> {
+    Ok(dxr::io::image_files(dir)?
+        .into_iter()
+        .map(|p| {
+            (
+                p.file_stem()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned(),
+                p,
+            )
+        })
+        .collect())
+}

@@ -14,7 +14,7 @@ use dxr::restore::Restorer;
 use dxr::train::data::{Columns, Domain, PairSet};
 use dxr::{Error, Result};
 
-use crate::common::{open_device, progress_bar};
+use crate::common::{by_stem, open_device, progress_bar};
 
 #[derive(Args)]
 pub struct EvalArgs {
@@ -112,22 +112,6 @@ pub struct RealismArgs {
     /// Their restorations.
     #[arg(long, requires = "clean_before")]
     clean_after: Option<PathBuf>,
-}
-
-/// Files of `dir` by stem.
-fn by_stem(dir: &std::path::Path) -> Result<std::collections::BTreeMap<String, PathBuf>> {
-    Ok(dxr::io::image_files(dir)?
-        .into_iter()
-        .map(|p| {
-            (
-                p.file_stem()
-                    .unwrap_or_default()
-                    .to_string_lossy()
-                    .into_owned(),
-                p,
-            )
-        })
-        .collect())
 }
 
 /// `img` at the size of `like` (unchanged when it already is).

@@ -11,7 +11,7 @@ use dxr::train::data::Domain;
 use dxr::train::degrade::{DrrLike, FixedFilter};
 use dxr::{Error, Result};
 
-use crate::common::columns;
+use crate::common::{by_stem, columns};
 
 #[derive(Args)]
 pub struct FitDrrLookArgs {
@@ -129,6 +129,8 @@ pub fn run_filter(a: &FilterArgs) -> Result<()> {
         }
         None => None,
     };
+    // the restorations by name, listed once
+    let restored = a.tone_of.as_deref().map(by_stem).transpose()?;
     // every input and its match first, so that a missing one leaves nothing written
     let mut jobs = Vec::new();
     for i in &a.inputs {
@@ -138,20 +140,17 @@ pub fn run_filter(a: &FilterArgs) -> Result<()> {
                 .unwrap_or_default()
                 .to_string_lossy()
                 .into_owned();
-            let like = match &a.tone_of {
-                Some(dir) => Some(
-                    dxr::io::image_files(dir)?
-                        .into_iter()
-                        .find(|p| p.file_stem().is_some_and(|s| s.to_string_lossy() == stem))
-                        .ok_or_else(|| {
-                            Error::Config(format!(
-                                "--tone-of {}: no image named {stem} to match {}",
-                                dir.display(),
-                                file.display()
-                            ))
-                        })?,
-                ),
-                None => None,
+            let like = match (&a.tone_of, &restored) {
+                (Some(dir), Some(by_name)) => {
+                    Some(by_name.get(&stem).cloned().ok_or_else(|| {
+                        Error::Config(format!(
+                            "--tone-of {}: no image named {stem} to match {}",
+                            dir.display(),
+                            file.display()
+                        ))
+                    })?)
+                }
+                _ => None,
             };
             jobs.push((file, stem, like));
         }
