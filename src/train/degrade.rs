@@ -246,10 +246,24 @@ pub struct DrrLike {
     /// Width (Gaussian σ, pixels) of the mottle's smoothing.
     #[serde(default = "default_mottle_px")]
     pub mottle_px: f64,
+    /// How much of the local contrast below [`Self::flatten_px`] the LQ loses (0: none, 1: all),
+    /// before the blur: a DRR looks flat next to a radiograph, whose processing (a CR's
+    /// large-kernel edge enhancement) lifts every structure smaller than the kernel alike.
+    /// Undoing it raises vessels and nodules by the same factor, unlike a deblurring, which
+    /// lifts the finest specks most.
+    #[serde(default)]
+    pub flatten: f64,
+    /// Width (Gaussian σ, pixels) of the local mean that [`Self::flatten`] pulls toward.
+    #[serde(default = "default_flatten_px")]
+    pub flatten_px: f64,
 }
 
 fn default_mottle_px() -> f64 {
     1.5
+}
+
+fn default_flatten_px() -> f64 {
+    10.0
 }
 
 /// One row of the blur fit: how close the degraded radiograph comes to the DRRs.
@@ -266,11 +280,42 @@ impl DrrLike {
     /// The degradation of `img`; the noise is drawn from `seed`.
     pub fn apply(&self, img: &GrayImage, seed: u64) -> GrayImage {
         let grained = self.grain(
-            &gaussian_blur(&self.curve.apply(img), self.sigma),
+            &gaussian_blur(&self.flattened(&self.curve.apply(img)), self.sigma),
             seed,
             1.0,
         );
         self.mottled(&grained, seed)
+    }
+
+    /// `img` with [`Self::flatten`] of its local contrast taken away: each pixel moves toward
+    /// the mean of the body around it (a Gaussian of [`Self::flatten_px`], weighted by the
+    /// body, so that black air neither darkens the body's rim nor gets a halo).
+    pub fn flattened(&self, img: &GrayImage) -> GrayImage {
+        if self.flatten <= 0.0 {
+            return img.clone();
+        }
+        let body = |v: f32| (v / 0.05).clamp(0.0, 1.0);
+        let weight = GrayImage {
+            data: img.data.iter().map(|&v| body(v)).collect(),
+            ..img.clone()
+        };
+        let weighted = GrayImage {
+            data: img.data.iter().map(|&v| v * body(v)).collect(),
+            ..img.clone()
+        };
+        let (num, den) = (
+            gaussian_blur(&weighted, self.flatten_px),
+            gaussian_blur(&weight, self.flatten_px),
+        );
+        let k = self.flatten.clamp(0.0, 1.0) as f32;
+        let mut out = img.clone();
+        for (p, v) in out.data.iter_mut().enumerate() {
+            if den.data[p] > 1e-3 {
+                let mean = num.data[p] / den.data[p];
+                *v = (*v - k * body(*v) * (*v - mean)).clamp(0.0, 1.0);
+            }
+        }
+        out
     }
 
     /// `img` with the LQ's mottle for `seed` (a draw of its own, not the grain's); air (grey
@@ -361,6 +406,8 @@ impl DrrLike {
                     noise,
                     mottle: 0.0,
                     mottle_px: default_mottle_px(),
+                    flatten: 0.0,
+                    flatten_px: default_flatten_px(),
                 };
                 let set: Vec<GrayImage> = hq
                     .iter()
@@ -385,6 +432,8 @@ impl DrrLike {
                 noise: best.noise,
                 mottle: 0.0,
                 mottle_px: default_mottle_px(),
+                flatten: 0.0,
+                flatten_px: default_flatten_px(),
             },
             target,
             rows,
@@ -516,6 +565,8 @@ mod tests {
             noise: 0.02,
             mottle: 0.0,
             mottle_px: 1.5,
+            flatten: 0.0,
+            flatten_px: 10.0,
         }
         .apply(&field, 9);
         let (d, _, _) =
@@ -542,6 +593,8 @@ mod tests {
             noise: 0.02,
             mottle: 0.0,
             mottle_px: 1.5,
+            flatten: 0.0,
+            flatten_px: 10.0,
         };
         let blurred = gaussian_blur(&img, 1.5);
         let lq = d.apply(&img, 7);
@@ -569,6 +622,69 @@ mod tests {
     }
 
     #[test]
+    fn flatten_takes_its_share_of_the_local_contrast_and_leaves_the_air() {
+        // a body with a fine pattern (period 6 px) on a slow ramp, beside black air
+        let img = GrayImage::from_fn(96, 64, |x, _| {
+            if x < 16 {
+                0.0
+            } else {
+                0.3 + 0.003 * x as f32 + 0.1 * (x as f32 * std::f32::consts::TAU / 6.0).sin()
+            }
+        });
+        let d = DrrLike {
+            curve: ToneCurve {
+                points: (0..CURVE_POINTS)
+                    .map(|i| i as f32 / (CURVE_POINTS - 1) as f32)
+                    .collect(),
+            },
+            sigma: 0.0,
+            noise: 0.0,
+            mottle: 0.0,
+            mottle_px: 1.5,
+            flatten: 0.4,
+            flatten_px: 6.0,
+        };
+        let flat = d.flattened(&img);
+        // the pattern's amplitude in the body, away from the air: 60 % of it is left
+        let amp = |g: &GrayImage| {
+            let row = &g.data[32 * 96..33 * 96];
+            let trend = |x: usize| 0.3 + 0.003 * x as f32;
+            (40..80)
+                .map(|x| (row[x] - trend(x)).abs())
+                .fold(0.0f32, f32::max)
+        };
+        let ratio = amp(&flat) / amp(&img);
+        assert!((ratio - 0.6).abs() < 0.06, "pattern kept {ratio}");
+        // the slow ramp stays (the mean over a period keeps its level)
+        let mean = |g: &GrayImage, x0: usize| {
+            g.data[32 * 96 + x0..32 * 96 + x0 + 6].iter().sum::<f32>() / 6.0
+        };
+        assert!((mean(&flat, 60) - mean(&img, 60)).abs() < 0.01);
+        // the air stays black, and the body's rim is not pulled down by it
+        assert!((0..64).all(|y| (0..16).all(|x| flat.data[y * 96 + x] == 0.0)));
+        assert!(
+            (mean(&flat, 16) - mean(&img, 16)).abs() < 0.03,
+            "{} {}",
+            mean(&flat, 16),
+            mean(&img, 16)
+        );
+        // and the degradation applies it before its blur: none asked, none done
+        let none = DrrLike {
+            flatten: 0.0,
+            ..d.clone()
+        };
+        assert!(none.flattened(&img).data == img.data);
+        let applied = d.apply(&img, 1);
+        let off = applied
+            .data
+            .iter()
+            .zip(&flat.data)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(off < 1e-3, "apply differs from flattened by {off}");
+    }
+
+    #[test]
     fn mottle_is_smooth_noise_of_the_asked_strength_in_the_lq_alone() {
         let img = GrayImage {
             width: 96,
@@ -587,6 +703,8 @@ mod tests {
             noise: 0.0,
             mottle: 0.02,
             mottle_px: 2.0,
+            flatten: 0.0,
+            flatten_px: 10.0,
         };
         let lq = d.apply(&img, 3);
         let body: Vec<usize> = (0..img.data.len()).filter(|p| p % 96 >= 16).collect();

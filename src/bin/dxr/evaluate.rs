@@ -323,9 +323,11 @@ pub fn run_realism(a: &RealismArgs) -> Result<()> {
     let reference_cdf = reference_crops
         .as_ref()
         .map(|crops| realism::cdf(&crops.iter().collect::<Vec<_>>()));
-    let mut csv =
-        String::from("image,hist_distance,spectrum_slope,edge_sharpness,nodules,mean_cnr\n");
+    let mut csv = String::from(
+        "image,hist_distance,spectrum_slope,edge_sharpness,nodules,mean_cnr,lung_detail\n",
+    );
     let (mut hd, mut sl, mut es, mut cnrs) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut ld = Vec::new();
     for f in &files {
         let img = io::read(f)?;
         let h = reference_cdf
@@ -333,6 +335,13 @@ pub fn run_realism(a: &RealismArgs) -> Result<()> {
             .map(|c| realism::wasserstein(&realism::cdf(&[&img]), c));
         let slope = realism::spectrum_slope(&img)?;
         let edge = realism::edge_sharpness(&img);
+        // the lungs by threshold, the pitch from a DRR label when there is one
+        let pitch = a
+            .labels
+            .as_ref()
+            .and_then(|dir| ViewLabel::for_image(dir, f).ok())
+            .map(|l| l.pixel_mm() * l.width as f64 / img.width as f64);
+        let lungs = realism::lung_detail(&img, &realism::lung_mask(&img), pitch);
         let mut these = Vec::new();
         if let Some(dir) = &a.labels {
             for n in nodule_spots(dir, f, img.width, img.height)? {
@@ -345,11 +354,13 @@ pub fn run_realism(a: &RealismArgs) -> Result<()> {
         let name = f.file_name().unwrap_or_default().to_string_lossy();
         let opt = |v: Option<f64>| v.map(|x| format!("{x:.6}")).unwrap_or_default();
         csv.push_str(&format!(
-            "{name},{},{slope:.6},{edge:.6},{},{}\n",
+            "{name},{},{slope:.6},{edge:.6},{},{},{}\n",
             opt(h),
             these.len(),
-            opt(mean_cnr)
+            opt(mean_cnr),
+            opt(lungs)
         ));
+        ld.extend(lungs);
         if let Some(h) = h {
             hd.push(h);
         }
@@ -365,11 +376,11 @@ pub fn run_realism(a: &RealismArgs) -> Result<()> {
         format!("{m:.4} ± {s:.4}")
     };
     println!(
-        "| images | histogram distance to the reference | spectrum slope | edge sharpness | nodule CNR (n) |"
+        "| images | histogram distance to the reference | spectrum slope | edge sharpness | nodule CNR (n) | lungs' detail |"
     );
-    println!("|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|");
     println!(
-        "| {} ({}) | {} | {} | {} | {} ({}) |",
+        "| {} ({}) | {} | {} | {} | {} ({}) | {} |",
         a.images
             .iter()
             .map(|p| p.display().to_string())
@@ -380,7 +391,8 @@ pub fn run_realism(a: &RealismArgs) -> Result<()> {
         ms(&sl),
         ms(&es),
         ms(&cnrs),
-        cnrs.len()
+        cnrs.len(),
+        ms(&ld)
     );
     if let Some(p) = &a.csv {
         write_atomic(p, csv.as_bytes())?;

@@ -90,6 +90,15 @@ pub struct PairsArgs {
     /// The mottle's smoothing width (Gaussian σ, pixels) [default: the file's, else 1.5]
     #[arg(long, value_name = "PX")]
     mottle_px: Option<f64>,
+    /// --method drr: take this share (0–1) of the local contrast below --flatten-px away from
+    /// each LQ crop, before its blur (a DRR is flatter than a processed radiograph), instead of
+    /// the degradation file's
+    #[arg(long, value_name = "SHARE")]
+    flatten: Option<f64>,
+    /// The width (Gaussian σ, pixels) of the local mean --flatten pulls toward [default: the
+    /// file's, else 10]
+    #[arg(long, value_name = "PX")]
+    flatten_px: Option<f64>,
 }
 
 /// The library's degradation for the flags.
@@ -146,16 +155,27 @@ pub fn run_pairs(a: &PairsArgs) -> Result<()> {
             a.mottle_px,
             a.mottle_px.is_none_or(|p| (0.5..=16.0).contains(&p)),
         ),
+        (
+            "--flatten",
+            a.flatten,
+            a.flatten.is_none_or(|k| (0.0..=1.0).contains(&k)),
+        ),
+        (
+            "--flatten-px",
+            a.flatten_px,
+            a.flatten_px.is_none_or(|p| (1.0..=64.0).contains(&p)),
+        ),
     ] {
         if !ok {
             return Err(Error::Config(format!(
-                "{flag} {}: out of range (--mottle 0–0.5 grey levels, --mottle-px 0.5–16 px)",
+                "{flag} {}: out of range (--mottle 0–0.5 grey levels, --mottle-px 0.5–16 px, \
+                 --flatten 0–1, --flatten-px 1–64 px)",
                 v.unwrap_or_default()
             )));
         }
         if v.is_some() && a.how.method != "drr" {
             return Err(Error::Config(format!(
-                "{flag} needs --method drr (the mottle is that degradation's), not {}",
+                "{flag} needs --method drr (it is a part of that degradation), not {}",
                 a.how.method
             )));
         }
@@ -180,6 +200,8 @@ pub fn run_pairs(a: &PairsArgs) -> Result<()> {
     if let Strategy::Drr(d) = &mut degrade {
         d.mottle = a.mottle.unwrap_or(d.mottle);
         d.mottle_px = a.mottle_px.unwrap_or(d.mottle_px);
+        d.flatten = a.flatten.unwrap_or(d.flatten);
+        d.flatten_px = a.flatten_px.unwrap_or(d.flatten_px);
     }
     let hq = Domain::load(&a.hq, columns(&a.region, a.holdout)?)?;
     hq.check_patch(a.size)?;
