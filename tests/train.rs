@@ -1100,6 +1100,48 @@ fn the_drr_look_is_fitted_made_into_pairs_and_the_fixed_filter_runs() {
         "--mottle-px",
         "1.5",
     ]);
+    // --flatten: the LQ alone loses local contrast (its spread about its own local mean falls)
+    dxr(&[
+        "pairs",
+        "--method",
+        "drr",
+        "--count",
+        "3",
+        "--size",
+        "32",
+        "--seed",
+        "4",
+        "--weights",
+        &p("noisy.json"),
+        "--hq",
+        &p("real.png"),
+        "--out",
+        &p("flat"),
+        "--flatten",
+        "0.6",
+        "--flatten-px",
+        "4",
+    ]);
+    let flat = PairSet::load(&dir.path("flat")).unwrap();
+    let spread = |g: &GrayImage| {
+        let local = dxr::eval::realism::gaussian_blur(g, 4.0);
+        (g.data
+            .iter()
+            .zip(&local.data)
+            .map(|(a, b)| ((a - b) as f64).powi(2))
+            .sum::<f64>()
+            / g.data.len() as f64)
+            .sqrt()
+    };
+    for k in 0..3 {
+        assert_eq!(flat.hq[k].data, plain.hq[k].data, "the HQ is not flattened");
+        assert!(
+            spread(&flat.lq[k]) < 0.8 * spread(&plain.lq[k]),
+            "LQ {k}: {} against {}",
+            spread(&flat.lq[k]),
+            spread(&plain.lq[k])
+        );
+    }
     let mottled = PairSet::load(&dir.path("mottled")).unwrap();
     for k in 0..3 {
         assert_eq!(
