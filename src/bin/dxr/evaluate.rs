@@ -292,7 +292,7 @@ fn print_lung_detail(
             LUNG_DETAIL_MM[1],
             a / b,
             side(tone_alone, true).map_or(String::new(), |t| format!(
-                "; the tone curves alone: {t:.4} (×{:.2})",
+                "; through the tone curve alone: {t:.4} (×{:.2})",
                 t / b
             )),
             radiograph.map_or(String::new(), |r| format!("; the radiograph's {r:.4}"))
