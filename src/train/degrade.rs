@@ -574,6 +574,23 @@ mod tests {
         assert_eq!((d.sigma, d.noise), (2.0, 0.02));
     }
 
+    /// The identity curve and nothing else: each test switches on the step it is about.
+    fn plain_look() -> DrrLike {
+        DrrLike {
+            curve: ToneCurve {
+                points: (0..CURVE_POINTS)
+                    .map(|i| i as f32 / (CURVE_POINTS - 1) as f32)
+                    .collect(),
+            },
+            sigma: 0.0,
+            noise: 0.0,
+            mottle: 0.0,
+            mottle_px: default_mottle_px(),
+            flatten: 0.0,
+            flatten_px: default_flatten_px(),
+        }
+    }
+
     #[test]
     fn grain_is_the_noise_the_degradation_adds() {
         let img = GrayImage {
@@ -584,17 +601,9 @@ mod tests {
                 .collect(),
         };
         let d = DrrLike {
-            curve: ToneCurve {
-                points: (0..CURVE_POINTS)
-                    .map(|i| i as f32 / (CURVE_POINTS - 1) as f32)
-                    .collect(),
-            },
             sigma: 1.5,
             noise: 0.02,
-            mottle: 0.0,
-            mottle_px: 1.5,
-            flatten: 0.0,
-            flatten_px: 10.0,
+            ..plain_look()
         };
         let blurred = gaussian_blur(&img, 1.5);
         let lq = d.apply(&img, 7);
@@ -632,17 +641,9 @@ mod tests {
             }
         });
         let d = DrrLike {
-            curve: ToneCurve {
-                points: (0..CURVE_POINTS)
-                    .map(|i| i as f32 / (CURVE_POINTS - 1) as f32)
-                    .collect(),
-            },
-            sigma: 0.0,
-            noise: 0.0,
-            mottle: 0.0,
-            mottle_px: 1.5,
             flatten: 0.4,
             flatten_px: 6.0,
+            ..plain_look()
         };
         let flat = d.flattened(&img);
         // the pattern's amplitude in the body, away from the air: 60 % of it is left
@@ -694,17 +695,9 @@ mod tests {
                 .collect(),
         };
         let d = DrrLike {
-            curve: ToneCurve {
-                points: (0..CURVE_POINTS)
-                    .map(|i| i as f32 / (CURVE_POINTS - 1) as f32)
-                    .collect(),
-            },
-            sigma: 0.0,
-            noise: 0.0,
             mottle: 0.02,
             mottle_px: 2.0,
-            flatten: 0.0,
-            flatten_px: 10.0,
+            ..plain_look()
         };
         let lq = d.apply(&img, 3);
         let body: Vec<usize> = (0..img.data.len()).filter(|p| p % 96 >= 16).collect();
