@@ -1241,6 +1241,29 @@ fn the_drr_look_is_fitted_made_into_pairs_and_the_fixed_filter_runs() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no image named 00001"));
     assert!(!dir.path("t2").exists());
+    // a restoration of another size: refused by name, and what was written before it is
+    // taken back
+    std::fs::create_dir_all(dir.path("odd")).unwrap();
+    for e in std::fs::read_dir(dir.path("filtered")).unwrap() {
+        let e = e.unwrap().path();
+        std::fs::copy(&e, dir.path("odd").join(e.file_name().unwrap())).unwrap();
+    }
+    write_png(&dir.path("odd/00001.png"), &blobs(5, 40, 40));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dxr"))
+        .args([
+            "filter",
+            "--tone-of",
+            &p("odd"),
+            &p("set/png16"),
+            "-o",
+            &p("t3"),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("00001") && err.contains("one size"), "{err}");
+    assert!(!dir.path("t3").exists(), "a half-done folder was left");
     // a file that is not a fitted look is refused by name
     std::fs::write(dir.path("junk.json"), "{}").unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_dxr"))

@@ -156,23 +156,36 @@ pub fn run_filter(a: &FilterArgs) -> Result<()> {
         }
     }
     std::fs::create_dir_all(&a.out).map_err(|e| Error::io(&a.out, e))?;
+    // what this run wrote, taken back if a later image fails (a DRR and its restoration of
+    // different sizes, an unreadable file), so that no half-done folder passes for a whole one
+    let mut written = Vec::new();
     for (file, stem, like) in jobs {
-        let img = io::read(&file)?;
-        let out = match (&fixed, like) {
-            (Some(f), _) => f.apply(&img),
-            (None, Some(like)) => {
-                let like = io::read(&like)?;
-                dxr::eval::realism::tone_aligned(&img, &like)
-                    .map_err(|e| Error::Image(format!("{} against {stem}: {e}", file.display())))?
-            }
-            (None, None) => {
-                return Err(Error::Config("give --filter FILE or --tone-of DIR".into()));
-            }
+        let one = || -> Result<()> {
+            let img = io::read(&file)?;
+            let out = match (&fixed, like) {
+                (Some(f), _) => f.apply(&img),
+                (None, Some(like)) => {
+                    let like = io::read(&like)?;
+                    dxr::eval::realism::tone_aligned(&img, &like).map_err(|e| {
+                        Error::Image(format!("{} against {stem}: {e}", file.display()))
+                    })?
+                }
+                (None, None) => {
+                    return Err(Error::Config("give --filter FILE or --tone-of DIR".into()));
+                }
+            };
+            let path = a.out.join(format!("{stem}.png"));
+            write_atomic(&path, &encode_png(&out, BitDepth::Sixteen)?)?;
+            written.push(path);
+            Ok(())
         };
-        write_atomic(
-            &a.out.join(format!("{stem}.png")),
-            &encode_png(&out, BitDepth::Sixteen)?,
-        )?;
+        if let Err(e) = one() {
+            for p in &written {
+                let _ = std::fs::remove_file(p);
+            }
+            let _ = std::fs::remove_dir(&a.out);
+            return Err(e);
+        }
     }
     Ok(())
 }
