@@ -9,10 +9,11 @@
 # Knobs (environment; defaults in brackets): DEVICE [cpu] STEPS [6000] BATCH [4] PATCH [128]
 #   LR [2e-4] PREDICTION [x0] CONFIG [sr3-small] INIT [] (a model to fine-tune from) N_DRR [100]
 #   N_PAIRS [800] N_EVAL [12] SAMPLER_STEPS [25] SIGMA [0 0.5 1 1.5 2 3 4] AIR [0.4] (the fraction of pairs with black air
-#   beyond a soft edge, as around a DRR's body) OUT [runs/default].
+#   beyond a soft edge, as around a DRR's body) GRAIN [1] FLATTEN [0] FLATTEN_PX [10] OUT [runs/default].
 #   MODEL=<weights> skips steps 4–5 and checks that model instead (e.g. the shipped default).
 #   CHECK=0 stops after training (a stage of scripts/recipe-default-chain.sh).
-#   PUBLISH=1 installs the model as models/default.safetensors (+ .json) and the sheets in docs/.
+#   PUBLISH=1 installs the model as models/default.safetensors (+ .json, whose note is NOTE when
+#   given) and the sheets in docs/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/dxr-target}
@@ -29,6 +30,10 @@ SIGMA=${SIGMA:-0 0.5 1 1.5 2 3 4}
 # GRAIN: the share of the LQ's noise draw the HQ crops get too (1: the model keeps fine grain and
 # undoes the blur; 0: it learns to remove the grain)
 GRAIN=${GRAIN:-1}
+# FLATTEN, FLATTEN_PX: the share of the local contrast below a FLATTEN_PX-px local mean that the LQ
+# alone loses before its blur (0: none); the model then learns to give it back, which sharpens
+# the lungs' vessels and rib borders of a DRR (RESULTS.md, "Sharper lungs against nothing invented")
+FLATTEN=${FLATTEN:-0}; FLATTEN_PX=${FLATTEN_PX:-10}
 OUT=${OUT:-runs/default}
 [[ -x "$DXR" ]] || cargo build --release
 scripts/fetch-data.sh all >/dev/null
@@ -56,6 +61,7 @@ if [[ -z "$MODEL" ]]; then
 # 4. pairs from the radiograph's training columns
 log "pairs"
 grain=(); [[ "$GRAIN" != 0 ]] && grain=(--grain-in-hq "$GRAIN")
+[[ "$FLATTEN" != 0 ]] && grain+=(--flatten "$FLATTEN" --flatten-px "$FLATTEN_PX")
 [[ -d "$OUT/pairs/hq" ]] || "$DXR" pairs --method drr --weights "$OUT/drr-look.json" --hq "$HQ" --out "$OUT/pairs" --count "$N_PAIRS" --size "$PATCH" --seed 1 --air "$AIR" --augment strong "${grain[@]}" >/dev/null
 [[ -d "$OUT/pairs-eval/hq" ]] || "$DXR" pairs --method drr --weights "$OUT/drr-look.json" --hq "$HQ" --out "$OUT/pairs-eval" --count 8 --size 64 --region heldout --seed 2 >/dev/null
 
@@ -156,8 +162,14 @@ if [[ "${PUBLISH:-0}" == 1 ]]; then
   params=$("$DXR" info models/default.safetensors | awk '/^parameters:/ {print $2}')
   # the model's own record (MODEL= skips the pairs, whose scale.json said the same)
   chest=$("$DXR" info models/default.safetensors | sed -n 's/^scale: .*lung fields ~\([0-9.]*\) px wide.*/\1/p')
+  note=${NOTE:-}
+  if [[ -z "$note" ]]; then
+    kept=""; [[ "$GRAIN" != 0 ]] && kept="; the same noise draw kept in the HQ, times $GRAIN"
+    flat=""; [[ "$FLATTEN" != 0 ]] && flat="; $FLATTEN of the LQ's local contrast below a $FLATTEN_PX-px mean taken away"
+    note="DDPM-HQ ($CONFIG, $PREDICTION) trained on pairs whose LQ is the example radiograph made to look like a DRR (fitted tone curve, blur and noise$kept$flat), ${PATCH}² crops, $STEPS steps (scripts/recipe-default.sh); moves DRRs toward a radiograph's look; not for clinical use"
+  fi
   cat > models/default.json <<JSON
-{"note": "DDPM-HQ ($CONFIG, $PREDICTION) trained on pairs whose LQ is the example radiograph made to look like a DRR (fitted tone curve, blur and noise$([[ "$GRAIN" != 0 ]] && echo "; the same noise draw kept in the HQ, times $GRAIN")), ${PATCH}² crops, $STEPS steps (scripts/recipe-default.sh); moves DRRs toward a radiograph's look; not for clinical use", "sha256": "$sha", "parameters": ${params:-null}, "trained_on": "drr-look", "recipe": "${RECIPE:-DEVICE=$DEVICE STEPS=$STEPS CONFIG=$CONFIG SIGMA='$SIGMA' GRAIN=$GRAIN INIT=$INIT MODEL_STEPS=$MODEL_STEPS scripts/recipe-default.sh}", "sampler_steps": ${MODEL_STEPS:-null}, "scale": {"chest_px": ${chest:-null}, "note": "lung-field width of the radiograph at 256 px wide that the model was trained on (dxr scale); mm/px not known (the file holds no spacing)"}}
+{"note": "$note", "sha256": "$sha", "parameters": ${params:-null}, "trained_on": "drr-look", "recipe": "${RECIPE:-DEVICE=$DEVICE STEPS=$STEPS CONFIG=$CONFIG SIGMA='$SIGMA' GRAIN=$GRAIN FLATTEN=$FLATTEN INIT=$INIT MODEL_STEPS=$MODEL_STEPS scripts/recipe-default.sh}", "sampler_steps": ${MODEL_STEPS:-null}, "scale": {"chest_px": ${chest:-null}, "note": "lung-field width of the radiograph at 256 px wide that the model was trained on (dxr scale); mm/px not known (the file holds no spacing)"}}
 JSON
   log "published models/default.safetensors and models/default.json"
 fi
