@@ -6,7 +6,7 @@
 # structures of the DRRs past the nodules' blob threshold) and keep less of the grain (less
 # fine-scale power: the spectrum slope had gone past the radiograph's). The last stage flattens
 # the LQ's local contrast (a quarter of it, below a 10-px mean), keeps the whole grain again and
-# blurs less (σ 1 px), so that the model gives back the lungs' vessels and rib borders (sharper
+# blurs less (σ 0.75 px), so that the model gives back the lungs' vessels and rib borders (sharper
 # lungs than the DRRs', where stage 6 left them softer) without lifting 3-mm specks into blobs.
 # RESULTS.md gives each stage's checks. Every stage resumes exactly (its state.safetensors), so
 # the chain survives an interruption: run it again with the same OUT_ROOT and it carries on
@@ -24,9 +24,9 @@ stages=(
   "4-grain05  1000   2      0.5    0        3-grain07"
   "5-sigma15  1000   1.5    0.5    0        4-grain05"
   "6-sigma125 1000   1.25   0.5    0        5-sigma15"
-  "7-flatten  1000   1      1      0.25     6-sigma125"
+  "7-flatten  1000   0.75   1      0.25     6-sigma125"
 )
-NOTE="DDPM-HQ (SR3 UNet, sr3-small, x0 prediction) trained on pairs whose LQ is the example radiograph made to look like a DRR (fitted tone curve, blur and noise), 128² crops, on the CPU in seven fine-tuning stages (blur σ 3 px, 5000 steps → σ 2 px, 2500 → σ 2 px with 0.7 of the noise kept in the HQ, 1500 → 0.5 of it, 1000 → σ 1.5 px, 1000 → σ 1.25 px, 1000 → σ 1 px with the whole noise kept and a quarter of the LQ's local contrast below a 10-px mean taken away, 1000; scripts/recipe-default-chain.sh); restores with ${MODEL_STEPS:-25} DPM-Solver++ steps; moves DRRs toward a radiograph's look with sharper lungs; not for clinical use"
+NOTE="DDPM-HQ (SR3 UNet, sr3-small, x0 prediction) trained on pairs whose LQ is the example radiograph made to look like a DRR (fitted tone curve, blur and noise), 128² crops, on the CPU in seven fine-tuning stages (blur σ 3 px, 5000 steps → σ 2 px, 2500 → σ 2 px with 0.7 of the noise kept in the HQ, 1500 → 0.5 of it, 1000 → σ 1.5 px, 1000 → σ 1.25 px, 1000 → σ 0.75 px with the whole noise kept and a quarter of the LQ's local contrast below a 10-px mean taken away, 1000; scripts/recipe-default-chain.sh); restores with ${MODEL_STEPS:-25} DPM-Solver++ steps; moves DRRs toward a radiograph's look with sharper lungs; not for clinical use"
 last=${#stages[@]}
 k=0
 for s in "${stages[@]}"; do
