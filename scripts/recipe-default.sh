@@ -60,9 +60,10 @@ MODEL=${MODEL:-}
 if [[ -z "$MODEL" ]]; then
 # 4. pairs from the radiograph's training columns
 log "pairs"
-grain=(); [[ "$GRAIN" != 0 ]] && grain=(--grain-in-hq "$GRAIN")
-[[ "$FLATTEN" != 0 ]] && grain+=(--flatten "$FLATTEN" --flatten-px "$FLATTEN_PX")
-[[ -d "$OUT/pairs/hq" ]] || "$DXR" pairs --method drr --weights "$OUT/drr-look.json" --hq "$HQ" --out "$OUT/pairs" --count "$N_PAIRS" --size "$PATCH" --seed 1 --air "$AIR" --augment strong "${grain[@]}" >/dev/null
+# the LQ/HQ options of the pairs: the grain kept in the HQ, the LQ's flattening
+lq=(); [[ "$GRAIN" != 0 ]] && lq=(--grain-in-hq "$GRAIN")
+[[ "$FLATTEN" != 0 ]] && lq+=(--flatten "$FLATTEN" --flatten-px "$FLATTEN_PX")
+[[ -d "$OUT/pairs/hq" ]] || "$DXR" pairs --method drr --weights "$OUT/drr-look.json" --hq "$HQ" --out "$OUT/pairs" --count "$N_PAIRS" --size "$PATCH" --seed 1 --air "$AIR" --augment strong "${lq[@]}" >/dev/null
 [[ -d "$OUT/pairs-eval/hq" ]] || "$DXR" pairs --method drr --weights "$OUT/drr-look.json" --hq "$HQ" --out "$OUT/pairs-eval" --count 8 --size 64 --region heldout --seed 2 >/dev/null
 
 # 5. the restoration model
