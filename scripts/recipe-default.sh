@@ -10,7 +10,13 @@
 #   LR [2e-4] PREDICTION [x0] CONFIG [sr3-small] INIT [] (a model to fine-tune from) N_DRR [100]
 #   N_PAIRS [800] N_EVAL [12] SAMPLER_STEPS [25] SIGMA [0 0.5 1 1.5 2 3 4] AIR [0.4] (the fraction of pairs with black air
 #   beyond a soft edge, as around a DRR's body) GRAIN [1] FLATTEN [0] FLATTEN_PX [10] OUT [runs/default].
+#   HQ_TONE [radiograph] (drr: the HQ crops get the DRR look's tone curve too, so the model keeps
+#   its input's grey scale and restores detail; the curve toward the radiograph is then recorded
+#   in the model, gentle, for `dxr restore --tone` and the page's slider) PAGE_TONE [0] (the
+#   strength the page starts at; the checks run at tone 0 and at PAGE_TONE).
+#   CARD [the note] (the two sentences the page shows for the published model).
 #   MODEL=<weights> skips steps 4–5 and checks that model instead (e.g. the shipped default).
+#   SAVE_EVERY [250] (steps between saved states: a resume loses at most that many).
 #   CHECK=0 stops after training (a stage of scripts/recipe-default-chain.sh).
 #   PUBLISH=1 installs the model as models/default.safetensors (+ .json, whose note is NOTE when
 #   given) and the sheets in docs/.
@@ -34,6 +40,7 @@ GRAIN=${GRAIN:-1}
 # alone loses before its blur (0: none); the model then learns to give it back, which sharpens
 # the lungs' vessels and rib borders of a DRR (RESULTS.md, "Sharper lungs against nothing invented")
 FLATTEN=${FLATTEN:-0}; FLATTEN_PX=${FLATTEN_PX:-10}
+HQ_TONE=${HQ_TONE:-radiograph}; PAGE_TONE=${PAGE_TONE:-0}
 OUT=${OUT:-runs/default}
 [[ -x "$DXR" ]] || cargo build --release
 scripts/fetch-data.sh all >/dev/null
@@ -63,8 +70,10 @@ log "pairs"
 # the LQ/HQ options of the pairs: the grain kept in the HQ, the LQ's flattening
 lq=(); [[ "$GRAIN" != 0 ]] && lq=(--grain-in-hq "$GRAIN")
 [[ "$FLATTEN" != 0 ]] && lq+=(--flatten "$FLATTEN" --flatten-px "$FLATTEN_PX")
+lq_tone=(); [[ "$HQ_TONE" == drr ]] && lq_tone=(--hq-in-drr-tone)
+lq+=("${lq_tone[@]}")
 [[ -d "$OUT/pairs/hq" ]] || "$DXR" pairs --method drr --weights "$OUT/drr-look.json" --hq "$HQ" --out "$OUT/pairs" --count "$N_PAIRS" --size "$PATCH" --seed 1 --air "$AIR" --augment strong "${lq[@]}" >/dev/null
-[[ -d "$OUT/pairs-eval/hq" ]] || "$DXR" pairs --method drr --weights "$OUT/drr-look.json" --hq "$HQ" --out "$OUT/pairs-eval" --count 8 --size 64 --region heldout --seed 2 >/dev/null
+[[ -d "$OUT/pairs-eval/hq" ]] || "$DXR" pairs --method drr --weights "$OUT/drr-look.json" --hq "$HQ" --out "$OUT/pairs-eval" --count 8 --size 64 --region heldout --seed 2 "${lq_tone[@]}" >/dev/null
 
 # 5. the restoration model
 log "DDPM-HQ ($CONFIG, $STEPS steps, batch $BATCH, ${PATCH}², $PREDICTION, $DEVICE)"
@@ -73,27 +82,45 @@ resume=(); [[ -f "$OUT/model/state.safetensors" ]] && resume=(--resume)
 start=$(date +%s)
 "$DXR" train ddpm-hq --pairs "$OUT/pairs" --val "$OUT/pairs-eval" --config "$CONFIG" --prediction "$PREDICTION" \
   --batch "$BATCH" --patch "$PATCH" --lr "$LR" --steps "$STEPS" --device "$DEVICE" --seed 1 \
-  --val-every 1000 --save-every 250 --out "$OUT/model" "${init[@]}" "${resume[@]}" 2>&1 | tee "$R/train.log" | tail -3
+  --val-every 1000 --save-every "${SAVE_EVERY:-250}" --out "$OUT/model" "${init[@]}" "${resume[@]}" 2>&1 | tee "$R/train.log" | tail -3
 echo "training wall time this run: $(( $(date +%s) - start )) s" | tee -a "$R/recipe.log"
 MODEL="$OUT/model/model.safetensors"
 fi
 
 [[ "${CHECK:-1}" == 0 ]] && { log "CHECK=0: no checks"; exit 0; }
-# 6. the checks on the held-out views, for the model and for the fixed filter
+# 5b. the tone curve toward the radiograph (the fixed filter's DRR → radiograph curve, made
+#     gentle), recorded in the model: restorations keep their grey scale unless --tone asks
+if [[ "$HQ_TONE" == drr ]]; then
+  "$DXR" convert "$MODEL" "$OUT/model-tone.safetensors" --tone "$OUT/filter.json" --tone-default "$PAGE_TONE" >/dev/null
+  MODEL="$OUT/model-tone.safetensors"
+fi
+TONES=(0); [[ "$PAGE_TONE" != 0 ]] && TONES+=("$PAGE_TONE")
+# 6. the checks on the held-out views, for the model (at tone 0 and at the page's tone) and for
+#    the fixed filter; the second implementation (scripts/confirm-checks.sh) confirms the model's
+: > "$R/checks.md"; : > "$R/confirm.md"
 for set in eval256 eval512; do
   log "checks on $set"
   for what in png16 clean/png16; do
-    dest="$OUT/restored-$set/${what%%/*}"
-    [[ "$what" == png16 ]] && dest="$OUT/restored-$set/views"
-    "$DXR" restore "$OUT/$set/$what" -o "$dest" --weights "$MODEL" --steps "$SAMPLER_STEPS" --seed 1 --bits 16 --labels "$OUT/$set" --device "$DEVICE" >/dev/null 2>&1
-    fdest="$OUT/filtered-$set/${what%%/*}"; [[ "$what" == png16 ]] && fdest="$OUT/filtered-$set/views"
-    "$DXR" filter --filter "$OUT/filter.json" "$OUT/$set/$what" -o "$fdest"
+    sub=${what%%/*}; [[ "$what" == png16 ]] && sub=views
+    for t in "${TONES[@]}"; do
+      dest="$OUT/restored-$set/$sub"; [[ "$t" != 0 ]] && dest="$OUT/restored-$set-tone$t/$sub"
+      "$DXR" restore "$OUT/$set/$what" -o "$dest" --weights "$MODEL" --steps "$SAMPLER_STEPS" --seed 1 --bits 16 --labels "$OUT/$set" --device "$DEVICE" --tone "$t" >/dev/null 2>&1
+    done
+    "$DXR" filter --filter "$OUT/filter.json" "$OUT/$set/$what" -o "$OUT/filtered-$set/$sub"
   done
-  for kind in restored filtered; do
+  kinds=(restored); [[ "$PAGE_TONE" != 0 ]] && kinds+=("restored-tone$PAGE_TONE"); kinds+=(filtered)
+  for kind in "${kinds[@]}"; do
+    d="$OUT/${kind%%-tone*}-$set"; [[ "$kind" == *-tone* ]] && d="$OUT/restored-$set-tone${kind##*-tone}"
     echo "### $kind, $set" | tee -a "$R/checks.md"
-    "$DXR" realism "$OUT/$kind-$set/views" --before "$OUT/$set/png16" --labels "$OUT/$set" \
+    "$DXR" realism "$d/views" --before "$OUT/$set/png16" --labels "$OUT/$set" \
       --reference "$HQ" --reference-holdout 0 \
-      --clean-before "$OUT/$set/clean/png16" --clean-after "$OUT/$kind-$set/clean" | tee -a "$R/checks.md"
+      --clean-before "$OUT/$set/clean/png16" --clean-after "$d/clean" | tee -a "$R/checks.md"
+    if [[ "$kind" != filtered && -x scripts/confirm-checks.sh ]]; then
+      echo "### $kind, $set (second implementation)" >> "$R/confirm.md"
+      scripts/confirm-checks.sh --before "$OUT/$set/png16" --after "$d/views" --labels "$OUT/$set" \
+        --clean-before "$OUT/$set/clean/png16" --clean-after "$d/clean" --reference "$HQ" \
+        --json "$d/confirm.json" >> "$R/confirm.md" 2>&1 || true
+    fi
   done
 done
 
@@ -131,6 +158,15 @@ fi
 "$DXR" sheet "$OUT/eval256/clean/png16" "$OUT/filtered-eval256/clean" "$OUT/restored-eval256/clean" --count 3 -o "$R/sheet-256-clean.png"
 "$DXR" filter --tone-of "$OUT/restored-eval512/views" "$OUT/eval512/png16" -o "$OUT/toned-eval512"
 "$DXR" sheet "$OUT/eval512/png16" "$OUT/filtered-eval512/views" "$OUT/toned-eval512" "$OUT/restored-eval512/views" --labels "$OUT/eval512" --count 3 --thumb 384 --crop 0.1,0.2,0.5,0.75 -o "$R/sheet-512-closeup.png"
+# the anatomy sheet: DRR | model at tone 0 | model at the page's tone; whole views and a close-up
+# of the spine behind the heart and the lower lungs
+if [[ "$PAGE_TONE" != 0 ]]; then
+  for set in eval256 eval512; do
+    thumb=256; [[ $set == eval512 ]] && thumb=384
+    "$DXR" sheet "$OUT/$set/png16" "$OUT/restored-$set/views" "$OUT/restored-$set-tone$PAGE_TONE/views" --labels "$OUT/$set" --count 3 --thumb $thumb -o "$R/sheet-tone-${set#eval}.png"
+  done
+  "$DXR" sheet "$OUT/eval512/png16" "$OUT/restored-eval512/views" "$OUT/restored-eval512-tone$PAGE_TONE/views" --labels "$OUT/eval512" --count 3 --thumb 384 --crop 0.3,0.35,0.75,0.9 -o "$R/sheet-tone-512-heart.png"
+fi
 
 # 8. the quality/speed curve over sampler steps (held-out 256² views): it sets the model's steps
 log "steps curve"
@@ -153,7 +189,9 @@ cat "$curve"
 
 if [[ "${PUBLISH:-0}" == 1 ]]; then
   steps=(); [[ -n "$MODEL_STEPS" ]] && steps=(--steps "$MODEL_STEPS")
-  "$DXR" convert "$MODEL" models/default.safetensors --f16 "${steps[@]}"
+  tone=(); [[ "$HQ_TONE" == drr ]] && tone=(--tone "$OUT/filter.json" --tone-default "$PAGE_TONE")
+  "$DXR" convert "$MODEL" models/default.safetensors --f16 "${steps[@]}" "${tone[@]}"
+  for f in "$R"/sheet-tone-*.png; do [[ -f "$f" ]] && cp "$f" "docs/$(basename "$f")"; done
   mkdir -p docs
   cp "$R/sheet-256.png" docs/sheet-drr-restored.png
   cp "$R/sheet-512.png" docs/sheet-drr-restored-512.png
@@ -170,7 +208,7 @@ if [[ "${PUBLISH:-0}" == 1 ]]; then
     note="DDPM-HQ ($CONFIG, $PREDICTION) trained on pairs whose LQ is the example radiograph made to look like a DRR (fitted tone curve, blur and noise$kept$flat), ${PATCH}² crops, $STEPS steps (scripts/recipe-default.sh); moves DRRs toward a radiograph's look; not for clinical use"
   fi
   cat > models/default.json <<JSON
-{"note": "$note", "sha256": "$sha", "parameters": ${params:-null}, "trained_on": "drr-look", "recipe": "${RECIPE:-DEVICE=$DEVICE STEPS=$STEPS CONFIG=$CONFIG SIGMA='$SIGMA' GRAIN=$GRAIN FLATTEN=$FLATTEN INIT=$INIT MODEL_STEPS=$MODEL_STEPS scripts/recipe-default.sh}", "sampler_steps": ${MODEL_STEPS:-null}, "scale": {"chest_px": ${chest:-null}, "note": "lung-field width of the radiograph at 256 px wide that the model was trained on (dxr scale); mm/px not known (the file holds no spacing)"}}
+{"note": "$note", "card": "${CARD:-$note}", "sha256": "$sha", "parameters": ${params:-null}, "trained_on": "drr-look", "recipe": "${RECIPE:-DEVICE=$DEVICE STEPS=$STEPS CONFIG=$CONFIG SIGMA='$SIGMA' GRAIN=$GRAIN FLATTEN=$FLATTEN INIT=$INIT MODEL_STEPS=$MODEL_STEPS scripts/recipe-default.sh}", "sampler_steps": ${MODEL_STEPS:-null}, "scale": {"chest_px": ${chest:-null}, "note": "lung-field width of the radiograph at 256 px wide that the model was trained on (dxr scale); mm/px not known (the file holds no spacing)"}}
 JSON
   log "published models/default.safetensors and models/default.json"
 fi

@@ -36,6 +36,14 @@ impl ModelSpec {
         }
     }
 
+    /// Refuses a tone curve that is not monotone grey levels.
+    pub fn check_tone(&self) -> Result<()> {
+        match &self.tone {
+            Some(t) => t.validate().map_err(Error::Config),
+            None => Ok(()),
+        }
+    }
+
     /// The family of the network.
     pub fn family(&self) -> Family {
         self.network.family()
@@ -51,6 +59,7 @@ impl ModelSpec {
             prediction: Prediction::Eps,
             scale: None,
             steps: None,
+            tone: None,
         }
     }
 
@@ -68,6 +77,7 @@ impl ModelSpec {
                 s.validate()?;
             }
             spec.check_steps()?;
+            spec.check_tone()?;
             return Ok(spec);
         }
         let model = v.get("model").ok_or_else(|| {
@@ -141,6 +151,7 @@ impl ModelSpec {
             prediction: Prediction::Eps,
             scale: None,
             steps: None,
+            tone: None,
         };
         spec.network.validate()?;
         Ok(spec)
@@ -168,6 +179,7 @@ impl ModelSpec {
             prediction: Prediction::Eps,
             scale: None,
             steps: None,
+            tone: None,
         };
         spec.network.validate()?;
         Ok(spec)

@@ -914,3 +914,131 @@ fn a_closed_stdout_ends_dxr_quietly() {
         o.status
     );
 }
+
+/// Tone is a choice: a model records a gentle curve (`convert --tone`), `restore --tone 0`
+/// leaves the restoration as it is, `--tone S` maps it by `x + S·(curve(x) − x)` and says so in
+/// the PNG and the labels; a model without a curve, or a strength out of [0, 1], is refused.
+#[test]
+fn tone_is_a_separate_monotone_curve_at_a_chosen_strength() {
+    let dir = Scratch::new("tone");
+    let tiny = case("cheff", "tiny");
+    let input = dir.write(
+        "scan.png",
+        &encode_png(&synthetic(24, 16), BitDepth::Sixteen).unwrap(),
+    );
+    // a matching-like curve with a flat stretch (0.6–0.8 all map to 0.9)
+    let raw: Vec<f32> = (0..256)
+        .map(|i| {
+            let x = i as f32 / 255.0;
+            if x < 0.6 {
+                x * 1.5
+            } else if x < 0.8 {
+                0.9
+            } else {
+                0.9 + (x - 0.8) * 0.5
+            }
+        })
+        .collect();
+    let filter = dir.write(
+        "filter.json",
+        serde_json::json!({"curve": {"points": raw}, "sigma": 2.0, "amount": 1.0})
+            .to_string()
+            .as_bytes(),
+    );
+    let model = dir.path("toned.safetensors");
+    let conv = dxr(&[
+        "convert",
+        &s(&tiny.join("weights.pt")),
+        &s(&model),
+        "--config",
+        &s(&tiny.join("config.json")),
+        "--tone",
+        &s(&filter),
+        "--tone-default",
+        "0.5",
+    ]);
+    assert!(
+        conv.status.success(),
+        "{}",
+        String::from_utf8_lossy(&conv.stderr)
+    );
+    let info = String::from_utf8_lossy(&dxr(&["info", &s(&model)]).stdout).to_string();
+    let slope: f32 = info
+        .split("smallest slope in the body ")
+        .nth(1)
+        .and_then(|t| t.split(';').next())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("{info}"));
+    assert!(slope >= 0.3, "no flat stretch left: {info}");
+    assert!(info.contains("the page starts at 50 %"), "{info}");
+    let restore = |name: &str, tone: &str, weights: &Path| {
+        dxr(&[
+            "restore",
+            &s(&input),
+            "-o",
+            &s(&dir.path(name)),
+            "--weights",
+            &s(weights),
+            "--sampler",
+            "ddim",
+            "--steps",
+            "2",
+            "--seed",
+            "3",
+            "--tone",
+            tone,
+        ])
+    };
+    for (name, tone) in [("t0", "0"), ("t1", "1"), ("t05", "0.5")] {
+        let o = restore(name, tone, &model);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let read = |name: &str| dxr::io::read(&dir.path(name).join("scan.png")).unwrap();
+    let (t0, t1, t05) = (read("t0"), read("t1"), read("t05"));
+    // the curve recorded in the model, as the library reads it
+    let spec = dxr::checkpoint::read_checkpoint(&std::fs::read(&model).unwrap())
+        .unwrap()
+        .stored_spec()
+        .unwrap()
+        .unwrap();
+    let tone = spec.tone.expect("the model records its tone curve");
+    assert_eq!(tone.page_default, 0.5);
+    let mut moved = 0;
+    for k in 0..t0.data.len() {
+        let x = t0.data[k];
+        let q = 1.0 / 65535.0 * 1.5;
+        assert!((t1.data[k] - tone.map(x, 1.0)).abs() <= q + 1e-4, "pixel {k}");
+        assert!((t05.data[k] - tone.map(x, 0.5)).abs() <= q + 1e-4, "pixel {k}");
+        moved += usize::from((t1.data[k] - x).abs() > 0.01);
+    }
+    assert!(moved > 0, "tone 1 moves grey levels");
+    // the strength travels with the image
+    let png = std::fs::read(dir.path("t05").join("scan.png")).unwrap();
+    let text = String::from_utf8_lossy(&png);
+    assert!(text.contains("dxr:tone\u{0}0.5"), "tEXt chunk");
+    // refused by name, nothing written
+    let bare = tiny.join("weights.pt");
+    let o = dxr(&[
+        "restore",
+        &s(&input),
+        "-o",
+        &s(&dir.path("bare")),
+        "--weights",
+        &s(&bare),
+        "--config",
+        &s(&tiny.join("config.json")),
+        "--tone",
+        "0.5",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("has no tone curve"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(files_in(&dir.path("bare")).is_empty());
+    let o = restore("bad", "1.5", &model);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--tone 1.5"));
+    assert!(files_in(&dir.path("bad")).is_empty());
+}

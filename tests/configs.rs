@@ -27,6 +27,7 @@ fn specs() -> Vec<(&'static str, ModelSpec)> {
         prediction: Default::default(),
         scale: None,
         steps: None,
+        tone: None,
     };
     let sr3 = |c: Sr3UnetConfig, kind| ModelSpec {
         network: NetworkConfig::Sr3(c),
@@ -40,6 +41,7 @@ fn specs() -> Vec<(&'static str, ModelSpec)> {
         prediction: Default::default(),
         scale: None,
         steps: None,
+        tone: None,
     };
     let small = CheffUnetConfig::new()
         .with_dim(8)

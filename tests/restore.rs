@@ -46,6 +46,7 @@ fn small_model(prediction: Prediction, timesteps: usize, device: &Device) -> Res
         prediction,
         scale: None,
         steps: None,
+        tone: None,
     };
     let network = spec.network.init(device).unwrap();
     Restorer::new(LoadedModel { network, spec }).unwrap()

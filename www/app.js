@@ -1,8 +1,9 @@
 // The page: wires the engine (rpc.js, the worker in worker.js), the model (models.js), the queue
 // (queue.js), one image's restoration (restore.js), the viewer (viewer.js) and the CT → DRR
 // studio (studio.js) to the DOM: files
-// in (files.js says which are checkpoints), sampler settings, progress and Cancel, downloads.
-// All model work happens in the worker; this thread only draws.
+// in (files.js says which are checkpoints), sampler settings, the tone slider (tone.js),
+// progress and Cancel, downloads.
+// All model work happens in the worker; this thread only draws (and maps tone, which needs no model).
 import { Engine } from './rpc.js';
 import { Models } from './models.js';
 import { Queue } from './queue.js';
@@ -10,6 +11,7 @@ import { restoreFile, downloadPng } from './restore.js';
 import { Viewer } from './viewer.js';
 import { sortFiles, setAcceptLists, checkpointTypesText } from './files.js';
 import { Studio } from './studio.js';
+import { toneCurve, pageDefault } from './tone.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -27,7 +29,8 @@ const viewer = new Viewer({
 });
 const queue = new Queue($('queue'), {
   restore,
-  show: (result) => { viewer.show(result); updateButtons(); },
+  // a result shown (new, or an earlier one viewed again) takes the tone slider's strength
+  show: (result) => { if (takeTone(result)) queue.refresh(result); viewer.show(result); updateButtons(); },
   download,
   failed: (item, e) => showError(`${item.file.name}: ${e.message}`),
   cancelled: () => { $('progress-text').textContent = 'Cancelled.'; },
@@ -63,7 +66,7 @@ async function restarted(reason) {
   try {
     await initEngine();
     const loaded = await models.reload();
-    if (loaded) modelLoaded(loaded);
+    if (loaded) modelLoaded(loaded, { restarted: true });
     else $('model-status').textContent = 'No model loaded.';
   } catch (e) {
     $('model-status').textContent = 'No model loaded.';
@@ -91,9 +94,11 @@ async function start() {
   await loadExamples();
 }
 
-function modelLoaded({ info, label }) {
+/** A model is in the engine: its description, its card, its scale, steps and tone curve in the form. */
+function modelLoaded({ info, label, about }, { restarted = false } = {}) {
   modelReady = true;
   queue.setCanRun(true);
+  showAbout(about);
   const scale = info.scale ? `trained at ${info.scale}` : 'training scale not recorded: images are restored at their own pixels';
   $('model-status').textContent = `${label} (${info.family}, ${info.parameters.toLocaleString()} parameters, T = ${info.timesteps}; ${scale})`;
   $('model-scale').textContent = info.scale
@@ -104,7 +109,27 @@ function modelLoaded({ info, label }) {
   if (info.steps) $('steps').value = String(info.steps);
   if (Number($('steps').value) > info.timesteps) $('steps').value = String(info.timesteps);
   $('steps-out').textContent = $('steps').value;
+  // the slider starts where the model suggests; a restart keeps the user's choice
+  modelTone = toneCurve(info.tone);
+  $('tone').disabled = !modelTone;
+  if (modelTone) $('tone').removeAttribute('title'); else $('tone').title = NO_TONE;
+  if (!restarted || !modelTone) $('tone').value = String(Math.round(pageDefault(info.tone) * 100));
+  toneChanged();
   updateButtons();
+}
+
+/** What the page says about the model: the default model's card, its full note and recipe behind "details". */
+function showAbout(about) {
+  $('model-about').hidden = !about;
+  if (!about) return;
+  $('model-card').textContent = about.card;
+  $('model-card').hidden = !about.card;
+  const note = about.note !== about.card ? about.note : ''; // a card that is the note is not repeated
+  $('model-note').textContent = note;
+  $('model-note').hidden = !note;
+  $('model-recipe').querySelector('code').textContent = about.recipe;
+  $('model-recipe').hidden = !about.recipe;
+  $('model-details').hidden = !note && !about.recipe;
 }
 
 async function loadUserModel(files) {
@@ -119,6 +144,33 @@ async function loadUserModel(files) {
     if (started) $('model-status').textContent = modelReady ? 'Kept the previous model.' : 'No model loaded.';
     showError(e.message);
   }
+}
+
+// ---- tone ---------------------------------------------------------------------------------
+// The slider is the strength of the tone curve (tone.js) for the result shown: moving it
+// re-maps that result — no restoration runs — and records the strength in its settings, which
+// its queue status and its downloads follow; a result shown later (a new one, or an earlier one
+// viewed again) takes the slider's strength too. Off while the loaded model has no curve:
+// results then keep the strength they were last shown at.
+let modelTone = null; // the loaded model's tone curve (Float32Array), or null
+const NO_TONE = "This model has no tone curve: results keep the DRR's grey scale.";
+let toneFrame = 0;
+
+/** Gives `result` the slider's strength, when the slider is on and the result has a curve. */
+function takeTone(result) {
+  if (!result?.toneCurve || $('tone').disabled) return false;
+  result.settings.tone = Number($('tone').value) / 100;
+  return true;
+}
+
+function toneChanged() {
+  $('tone-out').textContent = $('tone').value;
+  const shown = viewer.current;
+  if (!takeTone(shown)) return;
+  queue.refresh(shown);
+  // the redraw maps every pixel: once a frame, however fast the slider moves
+  cancelAnimationFrame(toneFrame);
+  toneFrame = requestAnimationFrame(() => viewer.update(shown));
 }
 
 // ---- examples -----------------------------------------------------------------------------
@@ -165,7 +217,7 @@ function readSettings(pixelMm) {
 async function restore(item, signal) {
   const result = await restoreFile(engine, item.file, {
     // a studio DRR knows its pixel pitch; an image file may carry one (DICOM)
-    boxes: item.boxes, signal, settings: (mm) => readSettings(mm ?? item.pixelMm),
+    boxes: item.boxes, signal, settings: (mm) => readSettings(mm ?? item.pixelMm), toneCurve: modelTone,
     onImage: (shown) => queue.show(item, shown),
     onPlan: (plan) => { $('plan-text').textContent = plan.text; $('progress').value = 0; },
     onStep: ({ step, total, elapsed, preview }, shown) => {
@@ -192,6 +244,7 @@ $('checkpoint-types').textContent = checkpointTypesText;
 $('download8').addEventListener('click', () => download(viewer.current, 8));
 $('download16').addEventListener('click', () => download(viewer.current, 16));
 $('steps').addEventListener('input', () => { $('steps-out').textContent = $('steps').value; });
+$('tone').addEventListener('input', toneChanged);
 $('run').addEventListener('click', () => queue.start());
 $('cancel').addEventListener('click', () => queue.cancel());
 $('image-file').addEventListener('change', (e) => { queue.add([...e.target.files]); e.target.value = ''; });
@@ -218,5 +271,6 @@ const studio = new Studio(engine, {
   restore: (file, { boxes, pixelMm }) => { queue.add([file], boxes, { pixelMm }); queue.start(); },
 });
 window.dxrStudio = studio; // for the tests and the benchmark
+window.dxrViewer = viewer; // for the tests: the result shown, its values as drawn (shownAfter)
 
 start();

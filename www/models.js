@@ -1,8 +1,8 @@
 // The model: fetching the default one (kept in the Cache Storage `dxr-models-v1`, keyed by the
 // model's SHA-256 from default.json so that a new default model is fetched again instead of a
 // stale cached one; without a hash nothing is cached), loading a user's checkpoint + config, and
-// remembering the last model that loaded (bytes, config, label) to load it again into a fresh
-// engine after a crash.
+// remembering the last model that loaded (bytes, config, label, about) to load it again into a
+// fresh engine after a crash.
 import { isCheckpoint, isConfig, checkpointTypesText } from './files.js';
 import { CHECKPOINT_BYTES, CONFIG_BYTES, checkSize } from './limits.js';
 
@@ -37,23 +37,33 @@ async function fetchModel(url, version, onProgress) {
 export class Models {
   constructor(engine) {
     this.engine = engine;
-    this.last = null; // { bytes: ArrayBuffer, config, label } of the model loaded last
+    this.last = null; // { bytes: ArrayBuffer, config, label, about } of the model loaded last
   }
 
-  /** Loads into the engine; resolves to `{info, label}` ({family, parameters, timesteps, scale, steps}). */
-  async load(bytes, config, label) {
+  /**
+   * Loads into the engine; resolves to `{info, label, about}`: info `{family, parameters,
+   * timesteps, scale, steps, tone}` (tone: `{points, page_default}` or null, see tone.js), and
+   * what the page says about the model (`{card, note, recipe}` or null).
+   */
+  async load(bytes, config, label, about = null) {
     const keep = bytes.slice(0);
     const info = await this.engine.call('load', { bytes, config }, { transfer: [bytes] });
-    this.last = { bytes: keep, config, label };
-    return { info, label };
+    this.last = { bytes: keep, config, label, about };
+    return { info, label, about };
   }
 
-  /** The default model and the note of its manifest (default.json, optional). */
+  /**
+   * The default model and what its manifest (default.json, optional) says about it: `card`, two
+   * plain sentences for a reader who is not its trainer (the note when there is none), and the
+   * full `note` and `recipe`.
+   */
   async loadDefault(onProgress) {
     let meta = {};
     try { meta = await (await fetch(DEFAULT_MANIFEST)).json(); } catch { /* optional */ }
     const bytes = await fetchModel(DEFAULT_MODEL, meta.sha256, onProgress);
-    return this.load(bytes.buffer, undefined, `Default model${meta.note ? ` — ${meta.note}` : ''}`);
+    const card = meta.card || meta.note;
+    const about = card || meta.recipe ? { card: card || '', note: meta.note || '', recipe: meta.recipe || '' } : null;
+    return this.load(bytes.buffer, undefined, 'Default model', about);
   }
 
   /** A user's checkpoint and optional config among `files`; `onStart(name)` once one is found. */
@@ -75,6 +85,6 @@ export class Models {
   /** The last model again (into a fresh engine); null when none had loaded. */
   reload() {
     const m = this.last;
-    return m ? this.load(m.bytes.slice(0), m.config, m.label) : Promise.resolve(null);
+    return m ? this.load(m.bytes.slice(0), m.config, m.label, m.about) : Promise.resolve(null);
   }
 }

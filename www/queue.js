@@ -7,7 +7,8 @@
 //   #queue li[data-id="N"][data-name="file name"][data-state="queued|running|done|failed|cancelled"]
 //     aria-current="true" on the item whose image the viewer shows
 //     span.name     the file's name
-//     span.status   the state in words, the settings of its last finished run, or the error
+//     span.status   the state in words, the settings of its last finished run (with the tone
+//                   it is shown and downloaded at), or the error
 //     button.view                       shows its last result in the viewer
 //     button.download[data-bits="8"]    downloads its last result as an 8-bit PNG
 //     button.download[data-bits="16"]   … as a 16-bit PNG
@@ -74,6 +75,11 @@ export class Queue {
     for (const i of this.items) i.li.removeAttribute('aria-current');
     item.li.setAttribute('aria-current', 'true');
     this.hooks.show(result);
+  }
+
+  /** Re-renders the items whose last result is `result` (its settings changed: its tone). */
+  refresh(result) {
+    for (const item of this.items) if (item.result === result) this.render(item);
   }
 
   setState(item, state, error = '') {

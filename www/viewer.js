@@ -6,8 +6,12 @@
 // only when those settings change; a redraw is one table look-up per pixel into the canvas's
 // cached ImageData and one putImageData.
 //
+// The result is drawn as it is shown and downloaded: its `after` through its tone curve at
+// `settings.tone` (restore.js tonedAfter), mapped once per change of result, values or strength.
+//
 // What the keys do is written once, in STAGE_KEYS and SPLIT_KEYS below: the same tables handle
 // the keys and give the stage's and the split line's aria-describedby text.
+import { tonedAfter } from './restore.js';
 
 const ZOOM_STEP = 1.2;
 const PAN_STEP = 20; // px per arrow key
@@ -104,7 +108,8 @@ export class Viewer {
   constructor(el) {
     this.el = el;
     this.layers = { before: new Layer(el.before), after: new Layer(el.after) };
-    this.current = null; // {name, width, height, before, after, afterWidth, afterHeight, boxes}
+    this.current = null; // a result of restore.js: {name, width, height, before, after, …, settings}
+    this.toned = null; // the current result's shown values and what they were made from
     this.view = { scale: 1, x: 0, y: 0, split: 0.5 };
     this.table = null; this.tableKey = '';
     el.stageHelp.textContent = STAGE_HELP;
@@ -133,6 +138,17 @@ export class Viewer {
     if (result === this.current) this.show(result, { fit: false });
   }
 
+  /** The current result's values as shown (at its tone), or null before it has any. */
+  shownAfter() {
+    const c = this.current;
+    if (!c?.after) return null;
+    const t = this.toned;
+    if (t?.result !== c || t.after !== c.after || t.curve !== c.toneCurve || t.strength !== c.settings.tone) {
+      this.toned = { result: c, after: c.after, curve: c.toneCurve, strength: c.settings.tone, data: tonedAfter(c) };
+    }
+    return this.toned.data;
+  }
+
   /** The current window/level/invert table, rebuilt when they change. */
   lookup() {
     const win = Number(this.el.window.value), level = Number(this.el.level.value), inv = this.el.invert.checked;
@@ -145,7 +161,7 @@ export class Viewer {
     const c = this.current; if (!c) return;
     const table = this.lookup();
     this.layers.before.draw(c.before, c.width, c.height, table, c.boxes, 1);
-    if (c.after) this.layers.after.draw(c.after, c.afterWidth, c.afterHeight, table, c.boxes, c.afterWidth / c.width);
+    if (c.after) this.layers.after.draw(this.shownAfter(), c.afterWidth, c.afterHeight, table, c.boxes, c.afterWidth / c.width);
     else this.layers.after.clear(c.width, c.height);
   }
 
@@ -225,7 +241,8 @@ export class Viewer {
     if (ix < 0 || iy < 0 || ix >= c.width || iy >= c.height) { this.el.pixel.textContent = ''; return; }
     const ka = c.after ? c.afterWidth / c.width : 1;
     const ai = Math.floor(iy * ka) * (c.afterWidth || c.width) + Math.floor(ix * ka);
-    const after = c.after && ai < c.after.length ? c.after[ai].toFixed(4) : '–';
+    const shown = this.shownAfter();
+    const after = shown && ai < shown.length ? shown[ai].toFixed(4) : '–';
     this.el.pixel.textContent = `x ${ix}, y ${iy} · input ${c.before[iy * c.width + ix].toFixed(4)} · restored ${after}`;
   }
 }

@@ -288,6 +288,33 @@ pub fn encode_png(img: &GrayImage, depth: BitDepth) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// `png` with a text chunk `key` = `value` right after its header (PNG `tEXt`: Latin-1 keyword
+/// of 1–79 bytes, no NUL): how an output was made travels with the image.
+pub fn with_png_text(png: &[u8], key: &str, value: &str) -> Result<Vec<u8>> {
+    const SIGNATURE: usize = 8;
+    const IHDR_END: usize = SIGNATURE + 8 + 13 + 4;
+    if png.len() < IHDR_END || &png[12..16] != b"IHDR" {
+        return Err(Error::Image("not a PNG with a header chunk".into()));
+    }
+    if key.is_empty() || key.len() > 79 || !key.bytes().all(|b| (32..=126).contains(&b)) {
+        return Err(Error::Image(format!("PNG text keyword {key:?}: 1–79 printable bytes")));
+    }
+    let mut data = Vec::with_capacity(key.len() + 1 + value.len());
+    data.extend_from_slice(key.as_bytes());
+    data.push(0);
+    data.extend(value.bytes().filter(|b| *b != 0));
+    let mut chunk = Vec::with_capacity(data.len() + 12);
+    chunk.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    chunk.extend_from_slice(b"tEXt");
+    chunk.extend_from_slice(&data);
+    chunk.extend_from_slice(&crc32fast::hash(&chunk[4..]).to_be_bytes());
+    let mut out = Vec::with_capacity(png.len() + chunk.len());
+    out.extend_from_slice(&png[..IHDR_END]);
+    out.extend_from_slice(&chunk);
+    out.extend_from_slice(&png[IHDR_END..]);
+    Ok(out)
+}
+
 /// Writes `bytes` to `path` atomically: a temporary file beside it is renamed into place, so a
 /// failure or an interruption never leaves a partial `path`.
 #[cfg(not(target_arch = "wasm32"))]

@@ -13,11 +13,16 @@ use burn::nn::GroupNorm;
 use burn::prelude::*;
 use burn::tensor::DType;
 
-/// Whether this tensor takes the fast path: an f32 inference tensor on flex.
+/// Whether this tensor takes the fast path: an f32 inference tensor on flex. Not on an
+/// autodiff device: device equality ignores autodiff and an intermediate feature map is not
+/// `require_grad`, so without that test training took the path too, and burn-autodiff 0.22.1's
+/// graph registration is not safe from two threads (the `rayon::join` below): under load a step
+/// was lost and backward panicked ("graph tape has already been consumed").
 fn fast(x: &Tensor<4>) -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     let on = *ON.get_or_init(|| std::env::var("DXR_NORM").map_or(true, |v| v != "burn"));
-    on && x.device() == Device::flex() && x.dtype() == DType::F32 && !x.is_require_grad()
+    let device = x.device();
+    on && device == Device::flex() && !device.is_autodiff() && x.dtype() == DType::F32
 }
 
 /// `norm.forward(x)`; on the fast path, `x` as `[batch, groups, rest]` through the fused
@@ -143,5 +148,18 @@ mod tests {
         }
         let nd = crate::device::cpu();
         assert!(!fast(&map(&nd, [1, 8, 4, 4])));
+    }
+
+    /// Training never takes the threaded path: on flex's autodiff device every feature map,
+    /// tracked or not, goes through burn's ops (two threads registering into the autodiff graph
+    /// at once lost a step under load).
+    #[test]
+    fn training_maps_take_burns_ops() {
+        let ad = Device::flex().autodiff();
+        let x = map(&ad, [4, 8, 96, 96]);
+        assert!(!fast(&x) && !split(&x), "an intermediate map on autodiff");
+        assert!(!fast(&x.clone().require_grad()));
+        // and the threaded path was what plain flex takes for the same map
+        assert!(split(&map(&Device::flex(), [4, 8, 96, 96])));
     }
 }

@@ -6,9 +6,11 @@
 
 mod network;
 mod schedule;
+mod tone;
 
 pub use network::{CheffUnetConfig, NetworkConfig, Sr3UnetConfig};
 pub use schedule::{BetaKind, ScheduleConfig};
+pub use tone::{ToneSpec, check_strength as check_tone_strength};
 
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -69,6 +71,10 @@ pub struct ModelSpec {
     /// default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub steps: Option<usize>,
+    /// The way from the restoration's grey scale (the input's: a DRR's) toward a radiograph's,
+    /// applied after it at a chosen strength. `None`: the model has none to offer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tone: Option<ToneSpec>,
 }
 
 /// The pixel scale a model was trained at. A diffusion UNet learns textures of a given size in

@@ -122,6 +122,7 @@ pub fn preset(name: &str, channels: usize) -> Result<ModelSpec> {
         prediction: Default::default(),
         scale: None,
         steps: None,
+        tone: None,
     };
     spec.network.validate()?;
     Ok(spec)

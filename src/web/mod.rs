@@ -99,7 +99,8 @@ pub async fn init(prefer_gpu: bool) -> Result<String, JsValue> {
 }
 
 /// Loads a checkpoint (`.pt`, `.pth`, `.safetensors`) with an optional config JSON. Returns
-/// `{family, parameters, timesteps}` as JSON.
+/// `{family, parameters, timesteps, scale, steps, tone}` as JSON (`tone`: `{points, page_default}`
+/// or null).
 #[wasm_bindgen]
 pub fn load_model(bytes: &[u8], config_json: Option<String>) -> Result<String, JsValue> {
     let spec = config_json
@@ -117,6 +118,8 @@ pub fn load_model(bytes: &[u8], config_json: Option<String>) -> Result<String, J
             "timesteps": restorer.schedule.len(),
             "scale": restorer.model.spec.scale.map(|s| s.to_string()),
             "steps": restorer.model.spec.steps,
+            // the page applies it itself (www/tone.js), so the slider never re-runs the network
+            "tone": restorer.model.spec.tone,
         });
         engine.restorer = Some(Rc::new(restorer));
         Ok(desc.to_string())

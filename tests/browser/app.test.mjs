@@ -46,7 +46,10 @@ test('the default model is the one its manifest describes, and the page names it
     if (meta.parameters) {
       assert.ok(status.replace(/[^0-9 ]/g, '').includes(String(meta.parameters)), `${status} vs ${meta.parameters}`);
     }
-    assert.ok(status.includes(meta.note), `${status} lacks the manifest's note`);
+    // the card a teacher reads (the note when there is none), the note and recipe behind "details"
+    const card = await page.textContent('#model-card');
+    assert.equal(card.trim(), (meta.card || meta.note).trim());
+    if (meta.card) assert.equal((await page.textContent('#model-note')).trim(), meta.note.trim());
     assert.deepEqual(errors, [], 'console errors');
   } finally { await ctx.close(); }
 });

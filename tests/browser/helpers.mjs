@@ -62,10 +62,11 @@ export async function setRange(page, id, value) {
   }, [id, value]);
 }
 
-/** Sets the sampler, steps and seed in the form. */
-export async function setSettings(page, { sampler = 'ddim', steps = 3, seed = 5 } = {}) {
+/** Sets the sampler, steps, seed and tone (0: the restoration as the CLI gives it by default). */
+export async function setSettings(page, { sampler = 'ddim', steps = 3, seed = 5, tone = 0 } = {}) {
   await page.selectOption('#sampler', sampler);
   await setRange(page, 'steps', steps);
+  await setRange(page, 'tone', tone);
   await page.fill('#seed', String(seed));
 }
 

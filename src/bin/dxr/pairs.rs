@@ -99,6 +99,11 @@ pub struct PairsArgs {
     /// file's, else 10]
     #[arg(long, value_name = "PX")]
     flatten_px: Option<f64>,
+    /// --method drr: give each HQ crop the DRR look's tone curve too, so that LQ and HQ share
+    /// the DRRs' grey scale: a model trained on them restores detail and keeps its input's tone
+    /// (moving toward a radiograph's grey scale is then a separate choice, `dxr restore --tone`)
+    #[arg(long)]
+    hq_in_drr_tone: bool,
 }
 
 /// The library's degradation for the flags.
@@ -180,6 +185,12 @@ pub fn run_pairs(a: &PairsArgs) -> Result<()> {
             )));
         }
     }
+    if a.hq_in_drr_tone && a.how.method != "drr" {
+        return Err(Error::Config(format!(
+            "--hq-in-drr-tone needs --method drr (the tone curve is that degradation's), not {}",
+            a.how.method
+        )));
+    }
     if a.grain_in_hq.is_some() && a.how.method != "drr" {
         return Err(Error::Config(format!(
             "--grain-in-hq needs --method drr (the noise it shares is that degradation's), not {}",
@@ -234,6 +245,9 @@ pub fn run_pairs(a: &PairsArgs) -> Result<()> {
         }
         let noise_seed = a.how.seed.wrapping_add(k as u64);
         let lq = degrade.apply(&crop, noise_seed)?;
+        if let (true, Strategy::Drr(d)) = (a.hq_in_drr_tone, &degrade) {
+            crop = d.curve.apply(&crop);
+        }
         if let (Some(f), Strategy::Drr(d)) = (a.grain_in_hq, &degrade) {
             crop = d.grain(&crop, noise_seed, f);
         }

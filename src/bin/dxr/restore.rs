@@ -75,6 +75,11 @@ pub struct RestoreArgs {
     /// Tile side in pixels at the model's scale, instead of the largest that fits the memory.
     #[arg(long)]
     tile: Option<usize>,
+    /// Move the result toward a radiograph's grey scale by the model's tone curve, 0–1 (0: the
+    /// restoration keeps the input's grey scale). Recorded in the PNG (text `dxr:tone`) and
+    /// the labels.
+    #[arg(long, default_value_t = 0.0)]
+    tone: f32,
 }
 
 /// `OUT/<stem>.png`, never an input's own path, unique among the outputs.
@@ -154,6 +159,18 @@ pub fn run(a: &RestoreArgs) -> Result<()> {
         a.config.as_deref(),
         &device,
     )?)?;
+    dxr::spec::check_tone_strength(a.tone).map_err(Error::Config)?;
+    let tone = match (&restorer.model.spec.tone, a.tone > 0.0) {
+        (_, false) => None,
+        (Some(t), true) => Some(t.clone()),
+        (None, true) => {
+            return Err(Error::Config(format!(
+                "--tone {}: the model {} has no tone curve (record one with `dxr convert --tone`)",
+                a.tone,
+                weights.display()
+            )));
+        }
+    };
     let steps = a
         .steps
         .or(restorer.model.spec.steps)
@@ -204,7 +221,16 @@ pub fn run(a: &RestoreArgs) -> Result<()> {
                         ControlFlow::Continue(())
                     }
                 })?;
-            io::write_atomic(output_path, &io::encode_png(&restored.image, depth)?)?;
+            let mut image = restored.image;
+            if let Some(t) = &tone {
+                t.apply(&mut image.data, a.tone);
+            }
+            let png = io::with_png_text(
+                &io::encode_png(&image, depth)?,
+                "dxr:tone",
+                &format!("{}", a.tone),
+            )?;
+            io::write_atomic(output_path, &png)?;
             if let (Some(label), Some(_)) = (&label, &a.labels) {
                 let [w, h] = restored.plan.output_size();
                 let stem = output_path
@@ -212,8 +238,9 @@ pub fn run(a: &RestoreArgs) -> Result<()> {
                     .unwrap_or_default()
                     .to_string_lossy();
                 let path = a.out.join("labels").join(format!("{stem}.json"));
-                let json = serde_json::to_vec_pretty(&label.resized(w, h)).expect("serialisable");
-                io::write_atomic(&path, &json)?;
+                let mut json = serde_json::to_value(label.resized(w, h)).expect("serialisable");
+                json["tone"] = serde_json::json!(a.tone);
+                io::write_atomic(&path, &serde_json::to_vec_pretty(&json).expect("serialisable"))?;
             }
             Ok(restored.plan.describe())
         })();
