@@ -1007,8 +1007,14 @@ fn tone_is_a_separate_monotone_curve_at_a_chosen_strength() {
     for k in 0..t0.data.len() {
         let x = t0.data[k];
         let q = 1.0 / 65535.0 * 1.5;
-        assert!((t1.data[k] - tone.map(x, 1.0)).abs() <= q + 1e-4, "pixel {k}");
-        assert!((t05.data[k] - tone.map(x, 0.5)).abs() <= q + 1e-4, "pixel {k}");
+        assert!(
+            (t1.data[k] - tone.map(x, 1.0)).abs() <= q + 1e-4,
+            "pixel {k}"
+        );
+        assert!(
+            (t05.data[k] - tone.map(x, 0.5)).abs() <= q + 1e-4,
+            "pixel {k}"
+        );
         moved += usize::from((t1.data[k] - x).abs() > 0.01);
     }
     assert!(moved > 0, "tone 1 moves grey levels");

@@ -166,7 +166,11 @@ impl Layout {
             )
             .unwrap_or(0.0)
         };
-        layout.heart_side = if side_level(-1) > side_level(1) { -1 } else { 1 };
+        layout.heart_side = if side_level(-1) > side_level(1) {
+            -1
+        } else {
+            1
+        };
         let strip = layout.mask(Region::Mediastinum);
         layout.dense_level = median(
             (0..w * h)
@@ -257,7 +261,11 @@ impl Layout {
                 n += 1;
             }
         }
-        let around = if n > 0 { (sum / n as f64) as f32 } else { self.lung_level };
+        let around = if n > 0 {
+            (sum / n as f64) as f32
+        } else {
+            self.lung_level
+        };
         let dense = around >= self.lung_level + (self.dense_level - self.lung_level) / 3.0;
         if !dense {
             return Location::LungField;
@@ -369,7 +377,10 @@ pub(crate) mod tests {
         assert!(below[100 * 128 + 64] && !below[40 * 128 + 64]);
         let shoulders = layout.mask(Region::Shoulders);
         assert!(shoulders.iter().any(|s| *s));
-        assert!(!shoulders[15 * 128 + 64], "the neck's middle is not a shoulder");
+        assert!(
+            !shoulders[15 * 128 + 64],
+            "the neck's middle is not a shoulder"
+        );
         for r in Region::ALL {
             assert!(
                 layout.mask(r).iter().filter(|m| **m).count() > 30,
@@ -406,6 +417,9 @@ pub(crate) mod tests {
         let lm = layout.mask(Region::Lungs);
         let [dl0, _] = detail_and_contrast(&img, &lm).unwrap();
         let [dl1, _] = detail_and_contrast(&flat, &lm).unwrap();
-        assert!((dl1 / dl0 - 1.0).abs() < 0.1, "the lungs untouched: {dl0} → {dl1}");
+        assert!(
+            (dl1 / dl0 - 1.0).abs() < 0.1,
+            "the lungs untouched: {dl0} → {dl1}"
+        );
     }
 }

@@ -235,7 +235,10 @@ pub fn run(views: &[View], twins: &[Twin], reference: &Reference) -> Result<Vec<
     //    detector must learn, and a restoration that flattens the anatomy there can keep its
     //    CNR while erasing its background; every location is judged on its own
     let layouts: Vec<Option<Layout>> = views.iter().map(layout_of_view).collect();
-    let mut per: Vec<NoduleTally> = Location::ALL.iter().map(|_| NoduleTally::default()).collect();
+    let mut per: Vec<NoduleTally> = Location::ALL
+        .iter()
+        .map(|_| NoduleTally::default())
+        .collect();
     for (v, layout) in views.iter().zip(&layouts) {
         for &(c, r) in &v.nodules {
             let (Some(b), Some(a)) = (
@@ -244,7 +247,9 @@ pub fn run(views: &[View], twins: &[Twin], reference: &Reference) -> Result<Vec<
             ) else {
                 continue;
             };
-            let at = layout.as_ref().map_or(Location::LungField, |l| l.locate(c, r));
+            let at = layout
+                .as_ref()
+                .map_or(Location::LungField, |l| l.locate(c, r));
             let t = &mut per[Location::ALL.iter().position(|x| *x == at).unwrap_or(0)];
             t.cnr_before.push(b);
             if b >= 1.0 && a <= 0.0 {
@@ -297,7 +302,7 @@ pub fn run(views: &[View], twins: &[Twin], reference: &Reference) -> Result<Vec<
     // 5. nothing invented (needs the twins)
     if twins.is_empty() {
         out.push(Check {
-        required: true,
+            required: true,
             name: "5 nothing invented",
             before: "–".into(),
             after: "–".into(),
@@ -341,7 +346,11 @@ pub fn run(views: &[View], twins: &[Twin], reference: &Reference) -> Result<Vec<
             .collect::<Vec<_>>(),
     );
     // views with no body to measure: the grey scale taken as kept
-    let gain = if gain.is_finite() && gain > 0.0 { gain } else { 1.0 };
+    let gain = if gain.is_finite() && gain > 0.0 {
+        gain
+    } else {
+        1.0
+    };
     let responses_after: Vec<f64> = responses.iter().map(|r| r * gain).collect();
     let radii: Vec<f64> = views
         .iter()
@@ -1053,9 +1062,12 @@ mod tests {
             "{seven:?}"
         );
         // the lung-field nodule is reported on its own, untouched
-        assert!(c[3].after.contains("lung field: 1, median 1.00"), "{:?}", c[3]);
+        assert!(
+            c[3].after.contains("lung field: 1, median 1.00"),
+            "{:?}",
+            c[3]
+        );
         // check 3 is a report, never a requirement
         assert!(!c[2].required && c.iter().filter(|c| c.name.starts_with('3')).count() == 1);
     }
 }
-

@@ -297,7 +297,9 @@ pub fn with_png_text(png: &[u8], key: &str, value: &str) -> Result<Vec<u8>> {
         return Err(Error::Image("not a PNG with a header chunk".into()));
     }
     if key.is_empty() || key.len() > 79 || !key.bytes().all(|b| (32..=126).contains(&b)) {
-        return Err(Error::Image(format!("PNG text keyword {key:?}: 1–79 printable bytes")));
+        return Err(Error::Image(format!(
+            "PNG text keyword {key:?}: 1–79 printable bytes"
+        )));
     }
     let mut data = Vec::with_capacity(key.len() + 1 + value.len());
     data.extend_from_slice(key.as_bytes());

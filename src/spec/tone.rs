@@ -36,7 +36,8 @@ impl ToneSpec {
         for i in 0..n {
             let x = i as f32 * dx;
             if i > 0 {
-                let raw = (curve[i.min(curve.len() - 1)] - curve[(i - 1).min(curve.len() - 1)]) / dx;
+                let raw =
+                    (curve[i.min(curve.len() - 1)] - curve[(i - 1).min(curve.len() - 1)]) / dx;
                 // air keeps the identity's slope: the body's curve starts from black
                 let slope = if x <= AIR {
                     1.0

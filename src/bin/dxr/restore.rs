@@ -240,7 +240,10 @@ pub fn run(a: &RestoreArgs) -> Result<()> {
                 let path = a.out.join("labels").join(format!("{stem}.json"));
                 let mut json = serde_json::to_value(label.resized(w, h)).expect("serialisable");
                 json["tone"] = serde_json::json!(a.tone);
-                io::write_atomic(&path, &serde_json::to_vec_pretty(&json).expect("serialisable"))?;
+                io::write_atomic(
+                    &path,
+                    &serde_json::to_vec_pretty(&json).expect("serialisable"),
+                )?;
             }
             Ok(restored.plan.describe())
         })();
