@@ -1047,4 +1047,25 @@ fn tone_is_a_separate_monotone_curve_at_a_chosen_strength() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("--tone 1.5"));
     assert!(files_in(&dir.path("bad")).is_empty());
+    // a curve that falls, or a file with no curve, is refused by name and writes no model
+    for (name, json, says) in [
+        ("falling.json", r#"{"points": [0.0, 0.7, 0.4, 1.0]}"#, "monotone"),
+        ("none.json", r#"{"sigma": 2.0}"#, "no tone curve"),
+    ] {
+        let bad = dir.write(name, json.as_bytes());
+        let to = dir.path(&format!("{name}.safetensors"));
+        let o = dxr(&[
+            "convert",
+            &s(&tiny.join("weights.pt")),
+            &s(&to),
+            "--config",
+            &s(&tiny.join("config.json")),
+            "--tone",
+            &s(&bad),
+        ]);
+        assert!(!o.status.success());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(says) && err.contains(name), "{err}");
+        assert!(!to.exists());
+    }
 }

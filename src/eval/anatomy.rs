@@ -307,26 +307,44 @@ fn away_from(mask: &[bool], other: &[bool], width: usize, d: usize) -> Vec<bool>
         .collect()
 }
 
-/// Band-pass detail and contrast of one region of an image: the standard deviations of
-/// (Gaussian σ1 − σ4) and of the grey levels, both over the region of the image mapped by its
-/// own 1st–99th percentiles (window-free). σ in pixels of a 256-px-wide image, scaled with the
-/// width. `None` when the region is empty.
-pub fn detail_and_contrast(img: &GrayImage, mask: &[bool]) -> Option<[f64; 2]> {
-    let norm = percentile_normalised(img);
-    let k = img.width as f64 / 256.0;
-    let (fine, coarse) = (gaussian_blur(&norm, k), gaussian_blur(&norm, 4.0 * k));
-    let std = |f: &dyn Fn(usize) -> f64| -> Option<f64> {
-        let v: Vec<f64> = (0..mask.len()).filter(|&p| mask[p]).map(f).collect();
-        if v.is_empty() {
-            return None;
-        }
-        let m = v.iter().sum::<f64>() / v.len() as f64;
-        Some((v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / v.len() as f64).sqrt())
-    };
-    Some([
-        std(&|p| (fine.data[p] - coarse.data[p]) as f64)?,
-        std(&|p| norm.data[p] as f64)?,
-    ])
+/// An image as check 7 measures it: mapped by its own 1st–99th percentiles (window-free) and
+/// its band-pass (Gaussian σ1 − σ4, σ in pixels of a 256-px-wide image, scaled with the width).
+/// Made once per image, then read for every region.
+pub struct Bands {
+    norm: GrayImage,
+    band: Vec<f32>,
+}
+
+impl Bands {
+    pub fn of(img: &GrayImage) -> Self {
+        let norm = percentile_normalised(img);
+        let k = img.width as f64 / 256.0;
+        let (fine, coarse) = (gaussian_blur(&norm, k), gaussian_blur(&norm, 4.0 * k));
+        let band = fine
+            .data
+            .iter()
+            .zip(&coarse.data)
+            .map(|(f, c)| f - c)
+            .collect();
+        Self { norm, band }
+    }
+
+    /// Band-pass detail and contrast over `mask`: the standard deviations of the band-pass and
+    /// of the grey levels there. `None` when the region is empty.
+    pub fn detail_and_contrast(&self, mask: &[bool]) -> Option<[f64; 2]> {
+        let std = |values: &[f32]| -> Option<f64> {
+            let v: Vec<f64> = (0..mask.len())
+                .filter(|&p| mask[p])
+                .map(|p| values[p] as f64)
+                .collect();
+            if v.is_empty() {
+                return None;
+            }
+            let m = v.iter().sum::<f64>() / v.len() as f64;
+            Some((v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / v.len() as f64).sqrt())
+        };
+        Some([std(&self.band)?, std(&self.norm.data)?])
+    }
 }
 
 #[cfg(test)]
@@ -411,12 +429,13 @@ pub(crate) mod tests {
                 flat.data[p] = 0.75;
             }
         }
-        let [d0, c0] = detail_and_contrast(&img, &med).unwrap();
-        let [d1, c1] = detail_and_contrast(&flat, &med).unwrap();
+        let (before, after) = (Bands::of(&img), Bands::of(&flat));
+        let [d0, c0] = before.detail_and_contrast(&med).unwrap();
+        let [d1, c1] = after.detail_and_contrast(&med).unwrap();
         assert!(d1 < 0.8 * d0 && c1 < 0.5 * c0, "{d0} → {d1}, {c0} → {c1}");
         let lm = layout.mask(Region::Lungs);
-        let [dl0, _] = detail_and_contrast(&img, &lm).unwrap();
-        let [dl1, _] = detail_and_contrast(&flat, &lm).unwrap();
+        let [dl0, _] = before.detail_and_contrast(&lm).unwrap();
+        let [dl1, _] = after.detail_and_contrast(&lm).unwrap();
         assert!(
             (dl1 / dl0 - 1.0).abs() < 0.1,
             "the lungs untouched: {dl0} → {dl1}"

@@ -21,7 +21,7 @@
 //!    diaphragm, shoulders; [`anatomy::Region`]), band-pass detail and contrast after ≥ 90 % of
 //!    before. (Check 6 is check 1–5 against a second patient's radiograph, run by the recipe.)
 
-use super::anatomy::{self, Layout, Location, Region};
+use super::anatomy::{Bands, Layout, Location, Region};
 use super::realism::{self, STRIDE_PERIODS};
 use crate::io::GrayImage;
 use crate::{Error, Result};
@@ -234,7 +234,10 @@ pub fn run(views: &[View], twins: &[Twin], reference: &Reference) -> Result<Vec<
     // 4. nodules, per location: a nodule over the heart or the diaphragm is the hard case a
     //    detector must learn, and a restoration that flattens the anatomy there can keep its
     //    CNR while erasing its background; every location is judged on its own
-    let layouts: Vec<Option<Layout>> = views.iter().map(layout_of_view).collect();
+    let layouts: Vec<Option<Layout>> = views
+        .iter()
+        .map(|v| layout_of(&v.before, &v.lungs))
+        .collect();
     let mut per: Vec<NoduleTally> = Location::ALL
         .iter()
         .map(|_| NoduleTally::default())
@@ -496,12 +499,12 @@ pub const MIN_KEPT: f64 = 0.9;
 /// average (about 200 pixels of a 256² view): smaller ones are a rim, not anatomy.
 const MIN_REGION_SHARE: f64 = 0.003;
 
-fn layout_of_view(v: &View) -> Option<Layout> {
-    let lungs = match &v.lungs {
-        Some(m) if m.len() == v.before.data.len() => m.clone(),
-        _ => realism::lung_mask(&v.before),
-    };
-    Layout::new(&v.before, &lungs)
+/// The layout of an image from its set's lung fields, or from the lungs found by threshold.
+fn layout_of(img: &GrayImage, lungs: &Option<Vec<bool>>) -> Option<Layout> {
+    match lungs {
+        Some(m) if m.len() == img.data.len() => Layout::new(img, m),
+        _ => Layout::new(img, &realism::lung_mask(img)),
+    }
 }
 
 /// Check 7, anatomy kept: in each region of the body, band-pass detail and contrast after at
@@ -516,32 +519,31 @@ fn anatomy_kept(views: &[View], layouts: &[Option<Layout>], twins: &[Twin]) -> C
     }
     let twin_layouts: Vec<Option<Layout>> = twins
         .iter()
-        .map(|t| {
-            let lungs = match &t.lungs {
-                Some(m) if m.len() == t.before.data.len() => m.clone(),
-                _ => realism::lung_mask(&t.before),
-            };
-            Layout::new(&t.before, &lungs)
-        })
+        .map(|t| layout_of(&t.before, &t.lungs))
         .collect();
     for (t, l) in twins.iter().zip(&twin_layouts) {
         if let Some(l) = l {
             pairs.push((&t.before, &t.after, l));
         }
     }
+    // each image's window-free map and band-pass, once for all regions
+    let bands: Vec<(Bands, Bands)> = pairs
+        .iter()
+        .map(|(before, after, _)| (Bands::of(before), Bands::of(after)))
+        .collect();
     let mut lines = Vec::new();
     let mut pass = !pairs.is_empty();
     let mut weakest = f64::INFINITY;
     for region in Region::ALL {
         // sums of [detail, contrast] before and after, and the region's share of the pixels
         let (mut b, mut a, mut n, mut share) = ([0.0; 2], [0.0; 2], 0usize, 0.0);
-        for (before, after, layout) in &pairs {
+        for ((_, _, layout), (before, after)) in pairs.iter().zip(&bands) {
             let mask = layout.mask(region);
             let count = mask.iter().filter(|m| **m).count();
             share += count as f64 / mask.len() as f64 / pairs.len() as f64;
             if let (Some(x), Some(y)) = (
-                anatomy::detail_and_contrast(before, &mask),
-                anatomy::detail_and_contrast(after, &mask),
+                before.detail_and_contrast(&mask),
+                after.detail_and_contrast(&mask),
             ) {
                 for k in 0..2 {
                     b[k] += x[k];
@@ -1022,7 +1024,7 @@ mod tests {
     fn check_7_fails_a_flattened_mediastinum_and_passes_the_identity() {
         let reference = Reference::from_images(&[&chest(0.0, false)]).unwrap();
         // a chest with a wide mediastinum, a nodule on the left lung and one over the strip
-        let (plain, lungs) = super::anatomy::tests::chest();
+        let (plain, lungs) = crate::eval::anatomy::tests::chest();
         let mut before = plain.clone();
         plant_disk(&mut before, [30.0, 50.0], 4.0, 0.15);
         plant_disk(&mut before, [64.0, 50.0], 4.0, 0.15);

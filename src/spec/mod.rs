@@ -10,7 +10,7 @@ mod tone;
 
 pub use network::{CheffUnetConfig, NetworkConfig, Sr3UnetConfig};
 pub use schedule::{BetaKind, ScheduleConfig};
-pub use tone::{ToneSpec, check_strength as check_tone_strength};
+pub use tone::{ToneSpec, check_strength as check_tone_strength, interpolate as interpolate_curve};
 
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};

@@ -28,8 +28,9 @@ impl ToneSpec {
     /// that air and white stay where they are. A matching curve squeezes whole grey ranges
     /// together where the radiograph's processing did (a near-white mediastinum); with a floor
     /// on the slope, no stretch of the body can be flattened away.
+    /// `curve` must hold at least 2 points ([`Self::validate`] of a curve read from a file).
     pub fn gentle(curve: &[f32], min_slope: f32, max_slope: f32, page_default: f32) -> Self {
-        let n = curve.len().max(2);
+        let n = curve.len();
         let dx = 1.0 / (n - 1) as f32;
         let mut points = Vec::with_capacity(n);
         let mut y = 0.0f32;
@@ -113,11 +114,7 @@ impl ToneSpec {
 
     /// The curve at `x` (clamped to [0, 1]).
     pub fn curve(&self, x: f32) -> f32 {
-        let n = self.points.len() - 1;
-        let t = x.clamp(0.0, 1.0) * n as f32;
-        let i = (t.floor() as usize).min(n - 1);
-        let f = t - i as f32;
-        self.points[i] * (1.0 - f) + self.points[i + 1] * f
+        interpolate(&self.points, x)
     }
 
     /// `x` moved toward the curve by `strength` in [0, 1]: `x + s·(curve(x) − x)`. A blend of
@@ -138,6 +135,17 @@ impl ToneSpec {
             }
         }
     }
+}
+
+/// A curve given by `points` over [0, 1] at `x` (clamped): `points[i]` is the value at
+/// `i / (points − 1)`, linear in between. Every tone curve of the crate reads its points so
+/// (the DRR look's fitted curve too), and the page's `www/tone.js` the same way.
+pub fn interpolate(points: &[f32], x: f32) -> f32 {
+    let n = points.len() - 1;
+    let t = x.clamp(0.0, 1.0) * n as f32;
+    let i = (t.floor() as usize).min(n - 1);
+    let f = t - i as f32;
+    points[i] * (1.0 - f) + points[i + 1] * f
 }
 
 /// Checks a `--tone` strength: a number in [0, 1].

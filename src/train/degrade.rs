@@ -188,11 +188,7 @@ impl ToneCurve {
 
     /// The curve applied to one value (linear between points).
     pub fn map(&self, x: f32) -> f32 {
-        let n = self.points.len() - 1;
-        let t = x.clamp(0.0, 1.0) * n as f32;
-        let i = (t.floor() as usize).min(n - 1);
-        let f = t - i as f32;
-        self.points[i] * (1.0 - f) + self.points[i + 1] * f
+        crate::spec::interpolate_curve(&self.points, x)
     }
 
     pub fn apply(&self, img: &GrayImage) -> GrayImage {
