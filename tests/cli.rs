@@ -1049,7 +1049,11 @@ fn tone_is_a_separate_monotone_curve_at_a_chosen_strength() {
     assert!(files_in(&dir.path("bad")).is_empty());
     // a curve that falls, or a file with no curve, is refused by name and writes no model
     for (name, json, says) in [
-        ("falling.json", r#"{"points": [0.0, 0.7, 0.4, 1.0]}"#, "monotone"),
+        (
+            "falling.json",
+            r#"{"points": [0.0, 0.7, 0.4, 1.0]}"#,
+            "monotone",
+        ),
         ("none.json", r#"{"sigma": 2.0}"#, "no tone curve"),
     ] {
         let bad = dir.write(name, json.as_bytes());
