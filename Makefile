@@ -9,7 +9,7 @@ SHARED ?= $(CURDIR)/../shared
 export SHARED
 DXR := $(CARGO_TARGET_DIR)/release/dxr
 
-.PHONY: serve test deps data build web wasm-check browser-test bench bench-web bench-drr bench-train demo drr-demo recipe recipe-comparison profile fuzz
+.PHONY: serve test deps data build web wasm-check browser-test bench bench-generate bench-web bench-drr bench-train demo drr-demo recipe recipe-comparison profile fuzz
 
 deps:
 	@scripts/setup.sh
@@ -58,6 +58,11 @@ bench: build data
 	$(DXR) drr --ct data/ct/cxr.nii.gz --mask data/ct/mask.nii.gz --out out/bench-drr --count 1 \
 		--size 1024 --nodules 2 --seed 3 --device cpu >/dev/null
 	$(DXR) bench --size 256 512 --restore out/bench-drr/png16/00000.png data/cxr/RG1_UNCR.dcm
+
+# Items/s of `dxr generate` (render only and render + restore, 256² and 512², 1 and 2 threads),
+# time per stage, and peak memory for 2 and 50 CTs.
+bench-generate: build data
+	python3 scripts/bench-generate.py $(DXR) data/ct/cxr.nii.gz data/ct/mask.nii.gz
 
 # Where the time goes (perf): a restoration step and training steps on flex, per kind of work.
 profile: build

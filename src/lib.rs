@@ -17,6 +17,8 @@ pub mod diffusion;
 pub mod drr;
 pub mod error;
 pub mod eval;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod factory;
 pub mod io;
 pub mod model;
 pub mod restore;

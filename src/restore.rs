@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::LoadedModel;
 use crate::device::MemoryBudget;
-use crate::diffusion::sampler::{Denoiser, NoiseSource, SamplerRun, SamplerSettings, StepInfo};
+use crate::diffusion::sampler::{
+    Denoiser, NoiseSource, PerItemNoise, SamplerRun, SamplerSettings, SeededNoise, StepInfo,
+};
 use crate::diffusion::schedule::Schedule;
 use crate::diffusion::tiles::TileGrid;
 use crate::error::{Error, Result};
@@ -398,19 +400,31 @@ impl Restorer {
         noise: &mut dyn NoiseSource,
         device: &Device,
     ) -> Result<RestoreRun<'a>> {
+        self.begin_batch(&[plan], settings, noise, device)
+    }
+
+    /// [`Restorer::begin`] for several plans of one model-scale size run as one batch.
+    fn begin_batch<'a>(
+        &'a self,
+        plans: &[&'a RestorePlan],
+        settings: &SamplerSettings,
+        noise: &mut dyn NoiseSource,
+        device: &Device,
+    ) -> Result<RestoreRun<'a>> {
         let net_cfg = &self.model.spec.network;
+        let plan = plans[0];
         let [w, h] = plan.model;
         // 1. grey [0, 1] → [−1, 1], repeated over the conditioning channels (3 for RGB models)
-        let lq: Vec<f32> = plan
-            .model_input
-            .data
+        let conds = plans
             .iter()
-            .map(|v| v * 2.0 - 1.0)
+            .map(|p| {
+                let lq: Vec<f32> = p.model_input.data.iter().map(|v| v * 2.0 - 1.0).collect();
+                Tensor::<4>::from_data(TensorData::new(lq, [1, 1, h, w]), device)
+            })
             .collect();
-        let cond = Tensor::<4>::from_data(TensorData::new(lq, [1, 1, h, w]), device);
-        let cond = cond.repeat_dim(1, net_cfg.cond_channels()?);
+        let cond = Tensor::cat(conds, 0).repeat_dim(1, net_cfg.cond_channels()?);
         // 2. pad to the network's multiple
-        let cond = pad_to_multiple(cond, net_cfg.input_multiple()); // [1, c_cond, H', W']
+        let cond = pad_to_multiple(cond, net_cfg.input_multiple()); // [b, c_cond, H', W']
         // 3. the sampler over the planned tiles, ready to step
         let den = Denoiser::new(
             &self.model.network,
@@ -425,7 +439,87 @@ impl Restorer {
             width: w,
         })
     }
+
+    /// How many images planned like `plan` one network call may take at once within `budget`
+    /// (1 for an image restored over tiles), at most [`MAX_BATCH`].
+    pub fn batch_size(&self, plan: &RestorePlan, budget: &MemoryBudget) -> usize {
+        if !plan.grid.is_single() {
+            return 1;
+        }
+        let [h, w] = plan.grid.size;
+        let fits = |b: usize| {
+            let n = self.model.spec.network.memory_need(
+                b,
+                h,
+                w,
+                budget.unfolds_convolutions,
+                budget.materialises_attention,
+            );
+            n.total <= budget.total && n.largest_buffer <= budget.largest_buffer
+        };
+        (1..=MAX_BATCH).take_while(|&b| fits(b)).last().unwrap_or(1)
+    }
+
+    /// Restores images of one size as one batch, image `k` with noise `noises[k]`: each result
+    /// is what [`Restorer::restore`] gives that image with that noise alone (the network sees
+    /// a batch: on a GPU several items per call cost little more than one). Images whose plans
+    /// differ (size, scale, tiles) are refused; split them into batches of one plan.
+    pub fn restore_batch(
+        &self,
+        images: &[GrayImage],
+        opts: &RestoreOptions,
+        settings: &SamplerSettings,
+        noises: Vec<SeededNoise>,
+        device: &Device,
+        progress: &mut dyn FnMut(StepInfo) -> ControlFlow<()>,
+    ) -> Result<Vec<Restored>> {
+        if images.is_empty() || noises.len() != images.len() {
+            return Err(Error::Failed(format!(
+                "a batch of {} images needs as many noise seeds, got {}",
+                images.len(),
+                noises.len()
+            )));
+        }
+        let plans: Vec<RestorePlan> = images
+            .iter()
+            .map(|i| self.plan(i, opts))
+            .collect::<Result<_>>()?;
+        if plans.iter().any(|p| {
+            p.model != plans[0].model || p.grid != plans[0].grid || p.input != plans[0].input
+        }) {
+            return Err(Error::Failed(
+                "the images of a batch must have one size and scale".into(),
+            ));
+        }
+        let mut noise = PerItemNoise(noises);
+        let refs: Vec<&RestorePlan> = plans.iter().collect();
+        let mut run = self.begin_batch(&refs, settings, &mut noise, device)?;
+        while !run.is_done() {
+            if let ControlFlow::Break(()) = progress(run.step(&mut noise)) {
+                return Err(Error::Cancelled);
+            }
+        }
+        let out = run.finish(); // [b, 1, h, w]
+        let b = images.len();
+        let [_, _, h, w] = out.dims();
+        plans
+            .into_iter()
+            .zip(images)
+            .enumerate()
+            .map(|(k, (plan, image))| {
+                let restored = to_gray(out.clone().slice([k..k + 1, 0..1, 0..h, 0..w]))?;
+                debug_assert!(k < b);
+                Ok(Restored {
+                    image: plan.compose(image, &restored),
+                    plan,
+                })
+            })
+            .collect()
+    }
 }
+
+/// Most images one batched network call takes.
+pub const MAX_BATCH: usize = 16;
 
 /// A `[1, 1, h, w]` tensor read back as a grey image.
 pub fn to_gray(x: Tensor<4>) -> Result<GrayImage> {
@@ -488,10 +582,10 @@ impl RestoreRun<'_> {
 /// Crops the padding, averages the channels and maps [−1, 1] to [0, 1].
 ///
 /// # Shapes
-/// - x: `[1, c, H', W']` → `[1, 1, height, width]`
+/// - x: `[b, c, H', W']` → `[b, 1, height, width]`
 fn to_image(x: Tensor<4>, height: usize, width: usize) -> Tensor<4> {
-    let c = x.dims()[1];
-    let x = x.slice([0..1, 0..c, 0..height, 0..width]).mean_dim(1); // [1, 1, h, w]
+    let [b, c, _, _] = x.dims();
+    let x = x.slice([0..b, 0..c, 0..height, 0..width]).mean_dim(1); // [b, 1, h, w]
     ((x + 1.0) / 2.0).clamp(0.0, 1.0)
 }
 

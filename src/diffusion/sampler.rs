@@ -134,6 +134,28 @@ impl NoiseSource for SeededNoise {
     }
 }
 
+/// Noise for a batch whose item `k` draws from its own source exactly what it would draw alone
+/// (a batch of seeded items then gives each item's own result).
+pub struct PerItemNoise(pub Vec<SeededNoise>);
+
+impl NoiseSource for PerItemNoise {
+    fn normal(&mut self, index: usize, shape: [usize; 4], device: &Device) -> Tensor<4> {
+        let [b, c, h, w] = shape;
+        assert_eq!(
+            b,
+            self.0.len(),
+            "a batch of {b} with {} noise sources",
+            self.0.len()
+        );
+        let parts = self
+            .0
+            .iter_mut()
+            .map(|s| s.normal(index, [1, c, h, w], device))
+            .collect();
+        Tensor::cat(parts, 0)
+    }
+}
+
 /// Pre-drawn noise by index (the fixtures' `ddim_noise[i]`, ...).
 pub struct FixedNoise(pub Vec<Tensor<4>>);
 

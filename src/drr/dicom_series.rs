@@ -54,6 +54,60 @@ pub fn read_series(dir: &Path) -> Result<Volume> {
     finish(slices).map_err(err)
 }
 
+/// The grid size `[columns, rows, slices]` of the series in `dir`, from the files' headers
+/// only; a series whose slices differ in size is refused by name.
+pub fn series_dims(dir: &Path) -> Result<[usize; 3]> {
+    let err = |m: String| Error::Volume(format!("{}: {m}", dir.display()));
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    paths.sort();
+    let mut size: Option<(usize, usize, String)> = None;
+    let mut count = 0;
+    for path in &paths {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        if !looks_like_dicom(&bytes) {
+            continue;
+        }
+        let name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let obj = OpenFileOptions::new()
+            .read_preamble(preamble_of(&bytes))
+            .read_until(tags::PIXEL_DATA)
+            .from_reader(Cursor::new(&bytes))
+            .map_err(|e| err(format!("{name}: not a readable DICOM file ({e})")))?;
+        let int = |tag, what: &str| -> Result<usize> {
+            obj.element(tag)
+                .ok()
+                .and_then(|e| e.to_int::<u32>().ok())
+                .map(|v| v as usize)
+                .ok_or_else(|| err(format!("{name}: missing or bad {what}")))
+        };
+        let (rows, cols) = (int(tags::ROWS, "Rows")?, int(tags::COLUMNS, "Columns")?);
+        match &size {
+            None => size = Some((rows, cols, name)),
+            Some((r, c, first)) if (*r, *c) != (rows, cols) => {
+                return Err(err(format!(
+                    "slices of different sizes: {first} is {c}×{r}, {name} is {cols}×{rows}"
+                )));
+            }
+            _ => {}
+        }
+        count += 1;
+    }
+    match size {
+        Some((rows, cols, _)) if count >= 2 => Ok([cols, rows, count]),
+        _ => Err(err(format!(
+            "a CT series needs at least 2 DICOM slices, found {count}"
+        ))),
+    }
+}
+
 /// Reads a CT series given as `(file name, bytes)` pairs in any order: what the page's file
 /// picker gives. Files without the DICM magic are skipped.
 pub fn series_from_files(files: &[(String, Vec<u8>)]) -> Result<Volume> {

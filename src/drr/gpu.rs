@@ -35,6 +35,26 @@ pub enum AdapterChoice {
     AnyAdapter,
 }
 
+/// Whether a real GPU adapter exists (what `--device auto` picks), without opening it.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn gpu_available() -> bool {
+    let backends = wgpu::Backends::PRIMARY;
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+        backends,
+        ..wgpu::InstanceDescriptor::new_without_display_handle()
+    });
+    pollster::block_on(instance.enumerate_adapters(backends))
+        .iter()
+        .any(|a| {
+            matches!(
+                a.get_info().device_type,
+                wgpu::DeviceType::DiscreteGpu
+                    | wgpu::DeviceType::IntegratedGpu
+                    | wgpu::DeviceType::VirtualGpu
+            )
+        })
+}
+
 /// A scene's attenuation living on a GPU (cloning shares the device and the volume).
 #[derive(Clone)]
 pub struct GpuProjector {

@@ -29,6 +29,8 @@ pub use volume::Volume;
 
 use std::path::Path;
 
+use serde::{Deserialize, Serialize};
+
 use crate::{Error, Result};
 
 /// Default linear attenuation of water (1/mm): 0.02, that of water at about 60–70 keV, the
@@ -49,6 +51,53 @@ pub fn read_volume(path: &Path) -> Result<Volume> {
     } else {
         nifti::read_nifti(path)
     }
+}
+
+/// How a CT is prepared before its views are traced (`dxr drr`'s flags of the same names).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Prep {
+    /// Attenuation of water (1/mm).
+    pub mu_water: f64,
+    /// Keep the scanner table and everything outside the body.
+    pub keep_table: bool,
+    /// Keep contrast agent (else the mask's heart and vessel labels, or HU above
+    /// `contrast_hu` without a mask, become soft tissue).
+    pub keep_contrast: bool,
+    pub contrast_hu: f32,
+}
+
+impl Default for Prep {
+    fn default() -> Self {
+        Self {
+            mu_water: MU_WATER_PER_MM,
+            keep_table: false,
+            keep_contrast: false,
+            contrast_hu: Cleanup::default().contrast_hu,
+        }
+    }
+}
+
+/// Reads a CT and its optional label map and prepares them: the scene and where nodules may
+/// go (the mask's lobes, else the aerated lung found by threshold).
+pub fn load_scene(
+    ct: &Path,
+    mask: Option<&Path>,
+    prep: &Prep,
+) -> Result<(Scene, nodule::LungRegion)> {
+    let vol = read_volume(ct)?;
+    let labels = mask.map(read_volume).transpose()?;
+    let cleanup = Cleanup {
+        body_mask: !prep.keep_table,
+        neutralise_contrast: !prep.keep_contrast,
+        contrast_hu: prep.contrast_hu,
+        ..Default::default()
+    };
+    let scene = Scene::new(vol, labels.as_ref(), &cleanup, prep.mu_water)?;
+    let lungs = match &labels {
+        Some(l) => nodule::LungRegion::from_labels(l),
+        None => nodule::LungRegion::from_hu(&scene.ct),
+    };
+    Ok((scene, lungs))
 }
 
 /// A CT prepared for many views: cleaned HU (for nodules), attenuation cropped to what is not

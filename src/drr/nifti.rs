@@ -72,6 +72,35 @@ pub fn inflate_limited(raw: &[u8], max_bytes: u64) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// The voxel grid (dimensions and voxel → world affine) a NIfTI file's header declares, read
+/// without its voxels (a manifest of many CTs is checked this way before anything is rendered).
+pub fn read_grid(path: &Path) -> Result<([usize; 3], [[f64; 4]; 4])> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut head = Vec::with_capacity(348);
+    let mut magic = [0u8; 2];
+    let mut f = std::io::BufReader::new(file);
+    let n = f.read(&mut magic).map_err(|e| Error::io(path, e))?;
+    head.extend_from_slice(&magic[..n]);
+    let read = if magic == [0x1f, 0x8b] {
+        let chained = std::io::Cursor::new(magic).chain(f);
+        let mut gz = flate2::read::MultiGzDecoder::new(chained);
+        head.clear();
+        (&mut gz).take(348).read_to_end(&mut head)
+    } else {
+        f.take(346).read_to_end(&mut head)
+    };
+    read.map_err(|e| {
+        with_name(
+            &path.display().to_string(),
+            Error::Volume(format!("damaged file ({e})")),
+        )
+    })?;
+    let l = layout(&head).map_err(|e| with_name(&path.display().to_string(), e))?;
+    let affine = nifti_affine(&l.header).map_err(|e| with_name(&path.display().to_string(), e))?;
+    Ok((l.dims, affine))
+}
+
 /// What the header says about the voxels and where they are.
 struct Layout {
     header: nifti::NiftiHeader,

@@ -17,6 +17,17 @@ pub fn looks_like_dicom(bytes: &[u8]) -> bool {
     (bytes.len() >= 132 && &bytes[128..132] == b"DICM") || bytes.starts_with(b"DICM")
 }
 
+/// Whether the file at `path` starts like a DICOM file (reads its first 132 bytes only).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn file_looks_like_dicom(path: &std::path::Path) -> bool {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(132);
+    std::fs::File::open(path)
+        .and_then(|f| f.take(132).read_to_end(&mut head))
+        .is_ok()
+        && looks_like_dicom(&head)
+}
+
 /// Human name of a transfer syntax UID, for messages.
 fn ts_name(uid: &str) -> String {
     use dicom_encoding::transfer_syntax::TransferSyntaxIndex;

@@ -2,6 +2,8 @@
 //! (Each test binary uses a different subset.)
 #![allow(dead_code)]
 
+pub mod phantom;
+
 use std::path::{Path, PathBuf};
 
 /// `../shared/fixtures` beside the checkout (or `$DXR_SHARED/fixtures`).

@@ -12,20 +12,14 @@ use dxr::drr::gpu::{AdapterChoice, GpuProjector};
 use dxr::drr::nodule::LungRegion;
 use dxr::drr::project::{MARCH_STEP_FRACTION, render_march};
 use dxr::drr::{
-    Cleanup, Geometry, NoduleSettings, Pose, Projection, Scene, Shape, View, read_volume,
+    Geometry, NoduleSettings, Pose, Prep, Projection, Scene, Shape, View, load_scene, read_volume,
 };
+use dxr::factory::RenderSettings;
 use dxr::{Error, Result};
 
-/// The CT and how it is prepared.
+/// How a CT is prepared (`dxr drr` and `dxr generate`).
 #[derive(Args, Clone)]
-pub struct CtArgs {
-    /// Chest CT: NIfTI file (.nii, .nii.gz) or a folder holding one DICOM series.
-    #[arg(long)]
-    ct: PathBuf,
-    /// Label map on the CT's grid (NIfTI): lobes 10–14 place nodules, 51–68 are contrast-filled
-    /// heart and vessels. Without it, nodules go into aerated lung found by threshold.
-    #[arg(long)]
-    mask: Option<PathBuf>,
+pub struct PrepArgs {
     /// Attenuation of water (1/mm): μ = μ_water·(1 + HU/1000), air clamped to 0.
     #[arg(long, default_value_t = dxr::drr::MU_WATER_PER_MM)]
     mu_water: f64,
@@ -41,46 +35,47 @@ pub struct CtArgs {
     contrast_hu: f32,
 }
 
+impl PrepArgs {
+    pub fn prep(&self) -> Prep {
+        Prep {
+            mu_water: self.mu_water,
+            keep_table: self.keep_table,
+            keep_contrast: self.keep_contrast,
+            contrast_hu: self.contrast_hu,
+        }
+    }
+}
+
+/// The CT and how it is prepared.
+#[derive(Args, Clone)]
+pub struct CtArgs {
+    /// Chest CT: NIfTI file (.nii, .nii.gz) or a folder holding one DICOM series.
+    #[arg(long)]
+    ct: PathBuf,
+    /// Label map on the CT's grid (NIfTI): lobes 10–14 place nodules, 51–68 are contrast-filled
+    /// heart and vessels. Without it, nodules go into aerated lung found by threshold.
+    #[arg(long)]
+    mask: Option<PathBuf>,
+    #[command(flatten)]
+    prep: PrepArgs,
+}
+
 impl CtArgs {
     fn load(&self) -> Result<(Scene, Option<LungRegion>)> {
-        let ct = read_volume(&self.ct)?;
-        let labels = self.mask.as_deref().map(read_volume).transpose()?;
-        let cleanup = Cleanup {
-            body_mask: !self.keep_table,
-            neutralise_contrast: !self.keep_contrast,
-            contrast_hu: self.contrast_hu,
-            ..Default::default()
-        };
-        let scene = Scene::new(ct, labels.as_ref(), &cleanup, self.mu_water)?;
-        let lungs = match &labels {
-            Some(l) => LungRegion::from_labels(l),
-            None => LungRegion::from_hu(&scene.ct),
-        };
+        let (scene, lungs) = load_scene(&self.ct, self.mask.as_deref(), &self.prep.prep())?;
         Ok((scene, Some(lungs)))
     }
 }
 
-#[derive(Args)]
-pub struct DrrArgs {
-    #[command(flatten)]
-    ct: CtArgs,
-    /// Output folder: png16/, png8/, clean/, raw/, labels/, coco.json, meta.json.
-    #[arg(long)]
-    out: PathBuf,
-    /// Number of views.
-    #[arg(long, default_value_t = 1)]
-    count: usize,
+/// How views are drawn and rendered (`dxr drr` and `dxr generate`).
+#[derive(Args, Clone)]
+pub struct ViewArgs {
     /// Detector pixels per side (256, 512, 1024, …).
     #[arg(long, default_value_t = 256)]
     size: usize,
     /// Nodules per view.
     #[arg(long, default_value_t = 0)]
     nodules: usize,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Index of the first view: sets with disjoint index ranges draw disjoint poses and nodules.
-    #[arg(long, default_value_t = 0)]
-    first_index: usize,
     /// pa or ap.
     #[arg(long, default_value = "pa")]
     view: String,
@@ -123,6 +118,25 @@ pub struct DrrArgs {
     /// auto (per view, percentiles 1–99.8 of the body) or LOW:HIGH line integrals.
     #[arg(long, default_value = "auto")]
     window: String,
+}
+
+#[derive(Args)]
+pub struct DrrArgs {
+    #[command(flatten)]
+    ct: CtArgs,
+    #[command(flatten)]
+    views: ViewArgs,
+    /// Output folder: png16/, png8/, clean/, raw/, labels/, coco.json, meta.json.
+    #[arg(long)]
+    out: PathBuf,
+    /// Number of views.
+    #[arg(long, default_value_t = 1)]
+    count: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Index of the first view: sets with disjoint index ranges draw disjoint poses and nodules.
+    #[arg(long, default_value_t = 0)]
+    first_index: usize,
     /// Also write the line integrals as float32 .npy files.
     #[arg(long)]
     raw: bool,
@@ -135,7 +149,7 @@ pub struct DrrArgs {
     device: String,
 }
 
-fn triple(s: &str) -> std::result::Result<[f64; 3], String> {
+pub fn triple(s: &str) -> std::result::Result<[f64; 3], String> {
     let v: Vec<f64> = s
         .split(',')
         .map(|x| x.trim().parse::<f64>())
@@ -144,7 +158,7 @@ fn triple(s: &str) -> std::result::Result<[f64; 3], String> {
     <[f64; 3]>::try_from(v).map_err(|_| format!("{s:?}: expected three numbers X,Y,Z"))
 }
 
-fn range(s: &str) -> std::result::Result<[f64; 2], String> {
+pub fn range(s: &str) -> std::result::Result<[f64; 2], String> {
     let (a, b) = s
         .split_once(':')
         .ok_or_else(|| format!("{s:?}: expected MIN:MAX"))?;
@@ -152,7 +166,7 @@ fn range(s: &str) -> std::result::Result<[f64; 2], String> {
     Ok([p(a)?, p(b)?])
 }
 
-fn renderer(device: &str, scene: &Scene) -> Result<Renderer> {
+pub fn renderer(device: &str, scene: &Scene) -> Result<Renderer> {
     let gpu = |choice| GpuProjector::new(&scene.mu, choice).map(|g| Renderer::Gpu(Box::new(g)));
     match device {
         "cpu" => Ok(Renderer::Cpu),
@@ -165,67 +179,76 @@ fn renderer(device: &str, scene: &Scene) -> Result<Renderer> {
     }
 }
 
+impl ViewArgs {
+    /// The render settings these flags give, with `views` views per CT and `prep`.
+    pub fn render_settings(&self, views: usize, prep: Prep) -> Result<RenderSettings> {
+        let a = self;
+        let view = match a.view.to_ascii_lowercase().as_str() {
+            "pa" => View::Pa,
+            "ap" => View::Ap,
+            v => return Err(Error::Drr(format!("--view {v:?}: use pa or ap"))),
+        };
+        let shape = match a.nodule_shape.as_str() {
+            "sphere" => Shape::Sphere,
+            "lobulated" => Shape::Lobulated,
+            "mixed" => Shape::Mixed,
+            s => {
+                return Err(Error::Drr(format!(
+                    "--nodule-shape {s:?}: use sphere, lobulated or mixed"
+                )));
+            }
+        };
+        let window = if a.window == "auto" {
+            Window::default()
+        } else {
+            let [low, high] = range(&a.window).map_err(|e| Error::Drr(format!("--window {e}")))?;
+            if !(high > low) {
+                return Err(Error::Drr(format!(
+                    "--window {low}:{high}: HIGH must exceed LOW"
+                )));
+            }
+            Window::Fixed { low, high }
+        };
+        let s = RenderSettings {
+            views,
+            geometry: Geometry {
+                sdd: a.sdd,
+                sid: a.sid,
+                detector_mm: [a.detector_mm; 2],
+                pixels: [a.size; 2],
+                view,
+            },
+            pose: Pose {
+                rotation_deg: a.rotation,
+                translation_mm: a.shift,
+            },
+            rotation_jitter_deg: a.rotation_jitter.map(f64::abs),
+            translation_jitter_mm: a.shift_jitter.map(f64::abs),
+            nodules: a.nodules,
+            nodule: NoduleSettings {
+                radius_mm: a.nodule_radius,
+                hu: a.nodule_hu,
+                shape,
+                edge_mm: a.nodule_edge,
+                margin_mm: a.nodule_margin,
+            },
+            window,
+            prep,
+        };
+        s.geometry.validate()?;
+        s.nodule.validate()?;
+        Ok(s)
+    }
+}
+
 fn settings(a: &DrrArgs) -> Result<SetSettings> {
-    let view = match a.view.to_ascii_lowercase().as_str() {
-        "pa" => View::Pa,
-        "ap" => View::Ap,
-        v => return Err(Error::Drr(format!("--view {v:?}: use pa or ap"))),
-    };
-    let shape = match a.nodule_shape.as_str() {
-        "sphere" => Shape::Sphere,
-        "lobulated" => Shape::Lobulated,
-        "mixed" => Shape::Mixed,
-        s => {
-            return Err(Error::Drr(format!(
-                "--nodule-shape {s:?}: use sphere, lobulated or mixed"
-            )));
-        }
-    };
-    let window = if a.window == "auto" {
-        Window::default()
-    } else {
-        let [low, high] = range(&a.window).map_err(|e| Error::Drr(format!("--window {e}")))?;
-        if !(high > low) {
-            return Err(Error::Drr(format!(
-                "--window {low}:{high}: HIGH must exceed LOW"
-            )));
-        }
-        Window::Fixed { low, high }
-    };
     if a.count == 0 {
         return Err(Error::Drr("--count must be at least 1".into()));
     }
-    let s = SetSettings {
-        count: a.count,
-        seed: a.seed,
-        first_index: a.first_index,
-        geometry: Geometry {
-            sdd: a.sdd,
-            sid: a.sid,
-            detector_mm: [a.detector_mm; 2],
-            pixels: [a.size; 2],
-            view,
-        },
-        pose: Pose {
-            rotation_deg: a.rotation,
-            translation_mm: a.shift,
-        },
-        rotation_jitter_deg: a.rotation_jitter.map(f64::abs),
-        translation_jitter_mm: a.shift_jitter.map(f64::abs),
-        nodules: a.nodules,
-        nodule: NoduleSettings {
-            radius_mm: a.nodule_radius,
-            hu: a.nodule_hu,
-            shape,
-            edge_mm: a.nodule_edge,
-            margin_mm: a.nodule_margin,
-        },
-        window,
-        raw: a.raw,
-        contact_sheet: a.contact_sheet,
-    };
-    s.geometry.validate()?;
-    s.nodule.validate()?;
+    let r = a.views.render_settings(1, a.ct.prep.prep())?;
+    let mut s = r.set_settings(a.count, a.seed, a.first_index);
+    s.raw = a.raw;
+    s.contact_sheet = a.contact_sheet;
     Ok(s)
 }
 
@@ -239,7 +262,7 @@ pub fn run(a: &DrrArgs) -> Result<()> {
         scene.ct.dims,
         t0.elapsed().as_secs_f64(),
         s.count,
-        a.size,
+        a.views.size,
         renderer.name()
     );
     let cancel = crate::common::cancel_on_ctrl_c();

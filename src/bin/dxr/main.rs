@@ -38,6 +38,7 @@ mod bench;
 mod common;
 mod drr;
 mod evaluate;
+mod generate;
 mod images;
 mod look;
 mod model;
@@ -76,6 +77,11 @@ enum Command {
     Info(Box<model::InfoArgs>),
     /// Render DRRs from a chest CT, with seeded poses and inserted lung nodules, and their labels.
     Drr(Box<drr::DrrArgs>),
+    /// A labelled (and restored) training set from many CTs: deterministic items, resumable,
+    /// in shards for a job array (`--shard I/N`, then `dxr merge`).
+    Generate(Box<generate::GenerateArgs>),
+    /// Join the shards of a `dxr generate` dataset into one.
+    Merge(Box<generate::MergeArgs>),
     /// DRRs per second: exact traversal (CPU, GPU) against a plain trilinear march.
     DrrBench(Box<drr::BenchArgs>),
     /// Write a CT (NIfTI or a DICOM series) as a DICOM series: 16-bit slices in HU.
@@ -119,6 +125,8 @@ fn main() -> ExitCode {
         Command::Convert(a) => model::run_convert(&a),
         Command::Drr(a) => drr::run(&a),
         Command::DrrBench(a) => drr::bench(&a),
+        Command::Generate(a) => generate::run(&a),
+        Command::Merge(a) => generate::run_merge(&a),
         Command::CtToDicom(a) => drr::ct_to_dicom(&a),
         Command::Train(t) => train::run_train(&t),
         Command::Pairs(a) => pairs::run_pairs(&a),

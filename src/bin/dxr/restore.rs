@@ -15,7 +15,7 @@ use dxr::io::{self, BitDepth};
 use dxr::restore::{OutputScale, RestoreOptions, Restorer};
 use dxr::{Error, Result};
 
-fn default_sampler() -> String {
+pub fn default_sampler() -> String {
     format!("{:?}", SamplerSettings::new().kind).to_ascii_lowercase()
 }
 
