@@ -268,6 +268,43 @@ fn a_killed_run_resumes_to_the_dataset_an_uninterrupted_run_makes() {
     );
 }
 
+/// The example CT's manifest line, when it was fetched (`scripts/fetch-data.sh ct`).
+fn example_ct_line(id: &str) -> Option<String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/ct");
+    let (ct, mask) = (root.join("cxr.nii.gz"), root.join("mask.nii.gz"));
+    if !ct.is_file() {
+        assert!(
+            std::env::var_os("DXR_REQUIRE_DATA").is_none(),
+            "DXR_REQUIRE_DATA is set but {} is missing: run scripts/fetch-data.sh ct",
+            ct.display()
+        );
+        println!("example CT not fetched (scripts/fetch-data.sh ct): its part did not run");
+        return None;
+    }
+    Some(format!(
+        "{{\"id\": \"{id}\", \"ct\": \"{}\", \"mask\": \"{}\"}}",
+        s(&ct),
+        s(&mask)
+    ))
+}
+
+/// Each restored item equals `dxr restore` of its DRR with its seed, though items are restored
+/// in batches (views whose estimated scale differs go in different batches).
+fn assert_restorations_match_the_cli(dir: &Scratch, out: &Path, ct: &str, views: usize) {
+    for v in 0..views {
+        let label = item(out, ct, v);
+        let seed = label["seed"].as_u64().unwrap().to_string();
+        let mm = label["pixel_mm"].as_f64().unwrap().to_string();
+        let drr = out.join(label["drr"].as_str().unwrap());
+        let by_hand = dir.path(&format!("by-hand-{ct}-{v}"));
+        ok(dxr(&["restore", &s(&drr), "-o", &s(&by_hand), "--seed", &seed, "--pixel-mm", &mm]));
+        let a = std::fs::read(out.join(label["image"].as_str().unwrap())).unwrap();
+        let b = std::fs::read(by_hand.join(drr.file_name().unwrap())).unwrap();
+        assert!(a == b, "{ct} view {v}: the dataset's restoration differs from dxr restore's");
+        assert_ne!(a, std::fs::read(&drr).unwrap(), "restoration changed nothing");
+    }
+}
+
 #[test]
 fn restored_items_equal_dxr_restore_of_their_drr_with_their_seed() {
     let dir = Scratch::new("gen-restore");
@@ -278,41 +315,17 @@ fn restored_items_equal_dxr_restore_of_their_drr_with_their_seed() {
     // a folder is a manifest: t.nii with its mask t_mask.nii
     let dry = ok(generate(&dir.0, &out, "2", &["--dry-run"]));
     let said = String::from_utf8_lossy(&dry.stdout);
-    assert!(
-        said.contains("| t |")
-            && said.contains("t_mask.nii")
-            && said.contains("1 CT(s), 2 item(s)"),
-        "{said}"
-    );
+    assert!(said.contains("| t |") && said.contains("t_mask.nii") && said.contains("1 CT(s), 2 item(s)"), "{said}");
     assert!(!out.exists(), "--dry-run wrote {}", out.display());
     ok(generate(&dir.0, &out, "2", &["--restore"]));
-    for v in 0..2 {
-        let label = item(&out, "t", v);
-        let seed = label["seed"].as_u64().unwrap().to_string();
-        let mm = label["pixel_mm"].as_f64().unwrap().to_string();
-        let drr = out.join(label["drr"].as_str().unwrap());
-        let by_hand = dir.path(&format!("by-hand-{v}"));
-        ok(dxr(&[
-            "restore",
-            &s(&drr),
-            "-o",
-            &s(&by_hand),
-            "--seed",
-            &seed,
-            "--pixel-mm",
-            &mm,
-        ]));
-        let a = std::fs::read(out.join(label["image"].as_str().unwrap())).unwrap();
-        let b = std::fs::read(by_hand.join(drr.file_name().unwrap())).unwrap();
-        assert!(
-            a == b,
-            "item {v}: the dataset's restoration differs from dxr restore's"
-        );
-        assert_ne!(
-            a,
-            std::fs::read(&drr).unwrap(),
-            "restoration changed nothing"
-        );
+    assert_restorations_match_the_cli(&dir, &out, "t", 2);
+    // the example CT: real anatomy, whose views the scale estimate tells apart
+    if let Some(line) = example_ct_line("ex") {
+        let m = dir.write("ex.jsonl", line.as_bytes());
+        let out = dir.path("ex-set");
+        let args = ["generate", "--cts", &s(&m), "--out", &s(&out), "--views", "3", "--size", "128", "--nodules", "2", "--device", "cpu", "--restore"];
+        ok(dxr(&args));
+        assert_restorations_match_the_cli(&dir, &out, "ex", 3);
     }
 }
 
@@ -453,27 +466,15 @@ fn bad_manifests_are_named_by_line_and_nothing_is_rendered() {
 /// NIfTI with a mask, a DICOM folder without one, mixed.
 #[test]
 fn the_example_ct_and_its_dicom_series_in_one_dataset() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/ct");
-    let (ct, mask) = (root.join("cxr.nii.gz"), root.join("mask.nii.gz"));
-    if !ct.is_file() {
-        assert!(
-            std::env::var_os("DXR_REQUIRE_DATA").is_none(),
-            "DXR_REQUIRE_DATA is set but {} is missing: run scripts/fetch-data.sh ct",
-            ct.display()
-        );
-        println!("example CT not fetched (scripts/fetch-data.sh ct): this test did not run");
+    let Some(line) = example_ct_line("nifti") else {
         return;
-    }
+    };
+    let ct = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/ct/cxr.nii.gz");
     let dir = Scratch::new("gen-example");
     ok(dxr(&["ct-to-dicom", &s(&ct), &s(&dir.path("series"))]));
     let manifest = dir.write(
         "cts.jsonl",
-        format!(
-            "{{\"id\": \"nifti\", \"ct\": \"{}\", \"mask\": \"{}\"}}\n{{\"id\": \"dicom\", \"ct\": \"series\", \"nodules\": 1}}\n",
-            s(&ct),
-            s(&mask)
-        )
-        .as_bytes(),
+        format!("{line}\n{{\"id\": \"dicom\", \"ct\": \"series\", \"nodules\": 1}}\n").as_bytes(),
     );
     let out = dir.path("set");
     let args = [

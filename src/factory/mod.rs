@@ -26,7 +26,7 @@ use crate::diffusion::sampler::{SamplerSettings, SeededNoise};
 use crate::drr::dataset::{Renderer, display, lung_fields, lung_volume, render_view};
 use crate::drr::{Scene, load_scene};
 use crate::io::{BitDepth, GrayImage, InputScale, encode_png, with_png_text, write_atomic};
-use crate::restore::{RestoreOptions, Restorer};
+use crate::restore::{RestoreOptions, RestorePlan, Restorer};
 use crate::spec::ToneSpec;
 use crate::{Error, Result};
 use journal::{Journal, Line, check_files, sha256_hex};
@@ -433,41 +433,51 @@ fn finish_items(
     times: &mut StageTimes,
     step: &mut dyn FnMut((usize, usize)) -> bool,
 ) -> Result<Vec<(String, BTreeMap<String, String>)>> {
-    // 1. restore, the batch at once, each item with its own seed's noise
+    // 1. restore, each item with its own seed's noise, items of one plan (size and scale: the
+    // scale is estimated per view) in one network batch
     let mut restored: Vec<Option<(Vec<u8>, String)>> = vec![None; batch.len()];
     if let Some(r) = &job.restore {
         let t = Instant::now();
-        let inputs: Vec<GrayImage> = batch.iter().map(|b| b.input.clone()).collect();
-        let noises = batch
-            .iter()
-            .map(|b| SeededNoise::new(b.label.seed))
-            .collect();
-        let total = r.sampler.steps;
-        let out = r.restorer.restore_batch(
-            &inputs,
-            &restore_opts(r, &batch[0]),
-            &r.sampler,
-            noises,
-            &r.device,
-            &mut |info| {
-                if step((info.step.min(total), total)) {
-                    ControlFlow::Continue(())
-                } else {
-                    ControlFlow::Break(())
-                }
-            },
-        )?;
-        for (slot, res) in restored.iter_mut().zip(out) {
-            let mut image = res.image;
-            if let Some((curve, s)) = &r.tone {
-                curve.apply(&mut image.data, *s);
+        let opts = restore_opts(r, &batch[0]);
+        let mut groups: Vec<(RestorePlan, Vec<usize>)> = Vec::new();
+        for (k, b) in batch.iter().enumerate() {
+            let plan = r.restorer.plan(&b.input, &opts)?;
+            let same = |p: &RestorePlan| p.model == plan.model && p.grid == plan.grid && p.input == plan.input;
+            match groups.iter_mut().find(|(p, _)| same(p)) {
+                Some((_, members)) => members.push(k),
+                None => groups.push((plan, vec![k])),
             }
-            let png = with_png_text(
-                &encode_png(&image, BitDepth::Sixteen)?,
-                "dxr:tone",
-                &format!("{}", r.tone_strength),
+        }
+        let total = r.sampler.steps;
+        for (_, members) in groups {
+            let inputs: Vec<GrayImage> = members.iter().map(|&k| batch[k].input.clone()).collect();
+            let noises = members.iter().map(|&k| SeededNoise::new(batch[k].label.seed)).collect();
+            let out = r.restorer.restore_batch(
+                &inputs,
+                &opts,
+                &r.sampler,
+                noises,
+                &r.device,
+                &mut |info| {
+                    if step((info.step.min(total), total)) {
+                        ControlFlow::Continue(())
+                    } else {
+                        ControlFlow::Break(())
+                    }
+                },
             )?;
-            *slot = Some((png, res.plan.describe()));
+            for (&k, res) in members.iter().zip(out) {
+                let mut image = res.image;
+                if let Some((curve, s)) = &r.tone {
+                    curve.apply(&mut image.data, *s);
+                }
+                let png = with_png_text(
+                    &encode_png(&image, BitDepth::Sixteen)?,
+                    "dxr:tone",
+                    &format!("{}", r.tone_strength),
+                )?;
+                restored[k] = Some((png, res.plan.describe()));
+            }
         }
         times.restore += t.elapsed();
     }
