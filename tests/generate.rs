@@ -297,11 +297,27 @@ fn assert_restorations_match_the_cli(dir: &Scratch, out: &Path, ct: &str, views:
         let mm = label["pixel_mm"].as_f64().unwrap().to_string();
         let drr = out.join(label["drr"].as_str().unwrap());
         let by_hand = dir.path(&format!("by-hand-{ct}-{v}"));
-        ok(dxr(&["restore", &s(&drr), "-o", &s(&by_hand), "--seed", &seed, "--pixel-mm", &mm]));
+        ok(dxr(&[
+            "restore",
+            &s(&drr),
+            "-o",
+            &s(&by_hand),
+            "--seed",
+            &seed,
+            "--pixel-mm",
+            &mm,
+        ]));
         let a = std::fs::read(out.join(label["image"].as_str().unwrap())).unwrap();
         let b = std::fs::read(by_hand.join(drr.file_name().unwrap())).unwrap();
-        assert!(a == b, "{ct} view {v}: the dataset's restoration differs from dxr restore's");
-        assert_ne!(a, std::fs::read(&drr).unwrap(), "restoration changed nothing");
+        assert!(
+            a == b,
+            "{ct} view {v}: the dataset's restoration differs from dxr restore's"
+        );
+        assert_ne!(
+            a,
+            std::fs::read(&drr).unwrap(),
+            "restoration changed nothing"
+        );
     }
 }
 
@@ -315,7 +331,12 @@ fn restored_items_equal_dxr_restore_of_their_drr_with_their_seed() {
     // a folder is a manifest: t.nii with its mask t_mask.nii
     let dry = ok(generate(&dir.0, &out, "2", &["--dry-run"]));
     let said = String::from_utf8_lossy(&dry.stdout);
-    assert!(said.contains("| t |") && said.contains("t_mask.nii") && said.contains("1 CT(s), 2 item(s)"), "{said}");
+    assert!(
+        said.contains("| t |")
+            && said.contains("t_mask.nii")
+            && said.contains("1 CT(s), 2 item(s)"),
+        "{said}"
+    );
     assert!(!out.exists(), "--dry-run wrote {}", out.display());
     ok(generate(&dir.0, &out, "2", &["--restore"]));
     assert_restorations_match_the_cli(&dir, &out, "t", 2);
@@ -323,7 +344,22 @@ fn restored_items_equal_dxr_restore_of_their_drr_with_their_seed() {
     if let Some(line) = example_ct_line("ex") {
         let m = dir.write("ex.jsonl", line.as_bytes());
         let out = dir.path("ex-set");
-        let args = ["generate", "--cts", &s(&m), "--out", &s(&out), "--views", "3", "--size", "128", "--nodules", "2", "--device", "cpu", "--restore"];
+        let args = [
+            "generate",
+            "--cts",
+            &s(&m),
+            "--out",
+            &s(&out),
+            "--views",
+            "3",
+            "--size",
+            "128",
+            "--nodules",
+            "2",
+            "--device",
+            "cpu",
+            "--restore",
+        ];
         ok(dxr(&args));
         assert_restorations_match_the_cli(&dir, &out, "ex", 3);
     }
@@ -462,19 +498,64 @@ fn bad_manifests_are_named_by_line_and_nothing_is_rendered() {
     );
 }
 
-/// The example CT, its DICOM-series twin (`dxr ct-to-dicom`) and the phantom in one manifest:
-/// NIfTI with a mask, a DICOM folder without one, mixed.
+/// `vol` resampled by taking every second voxel in x and y, cropped to slices `k0..k1`, and
+/// stored with x reversed, the affine saying all of it: the same anatomy in world millimetres.
+fn variant(vol: &dxr::drr::Volume, k0: usize, k1: usize) -> dxr::drr::Volume {
+    let [nx, ny, _] = vol.dims;
+    let dims = [nx / 2, ny / 2, k1 - k0];
+    let mut data = Vec::with_capacity(dims.iter().product());
+    for k in 0..dims[2] {
+        for j in 0..dims[1] {
+            for i in 0..dims[0] {
+                data.push(vol.data[vol.index(2 * (dims[0] - 1 - i), 2 * j, k + k0)]);
+            }
+        }
+    }
+    // new index → old index: i = 2(n − 1 − i'), j = 2j', k = k' + k0
+    let m = [
+        [-2.0, 0.0, 0.0, 2.0 * (dims[0] as f64 - 1.0)],
+        [0.0, 2.0, 0.0, 0.0],
+        [0.0, 0.0, 1.0, k0 as f64],
+        [0.0, 0.0, 0.0, 1.0],
+    ];
+    let a = vol.affine;
+    let affine =
+        std::array::from_fn(|r| std::array::from_fn(|c| (0..4).map(|x| a[r][x] * m[x][c]).sum()));
+    dxr::drr::Volume::new(dims, data, affine).unwrap()
+}
+
+/// The example CT, its DICOM-series twin (`dxr ct-to-dicom`) and a resampled, cropped and
+/// flipped copy in one manifest: NIfTI with masks, a DICOM folder without one. Every nodule
+/// lies in its view's lung fields.
 #[test]
-fn the_example_ct_and_its_dicom_series_in_one_dataset() {
+fn the_example_ct_its_dicom_series_and_a_resampled_flipped_crop_in_one_dataset() {
     let Some(line) = example_ct_line("nifti") else {
         return;
     };
-    let ct = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/ct/cxr.nii.gz");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/ct");
+    let (ct, mask) = (root.join("cxr.nii.gz"), root.join("mask.nii.gz"));
     let dir = Scratch::new("gen-example");
     ok(dxr(&["ct-to-dicom", &s(&ct), &s(&dir.path("series"))]));
+    let (vol, labels) = (
+        dxr::drr::read_volume(&ct).unwrap(),
+        dxr::drr::read_volume(&mask).unwrap(),
+    );
+    let k = vol.dims[2];
+    dir.write(
+        "variant.nii",
+        &nifti_bytes(&variant(&vol, k / 8, k - k / 8)),
+    );
+    dir.write(
+        "variant-mask.nii",
+        &nifti_bytes(&variant(&labels, k / 8, k - k / 8)),
+    );
+    drop((vol, labels));
     let manifest = dir.write(
         "cts.jsonl",
-        format!("{line}\n{{\"id\": \"dicom\", \"ct\": \"series\", \"nodules\": 1}}\n").as_bytes(),
+        format!(
+            "{line}\n{{\"id\": \"dicom\", \"ct\": \"series\", \"nodules\": 1}}\n{{\"id\": \"variant\", \"ct\": \"variant.nii\", \"mask\": \"variant-mask.nii\"}}\n"
+        )
+        .as_bytes(),
     );
     let out = dir.path("set");
     let args = [
@@ -493,11 +574,20 @@ fn the_example_ct_and_its_dicom_series_in_one_dataset() {
         "cpu",
     ];
     ok(dxr(&args));
-    for (id, nodules) in [("nifti", 2), ("dicom", 1)] {
+    for (id, nodules) in [("nifti", 2), ("dicom", 1), ("variant", 2)] {
         for v in 0..2 {
             let l = item(&out, id, v);
-            assert_eq!(l["nodules"].as_array().unwrap().len(), nodules, "{id} {v}");
-            assert!(out.join(l["image"].as_str().unwrap()).is_file());
+            let found = l["nodules"].as_array().unwrap();
+            assert_eq!(found.len(), nodules, "{id} {v}");
+            let lungs = dxr::io::read(&out.join(l["lungs"].as_str().unwrap())).unwrap();
+            for n in found {
+                let c: [f64; 2] = serde_json::from_value(n["centre_px"].clone()).unwrap();
+                let (x, y) = (c[0] as usize, c[1] as usize);
+                assert!(
+                    lungs.data[y * lungs.width + x] > 0.5,
+                    "{id} {v}: a nodule at {c:?} is outside the lungs"
+                );
+            }
         }
     }
     ok(dxr(&["generate", "--verify", &s(&out)]));

@@ -442,7 +442,9 @@ fn finish_items(
         let mut groups: Vec<(RestorePlan, Vec<usize>)> = Vec::new();
         for (k, b) in batch.iter().enumerate() {
             let plan = r.restorer.plan(&b.input, &opts)?;
-            let same = |p: &RestorePlan| p.model == plan.model && p.grid == plan.grid && p.input == plan.input;
+            let same = |p: &RestorePlan| {
+                p.model == plan.model && p.grid == plan.grid && p.input == plan.input
+            };
             match groups.iter_mut().find(|(p, _)| same(p)) {
                 Some((_, members)) => members.push(k),
                 None => groups.push((plan, vec![k])),
@@ -451,7 +453,10 @@ fn finish_items(
         let total = r.sampler.steps;
         for (_, members) in groups {
             let inputs: Vec<GrayImage> = members.iter().map(|&k| batch[k].input.clone()).collect();
-            let noises = members.iter().map(|&k| SeededNoise::new(batch[k].label.seed)).collect();
+            let noises = members
+                .iter()
+                .map(|&k| SeededNoise::new(batch[k].label.seed))
+                .collect();
             let out = r.restorer.restore_batch(
                 &inputs,
                 &opts,
