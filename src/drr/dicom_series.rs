@@ -28,16 +28,22 @@ struct Slice {
     values: Vec<f32>,
 }
 
-/// Reads every DICOM file of `dir` (files without the DICM magic are skipped, so a DICOMDIR
-/// folder's stray files do not matter) as one volume. Files are read one at a time.
-pub fn read_series(dir: &Path) -> Result<Volume> {
-    let err = |m: String| Error::Volume(format!("{}: {m}", dir.display()));
+/// The files of `dir`, sorted by name.
+fn files_of(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
     let mut paths: Vec<_> = std::fs::read_dir(dir)
         .map_err(|e| Error::io(dir, e))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.is_file())
         .collect();
     paths.sort();
+    Ok(paths)
+}
+
+/// Reads every DICOM file of `dir` (files without the DICM magic are skipped, so a DICOMDIR
+/// folder's stray files do not matter) as one volume. Files are read one at a time.
+pub fn read_series(dir: &Path) -> Result<Volume> {
+    let err = |m: String| Error::Volume(format!("{}: {m}", dir.display()));
+    let paths = files_of(dir)?;
     let mut slices = Vec::new();
     for path in &paths {
         let size = std::fs::metadata(path)
@@ -58,12 +64,7 @@ pub fn read_series(dir: &Path) -> Result<Volume> {
 /// only; a series whose slices differ in size is refused by name.
 pub fn series_dims(dir: &Path) -> Result<[usize; 3]> {
     let err = |m: String| Error::Volume(format!("{}: {m}", dir.display()));
-    let mut paths: Vec<_> = std::fs::read_dir(dir)
-        .map_err(|e| Error::io(dir, e))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file())
-        .collect();
-    paths.sort();
+    let paths = files_of(dir)?;
     let mut size: Option<(usize, usize, String)> = None;
     let mut count = 0;
     for path in &paths {

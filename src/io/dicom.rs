@@ -28,6 +28,13 @@ pub fn file_looks_like_dicom(path: &std::path::Path) -> bool {
         && looks_like_dicom(&head)
 }
 
+/// What the reader decodes, for messages: natively JPEG 2000 (openjp2) and JPEG-LS (CharLS, a
+/// C++ library that does not build for wasm32) too.
+#[cfg(not(target_arch = "wasm32"))]
+const SUPPORTED: &str = "uncompressed, deflate, RLE, JPEG baseline/extended/lossless, JPEG-LS and JPEG 2000 are";
+#[cfg(target_arch = "wasm32")]
+const SUPPORTED: &str = "the page reads uncompressed, deflate, RLE and JPEG baseline/lossless; `dxr` reads JPEG 2000 and JPEG-LS too";
+
 /// Human name of a transfer syntax UID, for messages.
 fn ts_name(uid: &str) -> String {
     use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
@@ -378,7 +385,7 @@ pub fn decode_with_spacing(bytes: &[u8]) -> Result<(GrayImage, Option<(f64, &'st
         Some(ts) if ts.can_decode_all() => {}
         _ => {
             return Err(bad(format!(
-                "transfer syntax {} is not supported (uncompressed, deflate, RLE and JPEG baseline/lossless are)",
+                "transfer syntax {} is not supported ({SUPPORTED})",
                 ts_name(&uid)
             )));
         }
@@ -924,13 +931,13 @@ pub(crate) mod tests {
             8,
             &px,
             "MONOCHROME2",
-            "1.2.840.10008.1.2.4.90",
+            "1.2.840.10008.1.2.4.100",
             None,
             None,
         );
         let err = decode(&bytes).unwrap_err().to_string();
         assert!(
-            err.contains("1.2.840.10008.1.2.4.90") && err.contains("not supported"),
+            err.contains("1.2.840.10008.1.2.4.100") && err.contains("not supported"),
             "{err}"
         );
     }

@@ -127,3 +127,38 @@ pub fn by_stem(dir: &Path) -> Result<std::collections::BTreeMap<String, PathBuf>
         })
         .collect())
 }
+
+/// The tone curve `--tone STRENGTH` asks of `restorer`'s model (none at 0); a strength outside
+/// [0, 1], or a model without a curve, is refused by name.
+pub fn tone_curve(
+    restorer: &dxr::restore::Restorer,
+    strength: f32,
+    weights: &Path,
+) -> Result<Option<dxr::spec::ToneSpec>> {
+    dxr::spec::check_tone_strength(strength).map_err(Error::Config)?;
+    match (&restorer.model.spec.tone, strength > 0.0) {
+        (_, false) => Ok(None),
+        (Some(t), true) => Ok(Some(t.clone())),
+        (None, true) => Err(Error::Config(format!(
+            "--tone {strength}: the model {} has no tone curve (record one with `dxr convert --tone`)",
+            weights.display()
+        ))),
+    }
+}
+
+/// The sampler `--sampler`/`--steps`/`--eta` name for `restorer` (steps: the flag, else what
+/// the model records, else the default), checked against its schedule.
+pub fn sampler_settings(
+    restorer: &dxr::restore::Restorer,
+    sampler: &str,
+    steps: Option<usize>,
+    eta: f64,
+) -> Result<dxr::diffusion::sampler::SamplerSettings> {
+    use dxr::diffusion::sampler::SamplerSettings;
+    let steps = steps
+        .or(restorer.model.spec.steps)
+        .unwrap_or(SamplerSettings::new().steps);
+    let settings = SamplerSettings::named(sampler, steps, eta)?;
+    settings.validate(restorer.schedule.len())?;
+    Ok(settings)
+}

@@ -181,24 +181,9 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
             .unwrap_or_else(crate::common::default_model);
         let bytes = std::fs::read(&weights).map_err(|e| Error::io(&weights, e))?;
         let restorer = Restorer::new(crate::common::read_model(&weights, None, &dev)?)?;
-        dxr::spec::check_tone_strength(a.tone).map_err(Error::Config)?;
-        let curve = match (&restorer.model.spec.tone, a.tone > 0.0) {
-            (_, false) => None,
-            (Some(t), true) => Some((t.clone(), a.tone)),
-            (None, true) => {
-                return Err(Error::Config(format!(
-                    "--tone {}: the model {} has no tone curve",
-                    a.tone,
-                    weights.display()
-                )));
-            }
-        };
-        let steps = a
-            .steps
-            .or(restorer.model.spec.steps)
-            .unwrap_or(SamplerSettings::new().steps);
-        let sampler = SamplerSettings::named(&a.sampler, steps, a.eta)?;
-        sampler.validate(restorer.schedule.len())?;
+        let curve = crate::common::tone_curve(&restorer, a.tone, &weights)?.map(|t| (t, a.tone));
+        let sampler = crate::common::sampler_settings(&restorer, &a.sampler, a.steps, a.eta)?;
+        let steps = sampler.steps;
         let rs = RestoreSettings {
             model: weights
                 .file_name()

@@ -159,24 +159,9 @@ pub fn run(a: &RestoreArgs) -> Result<()> {
         a.config.as_deref(),
         &device,
     )?)?;
-    dxr::spec::check_tone_strength(a.tone).map_err(Error::Config)?;
-    let tone = match (&restorer.model.spec.tone, a.tone > 0.0) {
-        (_, false) => None,
-        (Some(t), true) => Some(t.clone()),
-        (None, true) => {
-            return Err(Error::Config(format!(
-                "--tone {}: the model {} has no tone curve (record one with `dxr convert --tone`)",
-                a.tone,
-                weights.display()
-            )));
-        }
-    };
-    let steps = a
-        .steps
-        .or(restorer.model.spec.steps)
-        .unwrap_or(SamplerSettings::new().steps);
-    let settings = SamplerSettings::named(&a.sampler, steps, a.eta)?;
-    settings.validate(restorer.schedule.len())?;
+    let tone = crate::common::tone_curve(&restorer, a.tone, &weights)?;
+    let settings = crate::common::sampler_settings(&restorer, &a.sampler, a.steps, a.eta)?;
+    let steps = settings.steps;
 
     let files = dxr::io::image_inputs(&a.inputs)?;
     std::fs::create_dir_all(&a.out).map_err(|e| Error::io(&a.out, e))?;
