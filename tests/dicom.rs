@@ -63,11 +63,17 @@ fn compressed_files_decode_to_their_uncompressed_twins() {
     }
     let mut syntaxes: BTreeMap<String, usize> = BTreeMap::new();
     for (stem, bytes) in &files {
-        if stem.contains("too_short") {
-            // a JPEG 2000 stream cut short: refused, by name, never half an image
-            let e = dxr::io::decode(bytes).unwrap_err().to_string();
-            assert!(e.contains("cannot be decoded") || e.contains("truncated"), "{stem}: {e}");
-            continue;
+        if stem.ends_with("_J2KR") {
+            // the stream cut short (a download that stopped): refused by name, never half an
+            // image (pydicom-data's `*_too_short` file is short in its last frame only, and we
+            // decode the first)
+            for keep in [bytes.len() * 7 / 10, bytes.len() - 64] {
+                let e = dxr::io::decode(&bytes[..keep]).unwrap_err().to_string();
+                assert!(
+                    e.contains("truncated") || e.contains("declares") || e.contains("damaged"),
+                    "{stem} cut to {keep} bytes: {e}"
+                );
+            }
         }
         let Some(twin) = twin_of(stem, &files) else {
             continue;
