@@ -955,3 +955,57 @@ fn example_ct_heart_left_lobes_nodules_and_gpu() {
     );
     assert!(worst < 1e-4);
 }
+
+/// A 2 MB `.nii.gz` whose header declares 2048×2048×512 int16 (4 GiB) and whose stream holds
+/// 2 GB of zeros: refused from its header, with the peak memory of a small file (measured).
+#[test]
+fn a_gzip_bomb_is_refused_from_its_header_with_a_small_peak() {
+    use std::io::Write;
+    let dir = Scratch::new("drr-bomb");
+    let (ct, _) = torso();
+    let mut header = nifti_bytes(&ct)[..352].to_vec();
+    for (i, d) in [2048i16, 2048, 512].iter().enumerate() {
+        header[42 + 2 * i..44 + 2 * i].copy_from_slice(&d.to_le_bytes());
+    }
+    header[70..72].copy_from_slice(&4i16.to_le_bytes()); // int16
+    header[72..74].copy_from_slice(&16i16.to_le_bytes());
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    e.write_all(&header).unwrap();
+    let chunk = vec![0u8; 1 << 20];
+    for _ in 0..2048 {
+        e.write_all(&chunk).unwrap();
+    }
+    let bomb = dir.write("bomb.nii.gz", &e.finish().unwrap());
+    let size = std::fs::metadata(&bomb).unwrap().len();
+    assert!(size < 3 << 20, "{size} bytes");
+    let child = Command::new(env!("CARGO_BIN_EXE_dxr"))
+        .args([
+            "drr",
+            "--ct",
+            &s(&bomb),
+            "--out",
+            &s(&dir.path("out")),
+            "--device",
+            "cpu",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // wait4: this child's own peak, not that of other tests' processes
+    let mut status = 0;
+    // SAFETY: plain libc calls on a zeroed rusage owned here, for our own child's pid.
+    let peak_kib = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        assert!(libc::wait4(child.id() as i32, &mut status, 0, &mut usage) > 0);
+        usage.ru_maxrss
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.unwrap(), &mut err).unwrap();
+    assert!(status != 0 && err.contains("truncated"), "{err}");
+    println!(
+        "gzip bomb ({size} bytes, declaring 4 GiB) refused; peak {} MiB",
+        peak_kib / 1024
+    );
+    assert!(peak_kib < 200 << 10, "peak {} MiB", peak_kib / 1024);
+    assert!(!dir.path("out").join("png16").exists());
+}

@@ -39,6 +39,9 @@ fn with_name(name: &str, e: Error) -> Error {
     }
 }
 
+/// The most DEFLATE can expand its input (a 258-byte match in a couple of bits).
+const MAX_DEFLATE_RATIO: u64 = 1032;
+
 /// A gzip-compressed NIfTI file inflated only as far as its header says the voxels reach: a
 /// small file that would inflate to gigabytes (a "gzip bomb") stops there, and one whose header
 /// declares a volume past the limits is refused before anything large is allocated.
@@ -56,6 +59,16 @@ pub fn inflate_limited(raw: &[u8], max_bytes: u64) -> Result<Vec<u8>> {
         .read_to_end(&mut out)
         .map_err(|e| Error::Volume(format!("damaged gzip stream ({e})")))?;
     let need = layout(&out)?.need;
+    // DEFLATE expands at most 1032-fold: a stream too short to hold what the header declares is
+    // truncated, and is refused before anything is inflated (a 2 MB file declaring 4 GiB of
+    // voxels would otherwise inflate its 2 GB of zeros first)
+    let most = (raw.len() as u64).saturating_mul(MAX_DEFLATE_RATIO) + 1024;
+    if need as u64 > most {
+        return Err(Error::Volume(format!(
+            "truncated: the header declares {need} bytes, more than a {}-byte gzip stream can hold",
+            raw.len()
+        )));
+    }
     if need as u64 > max_bytes {
         return Err(Error::TooLarge(format!(
             "the header declares {need} bytes of voxels; the limit is {} MiB",
@@ -413,6 +426,18 @@ mod tests {
         }
         let e = inflate(&gz(&[&huge], 0)).unwrap_err().to_string();
         assert!(e.contains("voxels"), "{e}");
+        // a header declaring more than the stream could ever inflate to: refused at once
+        let mut big = good[..348].to_vec();
+        for (i, d) in [2048i16, 2048, 512].iter().enumerate() {
+            big[42 + 2 * i..44 + 2 * i].copy_from_slice(&d.to_le_bytes());
+        }
+        big[70..72].copy_from_slice(&4i16.to_le_bytes()); // int16
+        big[72..74].copy_from_slice(&16i16.to_le_bytes());
+        let e = inflate(&gz(&[&big], 64)).unwrap_err().to_string();
+        assert!(
+            e.contains("truncated") && e.contains("gzip stream can hold"),
+            "{e}"
+        );
         // a stream that ends inside the header is named
         let e = inflate(&gz(&[&good[..100]], 0)).unwrap_err().to_string();
         assert!(e.contains("348-byte header"), "{e}");
