@@ -31,7 +31,8 @@ pub fn file_looks_like_dicom(path: &std::path::Path) -> bool {
 /// What the reader decodes, for messages: natively JPEG 2000 (openjp2) and JPEG-LS (CharLS, a
 /// C++ library that does not build for wasm32) too.
 #[cfg(not(target_arch = "wasm32"))]
-const SUPPORTED: &str = "uncompressed, deflate, RLE, JPEG baseline/extended/lossless, JPEG-LS and JPEG 2000 are";
+const SUPPORTED: &str =
+    "uncompressed, deflate, RLE, JPEG baseline/extended/lossless, JPEG-LS and JPEG 2000 are";
 #[cfg(target_arch = "wasm32")]
 const SUPPORTED: &str = "the page reads uncompressed, deflate, RLE and JPEG baseline/lossless; `dxr` reads JPEG 2000 and JPEG-LS too";
 
