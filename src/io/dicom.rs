@@ -28,13 +28,13 @@ pub fn file_looks_like_dicom(path: &std::path::Path) -> bool {
         && looks_like_dicom(&head)
 }
 
-/// What the reader decodes, for messages: natively JPEG 2000 (openjp2) and JPEG-LS (CharLS, a
-/// C++ library that does not build for wasm32) too.
+/// What the reader decodes, for messages: natively JPEG-LS too (CharLS, a C++ library that does
+/// not build for wasm32).
 #[cfg(not(target_arch = "wasm32"))]
 const SUPPORTED: &str =
-    "uncompressed, deflate, RLE, JPEG baseline/extended/lossless, JPEG-LS and JPEG 2000 are";
+    "uncompressed, deflate, RLE, JPEG baseline/lossless, JPEG-LS and JPEG 2000 are";
 #[cfg(target_arch = "wasm32")]
-const SUPPORTED: &str = "the page reads uncompressed, deflate, RLE and JPEG baseline/lossless; `dxr` reads JPEG 2000 and JPEG-LS too";
+const SUPPORTED: &str = "the page reads uncompressed, deflate, RLE, JPEG baseline/lossless and JPEG 2000; `dxr` reads JPEG-LS too";
 
 /// Human name of a transfer syntax UID, for messages.
 fn ts_name(uid: &str) -> String {

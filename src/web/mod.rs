@@ -1,7 +1,8 @@
 //! The wasm API the page's Web Worker calls: open a device (WebGPU, or the CPU backend when
 //! the browser has none), load a checkpoint from bytes, decode an image, restore it step by step
 //! (yielding to the worker's event loop between steps so progress is posted and Cancel is
-//! heard), and encode the result as PNG. [`studio`] is the DRR studio's half: CT → DRR.
+//! heard), and encode the result as PNG. [`studio`] is the DRR studio's half: CT → DRR; `libc`
+//! the C functions the JPEG 2000 decoder calls by name.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -17,6 +18,7 @@ use crate::io::{self, BitDepth, GrayImage};
 use crate::restore::{OutputScale, RestoreOptions, Restorer};
 use crate::spec::ModelSpec;
 
+mod libc;
 pub mod studio;
 
 struct Engine {
