@@ -75,7 +75,7 @@ impl std::str::FromStr for DeviceChoice {
             "tch" | "libtorch" => Ok(DeviceChoice::Tch),
             #[cfg(not(feature = "tch"))]
             "tch" | "libtorch" => Err(Error::Device(
-                "this dxr was built without the LibTorch backend (cargo build --features tch, see README)"
+                "this dxr was built without the LibTorch backend (cargo build --features tch, see docs/performance.md)"
                     .into(),
             )),
             _ => Err(Error::Device(format!(

@@ -9,18 +9,19 @@
 //! run would have made. The set files (COCO, MONAI, YOLO, split, card) are written from the
 //! items' labels once every item of the run is done.
 
+mod dataset;
 pub mod journal;
 pub mod labels;
 pub mod manifest;
+mod merge;
 pub mod settings;
 
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use burn::prelude::Device;
-use serde::{Deserialize, Serialize};
 
 use crate::diffusion::sampler::{SamplerSettings, SeededNoise};
 use crate::drr::dataset::{Renderer, display, lung_fields, lung_volume, render_view};
@@ -29,58 +30,13 @@ use crate::io::{BitDepth, GrayImage, InputScale, encode_png, with_png_text, writ
 use crate::restore::{RestoreOptions, RestorePlan, Restorer};
 use crate::spec::ToneSpec;
 use crate::{Error, Result};
-use journal::{Journal, Line, check_files, sha256_hex};
-use labels::{ItemLabel, SetInfo, write_set_files};
+pub use dataset::DatasetFile;
+use dataset::{FORMAT, claim, write_sets};
+use journal::{Journal, Line, sha256_hex};
+use labels::ItemLabel;
 pub use manifest::Manifest;
+pub use merge::{Verified, merge, verify};
 pub use settings::{GenerateSettings, RenderSettings, Shard, item_name, item_seed};
-
-/// What `DATASET/generate.json` holds.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct DatasetFile {
-    pub format: String,
-    pub shard: Shard,
-    pub settings: GenerateSettings,
-    /// Manifest entries refused before generating (`--skip-bad`), as `origin: problem`.
-    #[serde(default)]
-    pub refused: Vec<String>,
-}
-
-const FORMAT: &str = "dxr-generate/1";
-const SETTINGS_FILE: &str = "generate.json";
-
-impl DatasetFile {
-    /// Reads `dir/generate.json`.
-    pub fn read(dir: &Path) -> Result<Self> {
-        let path = dir.join(SETTINGS_FILE);
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        let f: Self = serde_json::from_str(&text)
-            .map_err(|e| Error::Drr(format!("{}: not a dxr dataset ({e})", path.display())))?;
-        if f.format != FORMAT {
-            return Err(Error::Drr(format!(
-                "{}: format {:?}, this dxr reads {FORMAT:?}",
-                path.display(),
-                f.format
-            )));
-        }
-        Ok(f)
-    }
-
-    /// Every item of the dataset in manifest order: (CT index, view).
-    pub fn all_items(&self) -> Result<Vec<(usize, usize)>> {
-        let mut out = Vec::new();
-        for (c, ct) in self.settings.cts.iter().enumerate() {
-            let views = self.settings.render.with_overrides(&ct.overrides)?.views;
-            out.extend((0..views).map(|v| (c, v)));
-        }
-        Ok(out)
-    }
-
-    /// The names of this file's shard's items, in order.
-    pub fn shard_items(&self) -> Result<Vec<(usize, usize)>> {
-        let all = self.all_items()?;
-        Ok(all[self.shard.range(all.len())].to_vec())
-    }
-}
 
 /// How items are restored.
 pub struct Restoration<'a> {
@@ -137,48 +93,6 @@ pub struct Progress {
     pub done: usize,
     pub total: usize,
     pub step: Option<(usize, usize)>,
-}
-
-/// Checks `dir/generate.json` against the job's (writing it for a new dataset).
-fn claim(dir: &Path, file: &DatasetFile) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    match DatasetFile::read(dir) {
-        Ok(old) => {
-            let diffs = old.settings.differences(&file.settings);
-            if !diffs.is_empty() {
-                return Err(Error::Drr(format!(
-                    "{} was made with other settings; use another --out, or the same settings to resume. Differences (was → now):\n  {}",
-                    dir.display(),
-                    diffs.join("\n  ")
-                )));
-            }
-            if old.shard != file.shard {
-                return Err(Error::Drr(format!(
-                    "{} holds shard {}, not {}",
-                    dir.display(),
-                    old.shard,
-                    file.shard
-                )));
-            }
-            Ok(())
-        }
-        Err(_) if !dir.join(SETTINGS_FILE).exists() => {
-            let busy = std::fs::read_dir(dir)
-                .map_err(|e| Error::io(dir, e))?
-                .next()
-                .is_some();
-            if busy {
-                return Err(Error::Drr(format!(
-                    "{} holds files but is not a dxr dataset: give a new or empty folder",
-                    dir.display()
-                )));
-            }
-            let mut b = serde_json::to_vec_pretty(file).expect("serialisable");
-            b.push(b'\n');
-            write_atomic(&dir.join(SETTINGS_FILE), &b)
-        }
-        Err(e) => Err(e),
-    }
 }
 
 /// Runs `job`: makes every item of its shard that the journal does not hold, then the set files.
@@ -520,194 +434,4 @@ fn finish_items(
     }
     times.write += t.elapsed();
     Ok(done)
-}
-
-/// Writes the set files of `file`'s shard from the journal's items, in manifest order.
-fn write_sets(dir: &Path, file: &DatasetFile, journal: &Journal) -> Result<()> {
-    let done = journal.items();
-    let skipped = journal.skipped();
-    let mut items = Vec::new();
-    for (c, v) in file.shard_items()? {
-        let ct = &file.settings.cts[c].id;
-        if skipped.contains_key(ct.as_str()) {
-            continue;
-        }
-        let name = item_name(ct, v);
-        if !done.contains_key(name.as_str()) {
-            return Err(Error::Drr(format!(
-                "item {name} is not finished: run dxr generate again to complete the dataset"
-            )));
-        }
-        let path = dir.join(format!("items/{ct}/{name}.json"));
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        items
-            .push(serde_json::from_str::<ItemLabel>(&text).map_err(|e| {
-                Error::Drr(format!("{}: damaged item label ({e})", path.display()))
-            })?);
-    }
-    let info = SetInfo {
-        settings: &file.settings,
-        skipped: skipped
-            .into_iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect(),
-        refused: &file.refused,
-    };
-    write_set_files(dir, &items, &info)
-}
-
-/// What [`verify`] found.
-#[derive(Debug, Clone, Default)]
-pub struct Verified {
-    /// Items of the dataset's shard, and how many the journal holds.
-    pub expected: usize,
-    pub finished: usize,
-    /// Files missing or changed since the journal recorded them.
-    pub problems: Vec<String>,
-}
-
-/// Checks every file of every finished item against the journal.
-pub fn verify(dir: &Path) -> Result<Verified> {
-    let file = DatasetFile::read(dir)?;
-    let journal = Journal::open(dir)?;
-    let done = journal.items();
-    let skipped = journal.skipped();
-    let mut out = Verified::default();
-    for (c, v) in file.shard_items()? {
-        let ct = &file.settings.cts[c].id;
-        if skipped.contains_key(ct.as_str()) {
-            continue;
-        }
-        out.expected += 1;
-        if let Some(files) = done.get(item_name(ct, v).as_str()) {
-            out.finished += 1;
-            out.problems.extend(check_files(dir, files));
-        }
-    }
-    Ok(out)
-}
-
-/// Joins finished shards of one dataset into `out` (new or empty): the items, a journal in
-/// manifest order and the set files, byte-identical to what one unsharded run writes.
-pub fn merge(shards: &[PathBuf], out: &Path) -> Result<usize> {
-    let files: Vec<DatasetFile> = shards
-        .iter()
-        .map(|d| DatasetFile::read(d))
-        .collect::<Result<_>>()?;
-    let first = files
-        .first()
-        .ok_or_else(|| Error::Drr("merge needs at least one shard folder".into()))?;
-    let n = first.shard.count;
-    let mut seen = vec![None; n];
-    for (f, dir) in files.iter().zip(shards) {
-        let diffs = first.settings.differences(&f.settings);
-        if !diffs.is_empty() {
-            return Err(Error::Drr(format!(
-                "{} was made with other settings than {}:\n  {}",
-                dir.display(),
-                shards[0].display(),
-                diffs.join("\n  ")
-            )));
-        }
-        if f.shard.count != n {
-            return Err(Error::Drr(format!(
-                "{} is shard {} but {} is one of {n}",
-                dir.display(),
-                f.shard,
-                shards[0].display()
-            )));
-        }
-        if let Some(other) = seen[f.shard.index].replace(dir) {
-            return Err(Error::Drr(format!(
-                "{} and {} are both shard {}",
-                other.display(),
-                dir.display(),
-                f.shard
-            )));
-        }
-    }
-    if let Some(missing) = seen.iter().position(Option::is_none) {
-        return Err(Error::Drr(format!(
-            "shard {missing}/{n} is missing: give every shard's folder"
-        )));
-    }
-    if out.read_dir().is_ok_and(|mut d| d.next().is_some()) {
-        return Err(Error::Drr(format!(
-            "{} is not empty: merge into a new folder",
-            out.display()
-        )));
-    }
-    // every shard finished and intact
-    for (f, dir) in files.iter().zip(shards) {
-        let v = verify(dir)?;
-        if v.finished < v.expected || !v.problems.is_empty() {
-            return Err(Error::Drr(format!(
-                "shard {} ({}) is not finished or not intact: {} of {} items done{}; run it again (or `dxr generate --verify`)",
-                f.shard,
-                dir.display(),
-                v.finished,
-                v.expected,
-                v.problems
-                    .first()
-                    .map(|p| format!(", {p}"))
-                    .unwrap_or_default()
-            )));
-        }
-    }
-    let journals: Vec<Journal> = shards
-        .iter()
-        .map(|d| Journal::open(d))
-        .collect::<Result<_>>()?;
-    let whole = DatasetFile {
-        shard: Shard::WHOLE,
-        ..first.clone()
-    };
-    claim(out, &whole)?;
-    let mut journal = Journal::open(out)?;
-    // the lines in the order one run writes them: manifest order, a skipped CT where its first
-    // item would be
-    let mut lines: BTreeMap<usize, Line> = BTreeMap::new();
-    let all = whole.all_items()?;
-    let position: BTreeMap<String, usize> = all
-        .iter()
-        .enumerate()
-        .map(|(k, &(c, v))| (item_name(&whole.settings.cts[c].id, v), k))
-        .collect();
-    let first_of_ct = |id: &str| {
-        all.iter()
-            .position(|&(c, _)| whole.settings.cts[c].id == id)
-            .unwrap_or(usize::MAX)
-    };
-    let mut skipped_seen = std::collections::BTreeSet::new();
-    for (j, dir) in journals.iter().zip(shards) {
-        for line in &j.lines {
-            match line {
-                Line::Item { item, files } => {
-                    for rel in files.keys() {
-                        let bytes = std::fs::read(dir.join(rel))
-                            .map_err(|e| Error::io(dir.join(rel), e))?;
-                        let path = out.join(rel);
-                        if let Some(p) = path.parent() {
-                            std::fs::create_dir_all(p).map_err(|e| Error::io(p, e))?;
-                        }
-                        write_atomic(&path, &bytes)?;
-                    }
-                    let at = position.get(item).copied().unwrap_or(usize::MAX);
-                    lines.insert(at, line.clone());
-                }
-                Line::Skipped { skipped, .. } => {
-                    // a CT split over two shards is skipped by both: keep one line
-                    if skipped_seen.insert(skipped.clone()) {
-                        lines.insert(first_of_ct(skipped), line.clone());
-                    }
-                }
-            }
-        }
-    }
-    let count = lines.len();
-    for (_, l) in lines {
-        journal.append(l)?;
-    }
-    write_sets(out, &whole, &journal)?;
-    Ok(count)
 }
