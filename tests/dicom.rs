@@ -79,6 +79,7 @@ fn compressed_files_decode_to_their_uncompressed_twins() {
             continue;
         };
         let ts = transfer_syntax(bytes);
+        check_every_frame(stem, bytes, &twin, &files[&twin]);
         let t0 = std::time::Instant::now();
         let got = dxr::io::decode(bytes).map_err(|e| e.to_string());
         let secs = t0.elapsed().as_secs_f64();
@@ -116,4 +117,76 @@ fn compressed_files_decode_to_their_uncompressed_twins() {
             dir.display()
         );
     }
+}
+
+/// Every frame of a multi-frame file equals its twin's (pydicom-data's `*_too_short` file, short
+/// by 8 bytes in its last frame, included: the bytes cut are after the image data).
+fn check_every_frame(stem: &str, bytes: &[u8], twin: &str, twin_bytes: &[u8]) {
+    let frames = dxr::io::dicom::decode_frame(bytes, 0).map_or(1, |f| f.frames);
+    for k in 1..frames {
+        let got = dxr::io::dicom::decode_frame(bytes, k)
+            .unwrap_or_else(|e| panic!("{stem} frame {k}: {e}"));
+        let want = dxr::io::dicom::decode_frame(twin_bytes, k).unwrap();
+        assert!(
+            got.image == want.image,
+            "{stem} frame {k} differs from {twin}'s"
+        );
+    }
+}
+
+#[test]
+fn a_multi_frame_file_reads_any_frame_and_says_how_many() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/dicom/emri_small.dcm");
+    let Ok(bytes) = std::fs::read(&path) else {
+        assert!(
+            std::env::var_os("DXR_REQUIRE_DATA").is_none(),
+            "DXR_REQUIRE_DATA is set but {} is missing: run scripts/fetch-data.sh dicom",
+            path.display()
+        );
+        println!("data/dicom not fetched: this test did not run");
+        return;
+    };
+    let first = dxr::io::dicom::decode_frame(&bytes, 0).unwrap();
+    assert_eq!(first.frames, 10);
+    assert!(
+        first.image == dxr::io::decode(&bytes).unwrap(),
+        "decode reads the first frame"
+    );
+    let third = dxr::io::dicom::decode_frame(&bytes, 2).unwrap();
+    assert!(third.image != first.image, "frame 3 is another image");
+    let e = dxr::io::dicom::decode_frame(&bytes, 10)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("frame 11 asked, the file has 10 frame(s)"),
+        "{e}"
+    );
+    // the CLI restores the frame asked for and says how many there are
+    let out = std::env::temp_dir().join(format!("dxr-frames-{}", std::process::id()));
+    let run = |frame: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_dxr"))
+            .args([
+                "restore",
+                &path.display().to_string(),
+                "-o",
+                &out.display().to_string(),
+            ])
+            .args(["--frame", frame, "--steps", "1"])
+            .output()
+            .unwrap()
+    };
+    let r = run("3");
+    let said = String::from_utf8_lossy(&r.stdout);
+    assert!(
+        r.status.success() && said.contains("frame 3 of 10"),
+        "{said}{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    let r = run("11");
+    let said = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        !r.status.success() && said.contains("frame 11 asked, the file has 10 frame(s)"),
+        "{said}"
+    );
+    let _ = std::fs::remove_dir_all(&out);
 }

@@ -41,6 +41,8 @@ export async function restoreFile(engine, file, { boxes = null, settings, toneCu
   onImage(result);
   const request = { data: img.data, width, height, settings: engineSettings }; // postMessage copies it
   const plan = await engine.call('plan', request, { signal });
+  // a multi-frame DICOM: the first frame is restored, and the plan says so
+  if (img.frames > 1) plan.text = `frame 1 of ${img.frames} (dxr restore --frame N restores another); ${plan.text}`;
   onPlan(plan);
   const out = await engine.call('restore', request, {
     signal,

@@ -364,6 +364,22 @@ pub fn decode(bytes: &[u8]) -> Result<GrayImage> {
 /// detector, what a radiograph's scale is) before Pixel Spacing; zero or unreadable values count
 /// as absent; rows and columns averaged.
 pub fn decode_with_spacing(bytes: &[u8]) -> Result<(GrayImage, Option<(f64, &'static str)>)> {
+    decode_frame(bytes, 0).map(|f| (f.image, f.spacing))
+}
+
+/// One frame of a DICOM image, read.
+#[derive(Debug, Clone)]
+pub struct DicomFrame {
+    pub image: GrayImage,
+    /// Pixel pitch in mm and the tag it came from.
+    pub spacing: Option<(f64, &'static str)>,
+    /// Frames in the file (Number of Frames; 1 when absent).
+    pub frames: u32,
+}
+
+/// Frame `frame` (0-based) of a DICOM image, as [`decode_with_spacing`] reads the first; a
+/// frame past the file's is refused with the count.
+pub fn decode_frame(bytes: &[u8], frame: u32) -> Result<DicomFrame> {
     check_declared_lengths(bytes)?;
     use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
     use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
@@ -403,6 +419,18 @@ pub fn decode_with_spacing(bytes: &[u8]) -> Result<(GrayImage, Option<(f64, &'st
         get_u32(tags::COLUMNS)? as usize,
     );
     GrayImage::check_size(cols, rows).map_err(|e| bad(e.to_string()))?;
+    let frames = header
+        .element(tags::NUMBER_OF_FRAMES)
+        .ok()
+        .and_then(|e| e.to_int::<u32>().ok())
+        .unwrap_or(1)
+        .max(1);
+    if frame >= frames {
+        return Err(bad(format!(
+            "frame {} asked, the file has {frames} frame(s)",
+            frame + 1
+        )));
+    }
     let spacing = [
         (tags::IMAGER_PIXEL_SPACING, "DICOM Imager Pixel Spacing"),
         (tags::PIXEL_SPACING, "DICOM Pixel Spacing"),
@@ -417,15 +445,18 @@ pub fn decode_with_spacing(bytes: &[u8]) -> Result<(GrayImage, Option<(f64, &'st
         (ok.len() == 2 || ok.len() == 1).then(|| (ok.iter().sum::<f64>() / ok.len() as f64, name))
     });
 
-    // 2. whole object, decode frame 0 with the modality LUT (rescale slope/intercept)
+    // 2. whole object, decode the frame with the modality LUT (rescale slope/intercept)
     let obj = OpenFileOptions::new()
         .read_preamble(preamble)
         .from_reader(Cursor::new(bytes))
         .map_err(|e| bad(format!("DICOM file is damaged or truncated ({e})")))?;
     check_pixel_module(&obj).map_err(bad)?;
-    let pixels = obj
-        .decode_pixel_data_frame(0)
-        .map_err(|e| bad(format!("pixel data cannot be decoded ({e})")))?;
+    let pixels = obj.decode_pixel_data_frame(frame).map_err(|e| {
+        bad(format!(
+            "pixel data cannot be decoded as {} ({e}): damaged or truncated",
+            ts_name(&uid)
+        ))
+    })?;
     if pixels.samples_per_pixel() != 1 {
         return Err(bad(format!(
             "{} samples per pixel; only greyscale radiographs are supported",
@@ -475,14 +506,15 @@ pub fn decode_with_spacing(bytes: &[u8]) -> Result<(GrayImage, Option<(f64, &'st
     ) {
         data.iter_mut().for_each(|v| *v = 1.0 - *v);
     }
-    Ok((
-        GrayImage {
+    Ok(DicomFrame {
+        image: GrayImage {
             width: cols,
             height: rows,
             data,
         },
         spacing,
-    ))
+        frames,
+    })
 }
 
 /// Options of [`write_u16`].

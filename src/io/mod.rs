@@ -143,21 +143,40 @@ impl InputScale {
 
 /// [`decode`], with the pixel scale when the file records it (DICOM spacing tags).
 pub fn decode_with_scale(bytes: &[u8]) -> Result<(GrayImage, InputScale)> {
+    decode_frame_with_scale(bytes, 0).map(|(img, scale, _)| (img, scale))
+}
+
+/// Frame `frame` (0-based) of an image with its scale and the number of frames the file holds:
+/// a multi-frame DICOM has several, any other image one (a frame past it is refused by name).
+pub fn decode_frame_with_scale(bytes: &[u8], frame: u32) -> Result<(GrayImage, InputScale, u32)> {
     if !bytes.is_empty() && dicom::looks_like_dicom(bytes) {
-        let (img, spacing) = dicom::decode_with_spacing(bytes)?;
-        let scale = spacing
+        let f = dicom::decode_frame(bytes, frame)?;
+        let scale = f
+            .spacing
             .map(|(mm, name)| InputScale::known(mm, name))
             .unwrap_or_default();
-        return Ok((img, scale));
+        return Ok((f.image, scale, f.frames));
     }
-    Ok((decode(bytes)?, Default::default()))
+    if frame > 0 {
+        return Err(Error::Image(format!(
+            "frame {} asked of an image that is not a multi-frame DICOM file",
+            frame + 1
+        )));
+    }
+    Ok((decode(bytes)?, Default::default(), 1))
 }
 
 /// Reads a file as [`decode_with_scale`] does, with [`read`]'s size check.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn read_with_scale(path: &Path) -> Result<(GrayImage, InputScale)> {
+    read_frame_with_scale(path, 0).map(|(img, scale, _)| (img, scale))
+}
+
+/// Reads a file as [`decode_frame_with_scale`] does, with [`read`]'s size check.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn read_frame_with_scale(path: &Path, frame: u32) -> Result<(GrayImage, InputScale, u32)> {
     let bytes = read_bytes(path)?;
-    decode_with_scale(&bytes).map_err(|e| with_path(path, e))
+    decode_frame_with_scale(&bytes, frame).map_err(|e| with_path(path, e))
 }
 
 #[cfg(not(target_arch = "wasm32"))]

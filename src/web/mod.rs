@@ -144,6 +144,8 @@ pub struct Decoded {
     pub data: Vec<f32>,
     /// Millimetres per pixel when the file says it (DICOM spacing), else `undefined`.
     pub pixel_mm: Option<f64>,
+    /// Frames in the file (a multi-frame DICOM: the first is decoded), else 1.
+    pub frames: u32,
 }
 
 /// Decodes PNG / JPEG / TIFF / DICOM bytes to grey [0, 1], refusing files over the size limit.
@@ -156,12 +158,13 @@ pub fn decode_image(bytes: &[u8]) -> Result<Decoded, JsValue> {
             io::MAX_FILE_BYTES >> 20
         )));
     }
-    let (img, scale) = io::decode_with_scale(bytes).map_err(js_err)?;
+    let (img, scale, frames) = io::decode_frame_with_scale(bytes, 0).map_err(js_err)?;
     Ok(Decoded {
         width: img.width as u32,
         height: img.height as u32,
         data: img.data,
         pixel_mm: scale.pixel_mm,
+        frames,
     })
 }
 

@@ -18,7 +18,7 @@ test('JPEG 2000 radiographs decode in the page like their twins; JPEG-LS is name
   }
   const { ctx, page, errors } = await open();
   try {
-    const files = ['RG1_UNCR', 'RG1_J2KR', 'RG1_UNCI', 'RG1_J2KI', 'emri_small_jpeg_ls_lossless']
+    const files = ['RG1_UNCR', 'RG1_J2KR', 'RG1_UNCI', 'RG1_J2KI', 'emri_small_jpeg_ls_lossless', 'emri_small']
       .map((n) => [n, readFileSync(join(dir, `${n}.dcm`)).toString('base64')]);
     const got = await page.evaluate(async (files) => {
       const w = new Worker('www/worker.js', { type: 'module' });
@@ -40,7 +40,7 @@ test('JPEG 2000 radiographs decode in the page like their twins; JPEG-LS is name
         for (let i = 0; i < a.result.data.length; i++) worst = Math.max(worst, Math.abs(a.result.data[i] - b.result.data[i]));
         return worst;
       };
-      const summary = (r) => ({ ok: r.ok, error: r.error, size: r.ok ? [r.result.width, r.result.height] : null, ms: Math.round(r.ms) });
+      const summary = (r) => ({ ok: r.ok, error: r.error, size: r.ok ? [r.result.width, r.result.height] : null, frames: r.ok ? r.result.frames : null, ms: Math.round(r.ms) });
       return {
         each: Object.fromEntries(Object.entries(out).map(([k, v]) => [k, summary(v)])),
         lossless: diff(out.RG1_J2KR, out.RG1_UNCR),
@@ -51,6 +51,8 @@ test('JPEG 2000 radiographs decode in the page like their twins; JPEG-LS is name
     assert.deepEqual(got.each.RG1_J2KR.size, [1841, 1955], JSON.stringify(got.each.RG1_J2KR));
     assert.equal(got.lossless, 0, 'JPEG 2000 lossless differs from its twin in the page');
     assert.equal(got.lossy, 0, 'JPEG 2000 lossy differs from its twin (the decoded stream) in the page');
+    assert.equal(got.each.emri_small.frames, 10, 'a multi-frame file says how many frames it holds');
+    assert.equal(got.each.RG1_J2KR.frames, 1);
     const ls = got.each.emri_small_jpeg_ls_lossless;
     assert.equal(ls.ok, false);
     assert.match(ls.error, /1\.2\.840\.10008\.1\.2\.4\.80/);

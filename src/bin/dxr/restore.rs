@@ -80,6 +80,10 @@ pub struct RestoreArgs {
     /// the labels.
     #[arg(long, default_value_t = 0.0)]
     tone: f32,
+    /// Which frame of a multi-frame DICOM file to restore (1-based; default the first, and the
+    /// output line says how many there are).
+    #[arg(long, default_value_t = 1)]
+    frame: u32,
 }
 
 /// `OUT/<stem>.png`, never an input's own path, unique among the outputs.
@@ -177,7 +181,10 @@ pub fn run(a: &RestoreArgs) -> Result<()> {
     for (input, output_path) in files.iter().zip(&outputs) {
         bar.set_message(input.display().to_string());
         let result = (|| -> Result<String> {
-            let (image, file_scale) = io::read_with_scale(input)?;
+            if a.frame == 0 {
+                return Err(Error::Image("--frame counts from 1".into()));
+            }
+            let (image, file_scale, frames) = io::read_frame_with_scale(input, a.frame - 1)?;
             let label = a
                 .labels
                 .as_deref()
@@ -230,7 +237,15 @@ pub fn run(a: &RestoreArgs) -> Result<()> {
                     &serde_json::to_vec_pretty(&json).expect("serialisable"),
                 )?;
             }
-            Ok(restored.plan.describe())
+            let how = restored.plan.describe();
+            Ok(if frames > 1 {
+                format!(
+                    "frame {} of {frames} (--frame N for another); {how}",
+                    a.frame
+                )
+            } else {
+                how
+            })
         })();
         match result {
             Ok(how) => {
