@@ -83,9 +83,9 @@ impl RenderSettings {
             )));
         }
         let p = &self.prep;
-        if !(p.mu_water.is_finite() && p.mu_water > 0.0 && p.mu_water < 1.0)
-            || !p.contrast_hu.is_finite()
-        {
+        // written so that NaN fails too
+        let mu_ok = p.mu_water.is_finite() && p.mu_water > 0.0 && p.mu_water < 1.0;
+        if !mu_ok || !p.contrast_hu.is_finite() {
             return Err(Error::Drr(format!(
                 "prep: μ_water {} must be in (0, 1) and contrast_hu finite",
                 p.mu_water
