@@ -45,14 +45,19 @@ pub fn gpu_available() -> bool {
     });
     pollster::block_on(instance.enumerate_adapters(backends))
         .iter()
-        .any(|a| {
-            matches!(
-                a.get_info().device_type,
-                wgpu::DeviceType::DiscreteGpu
-                    | wgpu::DeviceType::IntegratedGpu
-                    | wgpu::DeviceType::VirtualGpu
-            )
-        })
+        .any(|a| rank(a.get_info().device_type) < 3)
+}
+
+/// Preference among adapters: discrete, integrated, virtual GPUs (< 3: a real GPU), then
+/// others and software rasterisers.
+fn rank(t: wgpu::DeviceType) -> u8 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    }
 }
 
 /// A scene's attenuation living on a GPU (cloning shares the device and the volume).
@@ -97,13 +102,6 @@ impl GpuProjector {
             .await
             .into_iter()
             .collect();
-        let rank = |t: wgpu::DeviceType| match t {
-            wgpu::DeviceType::DiscreteGpu => 0,
-            wgpu::DeviceType::IntegratedGpu => 1,
-            wgpu::DeviceType::VirtualGpu => 2,
-            wgpu::DeviceType::Other => 3,
-            wgpu::DeviceType::Cpu => 4,
-        };
         let found: Vec<String> = adapters
             .iter()
             .map(|a| format!("{} ({:?})", a.get_info().name, a.get_info().device_type))

@@ -78,10 +78,7 @@ impl Volume {
                 other.dims, self.dims
             )));
         }
-        let worst = (0..3)
-            .flat_map(|r| (0..4).map(move |c| (r, c)))
-            .map(|(r, c)| (self.affine[r][c] - other.affine[r][c]).abs())
-            .fold(0.0, f64::max);
+        let worst = affine_difference(&self.affine, &other.affine);
         if worst > 1e-3 {
             return Err(Error::Volume(format!(
                 "{what} has a different voxel → world affine than the CT (differs by {worst:.3} mm)"
@@ -89,6 +86,14 @@ impl Volume {
         }
         Ok(())
     }
+}
+
+/// The largest difference (mm) between two voxel → world affines, over their top three rows.
+pub fn affine_difference(a: &[[f64; 4]; 4], b: &[[f64; 4]; 4]) -> f64 {
+    (0..3)
+        .flat_map(|r| (0..4).map(move |c| (r, c)))
+        .map(|(r, c)| (a[r][c] - b[r][c]).abs())
+        .fold(0.0, f64::max)
 }
 
 pub(super) fn check_dims(dims: [usize; 3]) -> Result<()> {

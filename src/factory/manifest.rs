@@ -133,10 +133,7 @@ impl Manifest {
                 )));
             }
             if let Some(a) = affine {
-                let worst = (0..3)
-                    .flat_map(|r| (0..4).map(move |c| (r, c)))
-                    .map(|(r, c)| (a[r][c] - maffine[r][c]).abs())
-                    .fold(0.0, f64::max);
+                let worst = crate::drr::volume::affine_difference(&a, &maffine);
                 if worst > 1e-3 {
                     return Err(Error::Volume(format!(
                         "mask {} lies on another grid than the CT (affines differ by {worst:.3} mm)",

@@ -17,15 +17,15 @@ pub fn looks_like_dicom(bytes: &[u8]) -> bool {
     (bytes.len() >= 132 && &bytes[128..132] == b"DICM") || bytes.starts_with(b"DICM")
 }
 
-/// Whether the file at `path` starts like a DICOM file (reads its first 132 bytes only).
+/// Whether the file at `path` starts like a DICOM file (reads its first 132 bytes only; a file
+/// shorter than that is not one).
 #[cfg(not(target_arch = "wasm32"))]
 pub fn file_looks_like_dicom(path: &std::path::Path) -> bool {
     use std::io::Read;
-    let mut head = Vec::with_capacity(132);
+    let mut head = [0u8; 132];
     std::fs::File::open(path)
-        .and_then(|f| f.take(132).read_to_end(&mut head))
-        .is_ok()
-        && looks_like_dicom(&head)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok_and(|_| looks_like_dicom(&head))
 }
 
 /// What the reader decodes, for messages: natively JPEG-LS too (CharLS, a C++ library that does

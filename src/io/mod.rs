@@ -255,13 +255,7 @@ fn is_image_file(p: &Path) -> bool {
     }
     match p.extension() {
         Some(e) => IMAGE_EXT.contains(&e.to_string_lossy().to_ascii_lowercase().as_str()),
-        None => {
-            use std::io::Read;
-            let mut head = [0u8; 132];
-            std::fs::File::open(p)
-                .and_then(|mut f| f.read_exact(&mut head))
-                .is_ok_and(|_| dicom::looks_like_dicom(&head))
-        }
+        None => dicom::file_looks_like_dicom(p),
     }
 }
 
