@@ -476,6 +476,18 @@ fn bad_manifests_are_named_by_line_and_nothing_is_rendered() {
     let (other, _) = torso_on([60, 47, 36], [3.0, 3.0, 4.0], false);
     dir.write("small.nii", &nifti_bytes(&other));
     dir.write("broken.nii", b"not a NIfTI file at all");
+    // a DICOM series one of whose slices is of another size
+    ok(dxr(&[
+        "ct-to-dicom",
+        &s(&dir.path("a.nii")),
+        &s(&dir.path("mixed")),
+    ]));
+    ok(dxr(&[
+        "ct-to-dicom",
+        &s(&dir.path("small.nii")),
+        &s(&dir.path("other")),
+    ]));
+    std::fs::copy(dir.path("other/IM00001.dcm"), dir.path("mixed/IMX.dcm")).unwrap();
     let manifest = dir.write(
         "m.jsonl",
         [
@@ -485,6 +497,7 @@ fn bad_manifests_are_named_by_line_and_nothing_is_rendered() {
             r#"{"id": "c", "ct": "a.nii", "mask": "small.nii"}"#,
             r#"{"id": "d", "ct": "broken.nii"}"#,
             r#"{"id": "e", "ct": "a.nii", "views": 0}"#,
+            r#"{"id": "f", "ct": "mixed"}"#,
         ]
         .join("\n")
         .as_bytes(),
@@ -493,7 +506,7 @@ fn bad_manifests_are_named_by_line_and_nothing_is_rendered() {
     let e = generate(&manifest, &out, "1", &[]);
     let msg = String::from_utf8_lossy(&e.stderr);
     assert!(
-        !e.status.success() && msg.contains("5 bad manifest entries"),
+        !e.status.success() && msg.contains("6 bad manifest entries"),
         "{msg}"
     );
     for (line, says) in [
@@ -502,6 +515,7 @@ fn bad_manifests_are_named_by_line_and_nothing_is_rendered() {
         (4, "[60, 47, 36]"),
         (5, "NIfTI"),
         (6, "views 0"),
+        (7, "slices of different sizes"),
     ] {
         assert!(
             msg.contains(&format!("m.jsonl:{line}: ")),
