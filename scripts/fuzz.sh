@@ -30,6 +30,9 @@ seeds=fuzz/corpus-seeds
 rm -rf "$seeds" && mkdir -p "$seeds"
 DXR_FUZZ_SEEDS=$PWD/$seeds cargo test --release --test fuzz_replay -- --ignored write_fuzz_seeds >/dev/null
 cp -r fuzz/seeds/. "$seeds"/
+# the compressed DICOM test files (JPEG 2000, JPEG-LS, RLE) where scripts/fetch-data.sh fetched them
+mkdir -p "$seeds/dicom"
+find data/dicom -name '*.dcm' -size -64k -exec cp {} "$seeds/dicom/" \; 2>/dev/null || true
 
 # 3. run
 run_one() {
