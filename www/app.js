@@ -25,7 +25,7 @@ const models = new Models(engine);
 const viewer = new Viewer({
   stage: $('stage'), before: $('canvas-before'), after: $('canvas-after'), handle: $('split-handle'), pixel: $('pixel'),
   stageHelp: $('stage-keys'), splitHelp: $('split-keys'),
-  mode: $('view-mode'), window: $('window'), level: $('level'), invert: $('invert'), reset: $('reset-view'),
+  mode: $('view-mode'), window: $('window'), level: $('level'), invert: $('invert'), reset: $('reset-view'), preset: $('wl-preset'),
 });
 const queue = new Queue($('queue'), {
   restore,

@@ -5,7 +5,8 @@
 //     after, afterWidth, afterHeight (the restoration, or its latest preview, as the engine
 //     gave it: never tone-mapped),
 //     toneCurve (the tone curve of the model that restored it, or null; tone.js),
-//     boxes (nodule boxes in input pixels, or null), settings, elapsed, complete }
+//     boxes (nodule boxes in input pixels, or null), settings, elapsed, complete,
+//     presets (the file's own windows for the viewer: [{label, level, width}]) }
 // settings.tone is the strength of the tone curve the result is shown and downloaded at: the
 // page's choice, not the engine's, so it is not sent to the engine (which refuses unknown settings).
 
@@ -37,8 +38,11 @@ export async function restoreFile(engine, file, { boxes = null, settings, toneCu
   const { width, height } = img;
   const engineSettings = settings(img.pixelMm);
   const result = { name: stem(file.name), width, height, before: img.data, after: null, afterWidth: width,
-    afterHeight: height, toneCurve, boxes, settings: { ...engineSettings, tone: 0 }, elapsed: null, complete: false };
+    afterHeight: height, toneCurve, boxes, settings: { ...engineSettings, tone: 0 }, elapsed: null, complete: false,
+    presets: img.presets };
   onImage(result);
+  // a colour DICOM image: shown, never restored
+  if (img.refused) throw new Error(img.refused);
   const request = { data: img.data, width, height, settings: engineSettings }; // postMessage copies it
   const plan = await engine.call('plan', request, { signal });
   // a multi-frame DICOM: the first frame is restored, and the plan says so

@@ -103,7 +103,7 @@ function bindKeys(el, table, viewer) {
 export class Viewer {
   /**
    * `el`: { stage, before, after, handle, pixel, stageHelp, splitHelp (canvases and elements),
-   * mode, window, level, invert, reset (controls) }.
+   * mode, window, level, invert, reset, preset (controls) }.
    */
   constructor(el) {
     this.el = el;
@@ -118,6 +118,7 @@ export class Viewer {
     bindKeys(el.stage, STAGE_KEYS, this);
     bindKeys(el.handle, SPLIT_KEYS, this);
     for (const c of [el.window, el.level, el.invert]) c.addEventListener('input', () => this.draw());
+    el.preset.addEventListener('change', () => this.applyPreset());
     el.mode.addEventListener('change', () => { this.fit(); this.apply(); });
     el.reset.addEventListener('click', () => { this.fit(); this.apply(); });
     window.addEventListener('resize', () => this.apply());
@@ -127,10 +128,31 @@ export class Viewer {
 
   /** Shows `result`; `fit` resets the zoom to fit it. */
   show(result, { fit = true } = {}) {
+    if (result !== this.current) this.listPresets(result.presets ?? []);
     this.current = result;
     this.draw();
     if (fit) this.fit();
     this.apply();
+  }
+
+  /**
+   * The file's own windows (a DICOM file's window centres/widths, in the image's [0, 1] units):
+   * offered as presets of Window/Level, for the display only (the restoration used the first).
+   */
+  listPresets(presets) {
+    const select = this.el.preset;
+    select.replaceChildren(new Option('Full range', JSON.stringify({ level: 0.5, width: 1 })),
+      ...presets.map((p) => new Option(`File: ${p.label}`, JSON.stringify(p))));
+    select.hidden = presets.length === 0;
+    select.previousElementSibling.hidden = select.hidden; // its label
+  }
+
+  applyPreset() {
+    const { level, width } = JSON.parse(this.el.preset.value);
+    const clamp = (v, input) => Math.min(Number(input.max), Math.max(Number(input.min), v));
+    this.el.window.value = clamp(width, this.el.window);
+    this.el.level.value = clamp(level, this.el.level);
+    this.draw();
   }
 
   /** Redraws `result` if it is the one shown (it got a preview or its final image). */

@@ -51,7 +51,8 @@ const handlers = {
   defaults: () => ({ result: JSON.parse(dxr.sampler_defaults()) }),
   decode: (msg) => {
     const img = dxr.decode_image(new Uint8Array(msg.bytes));
-    const result = { width: img.width, height: img.height, data: img.data, pixelMm: img.pixel_mm, frames: img.frames };
+    const result = { width: img.width, height: img.height, data: img.data, pixelMm: img.pixel_mm, frames: img.frames,
+      presets: JSON.parse(img.presets), refused: img.refused };
     img.free();
     return { result, transfer: [result.data.buffer] };
   },

@@ -148,14 +148,44 @@ pub fn decode_with_scale(bytes: &[u8]) -> Result<(GrayImage, InputScale)> {
 
 /// Frame `frame` (0-based) of an image with its scale and the number of frames the file holds:
 /// a multi-frame DICOM has several, any other image one (a frame past it is refused by name).
+/// A colour DICOM image is refused: it is not a radiograph.
 pub fn decode_frame_with_scale(bytes: &[u8], frame: u32) -> Result<(GrayImage, InputScale, u32)> {
+    let f = decode_frame_shown(bytes, frame)?;
+    if let Some(why) = f.colour {
+        return Err(Error::Dicom(format!("{why}: it is shown, never restored")));
+    }
+    Ok((f.image, f.scale, f.frames))
+}
+
+/// One frame of an input image as a display shows it.
+#[derive(Debug, Clone)]
+pub struct ShownFrame {
+    pub image: GrayImage,
+    pub scale: InputScale,
+    /// Frames in the file.
+    pub frames: u32,
+    /// The file's windows (DICOM), for the display only.
+    pub presets: Vec<dicom::WindowPreset>,
+    /// Why the image is not a radiograph (a colour DICOM image, shown as its luminance).
+    pub colour: Option<String>,
+}
+
+/// [`decode_frame_with_scale`] for a display: a colour DICOM image is read too (as its
+/// luminance), with the reason it is not restored.
+pub fn decode_frame_shown(bytes: &[u8], frame: u32) -> Result<ShownFrame> {
     if !bytes.is_empty() && dicom::looks_like_dicom(bytes) {
         let f = dicom::decode_frame(bytes, frame)?;
         let scale = f
             .spacing
             .map(|(mm, name)| InputScale::known(mm, name))
             .unwrap_or_default();
-        return Ok((f.image, scale, f.frames));
+        return Ok(ShownFrame {
+            image: f.image,
+            scale,
+            frames: f.frames,
+            presets: f.presets,
+            colour: f.colour,
+        });
     }
     if frame > 0 {
         return Err(Error::Image(format!(
@@ -163,7 +193,13 @@ pub fn decode_frame_with_scale(bytes: &[u8], frame: u32) -> Result<(GrayImage, I
             frame + 1
         )));
     }
-    Ok((decode(bytes)?, Default::default(), 1))
+    Ok(ShownFrame {
+        image: decode(bytes)?,
+        scale: Default::default(),
+        frames: 1,
+        presets: Vec::new(),
+        colour: None,
+    })
 }
 
 /// Reads a file as [`decode_with_scale`] does, with [`read`]'s size check.

@@ -146,6 +146,11 @@ pub struct Decoded {
     pub pixel_mm: Option<f64>,
     /// Frames in the file (a multi-frame DICOM: the first is decoded), else 1.
     pub frames: u32,
+    /// The file's windows as JSON `[{label, level, width}]` in the image's [0, 1] units: the
+    /// viewer's presets (display only).
+    pub presets: String,
+    /// Why the image is shown but not restored (a colour DICOM image), else `undefined`.
+    pub refused: Option<String>,
 }
 
 /// Decodes PNG / JPEG / TIFF / DICOM bytes to grey [0, 1], refusing files over the size limit.
@@ -158,13 +163,15 @@ pub fn decode_image(bytes: &[u8]) -> Result<Decoded, JsValue> {
             io::MAX_FILE_BYTES >> 20
         )));
     }
-    let (img, scale, frames) = io::decode_frame_with_scale(bytes, 0).map_err(js_err)?;
+    let f = io::decode_frame_shown(bytes, 0).map_err(js_err)?;
     Ok(Decoded {
-        width: img.width as u32,
-        height: img.height as u32,
-        data: img.data,
-        pixel_mm: scale.pixel_mm,
-        frames,
+        width: f.image.width as u32,
+        height: f.image.height as u32,
+        data: f.image.data,
+        pixel_mm: f.scale.pixel_mm,
+        frames: f.frames,
+        presets: serde_json::to_string(&f.presets).map_err(js_err)?,
+        refused: f.colour.map(|why| format!("{why}: it is shown, never restored")),
     })
 }
 

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { open, root, waitForText } from './helpers.mjs';
+import { open, restore, root, waitForText } from './helpers.mjs';
 
 const dir = join(root, 'data', 'dicom');
 
@@ -61,6 +61,70 @@ test('JPEG 2000 radiographs decode in the page like their twins; JPEG-LS is name
     await page.setInputFiles('#image-file', join(dir, 'RG1_J2KR.dcm'));
     await waitForText(page, 'queue', /RG1_J2KR\.dcm/, 120000);
     assert.deepEqual(errors.filter((e) => !/JPEG-LS|4\.80/.test(e)), []);
+  } finally {
+    await ctx.close();
+  }
+});
+
+/** A DICOM file (explicit VR little endian) of `elements` [group, element, VR, Buffer], in tag order. */
+function dicomFile(elements) {
+  const el = (g, e, vr, v) => {
+    if (v.length % 2) v = Buffer.concat([v, Buffer.from([vr === 'UI' || vr === 'OB' ? 0 : 0x20])]);
+    const long = ['OB', 'OW', 'SQ', 'UN', 'UT'].includes(vr);
+    const h = Buffer.alloc(long ? 12 : 8);
+    h.writeUInt16LE(g, 0); h.writeUInt16LE(e, 2); h.write(vr, 4, 'latin1');
+    if (long) h.writeUInt32LE(v.length, 8); else h.writeUInt16LE(v.length, 6);
+    return Buffer.concat([h, v]);
+  };
+  const meta = Buffer.concat([el(2, 1, 'OB', Buffer.from([0, 1])), el(2, 2, 'UI', Buffer.from('1.2.840.10008.5.1.4.1.1.1')),
+    el(2, 3, 'UI', Buffer.from('1.2.3.4')), el(2, 0x10, 'UI', Buffer.from('1.2.840.10008.1.2.1'))]);
+  const length = Buffer.alloc(4); length.writeUInt32LE(meta.length);
+  return Buffer.concat([Buffer.alloc(128), Buffer.from('DICM'), el(2, 0, 'UL', length), meta, ...elements.map((e) => el(...e))]);
+}
+const us = (n) => { const b = Buffer.alloc(2); b.writeUInt16LE(n); return b; };
+const text = (s) => Buffer.from(s, 'latin1');
+const uids = [[0x0008, 0x0016, 'UI', text('1.2.840.10008.5.1.4.1.1.1')], [0x0008, 0x0018, 'UI', text('1.2.3.4')]];
+
+test("a file's windows are the viewer's presets; a colour DICOM image is shown, not restored", { timeout: 900000 }, async () => {
+  // 64×64, 12 bits: the first window (2000, 1001) is restored, NARROW (2100, 401) is offered
+  const ramp = Buffer.alloc(64 * 64 * 2);
+  for (let i = 0; i < 64 * 64; i++) ramp.writeUInt16LE(i % 4096, 2 * i);
+  const grey = dicomFile([...uids,
+    [0x0028, 0x0002, 'US', us(1)], [0x0028, 0x0004, 'CS', text('MONOCHROME2')],
+    [0x0028, 0x0010, 'US', us(64)], [0x0028, 0x0011, 'US', us(64)],
+    [0x0028, 0x0100, 'US', us(16)], [0x0028, 0x0101, 'US', us(12)], [0x0028, 0x0102, 'US', us(11)], [0x0028, 0x0103, 'US', us(0)],
+    [0x0028, 0x1050, 'DS', text('2000\\2100')], [0x0028, 0x1051, 'DS', text('1001\\401')],
+    [0x0028, 0x1055, 'LO', text('SOFT\\NARROW')],
+    [0x7fe0, 0x0010, 'OW', ramp]]);
+  // 72×64 RGB, 8 bits
+  const rgb = Buffer.alloc(72 * 64 * 3);
+  for (let i = 0; i < 72 * 64; i++) rgb.set([200, (i * 7) % 256, 40], 3 * i);
+  const colour = dicomFile([...uids,
+    [0x0028, 0x0002, 'US', us(3)], [0x0028, 0x0004, 'CS', text('RGB')], [0x0028, 0x0006, 'US', us(0)],
+    [0x0028, 0x0010, 'US', us(64)], [0x0028, 0x0011, 'US', us(72)],
+    [0x0028, 0x0100, 'US', us(8)], [0x0028, 0x0101, 'US', us(8)], [0x0028, 0x0102, 'US', us(7)], [0x0028, 0x0103, 'US', us(0)],
+    [0x7fe0, 0x0010, 'OB', rgb]]);
+
+  const { ctx, page, errors } = await open();
+  try {
+    await restore(page, { name: 'windows.dcm', mimeType: 'application/dicom', buffer: grey }, { steps: 1 });
+    await waitForText(page, 'progress-text', /Done/);
+    const options = await page.$$eval('#wl-preset option', (os) => os.map((o) => o.textContent));
+    assert.deepEqual(options, ['Full range', 'File: SOFT', 'File: NARROW']);
+    assert.equal(await page.isVisible('#wl-preset'), true);
+    await page.selectOption('#wl-preset', { label: 'File: NARROW' });
+    // NARROW's ends in the restored window's units: (2100 ∓ 200.5 − 1999.5) / 1000 + 0.5
+    const [win, level] = await page.evaluate(() => ['window', 'level'].map((id) => Number(document.getElementById(id).value)));
+    assert.ok(Math.abs(win - 0.401) < 0.006 && Math.abs(level - 0.6005) < 0.006, `window ${win}, level ${level}`);
+
+    await page.setInputFiles('#image-file', { name: 'photo.dcm', mimeType: 'application/dicom', buffer: colour });
+    await page.click('#run');
+    await waitForText(page, 'queue', /colour image \(RGB, 3 samples per pixel\) is not a radiograph: it is shown, never restored/);
+    // shown all the same: the input canvas holds the colour image's luminance, and no preset
+    const before = await page.evaluate(() => { const c = document.getElementById('canvas-before'); return [c.width, c.height]; });
+    assert.deepEqual(before, [72, 64]);
+    assert.equal(await page.isVisible('#wl-preset'), false);
+    assert.deepEqual(errors.filter((e) => !/not a radiograph/.test(e)), []);
   } finally {
     await ctx.close();
   }
