@@ -2,10 +2,20 @@
 //! uncompressed twin of the same stream (`scripts/fetch-data.sh dicom`, which `make test` runs)
 //! decodes to the twin's pixels, lossless and lossy alike (the twin holds the decoded stream);
 //! a truncated JPEG 2000 stream is refused by name. Twins are found by name, so files added to
-//! data/dicom/ are checked too.
+//! data/dicom/ are checked too. A CT series in JPEG 2000 and JPEG-LS reads and renders like its
+//! uncompressed twin.
+
+mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::process::Command;
+
+use common::Scratch;
+use common::phantom::torso_on;
+use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
+use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
+use dxr::drr::dicom_series::{series_bytes, series_from_files};
 
 /// The uncompressed twin of `stem` among `have`: `X_J2KR` → `X_UNCR`, `X_J2KI` → `X_UNCI`,
 /// else the longest `_`-prefix of the stem that is a file (`emri_small_RLE` → `emri_small`).
@@ -189,4 +199,103 @@ fn a_multi_frame_file_reads_any_frame_and_says_how_many() {
         "{said}"
     );
     let _ = std::fs::remove_dir_all(&out);
+}
+
+/// `bytes` (a DICOM file) with its pixel data as one JPEG 2000 lossless fragment made by
+/// OpenJPEG's `opj_compress` (we only decode JPEG 2000; the encoder is the reference one).
+fn to_jpeg2000(bytes: &[u8], scratch: &Scratch, name: &str) -> Vec<u8> {
+    use dicom_core::value::PixelFragmentSequence;
+    use dicom_core::{DataElement, VR};
+    use dicom_dictionary_std::tags;
+    let mut obj = dicom_object::OpenFileOptions::new()
+        .from_reader(std::io::Cursor::new(bytes))
+        .unwrap();
+    let int = |tag| obj.element(tag).unwrap().to_int::<u32>().unwrap();
+    let (rows, cols, stored) = (int(tags::ROWS), int(tags::COLUMNS), int(tags::BITS_STORED));
+    let raw = obj.element(tags::PIXEL_DATA).unwrap().to_bytes().unwrap().into_owned();
+    let (input, output) = (scratch.write(&format!("{name}.rawl"), &raw), scratch.path(&format!("{name}.j2k")));
+    let out = Command::new("opj_compress")
+        .args(["-i", &input.display().to_string(), "-o", &output.display().to_string()])
+        .args(["-F", &format!("{cols},{rows},1,{stored},u")])
+        .output()
+        .expect("opj_compress runs");
+    assert!(out.status.success(), "opj_compress: {}", String::from_utf8_lossy(&out.stderr));
+    let mut j2k = std::fs::read(&output).unwrap();
+    if j2k.len() % 2 == 1 {
+        j2k.push(0);
+    }
+    obj.put(DataElement::new(
+        tags::PIXEL_DATA,
+        VR::OB,
+        PixelFragmentSequence::new(Vec::<u32>::new(), vec![j2k]),
+    ));
+    obj.meta_mut()
+        .set_transfer_syntax(TransferSyntaxRegistry.get("1.2.840.10008.1.2.4.90").unwrap());
+    let mut written = Vec::new();
+    obj.write_all(&mut written).unwrap();
+    written
+}
+
+/// `bytes` (a DICOM file) transcoded by dicom-rs (its CharLS encoder for JPEG-LS).
+fn transcoded(bytes: &[u8], uid: &str) -> Vec<u8> {
+    use dicom_pixeldata::Transcode;
+    let mut obj = dicom_object::OpenFileOptions::new()
+        .from_reader(std::io::Cursor::new(bytes))
+        .unwrap();
+    obj.transcode(TransferSyntaxRegistry.get(uid).unwrap()).unwrap();
+    let mut written = Vec::new();
+    obj.write_all(&mut written).unwrap();
+    written
+}
+
+#[test]
+fn compressed_ct_series_read_and_render_like_their_uncompressed_twin() {
+    let dir = Scratch::new("dicom-series");
+    let (ct, _) = torso_on([48, 40, 30], [4.0, 4.0, 5.0], false);
+    let plain = series_bytes(&ct).unwrap();
+    let want = series_from_files(&plain).unwrap();
+    let mut variants = vec![(
+        "1.2.840.10008.1.2.4.80",
+        plain.iter().map(|(n, b)| (n.clone(), transcoded(b, "1.2.840.10008.1.2.4.80"))).collect::<Vec<_>>(),
+    )];
+    if Command::new("opj_compress").arg("-h").output().is_ok() {
+        let j2k = plain
+            .iter()
+            .map(|(n, b)| (n.clone(), to_jpeg2000(b, &dir, n)))
+            .collect();
+        variants.push(("1.2.840.10008.1.2.4.90", j2k));
+    } else {
+        assert!(
+            std::env::var_os("DXR_REQUIRE_DATA").is_none(),
+            "DXR_REQUIRE_DATA is set but opj_compress is missing: run scripts/setup.sh"
+        );
+        eprintln!("skipped the JPEG 2000 series: opj_compress is missing (scripts/setup.sh)");
+    }
+    let render = |folder: &Path| {
+        let out = folder.with_extension("drr");
+        let run = Command::new(env!("CARGO_BIN_EXE_dxr"))
+            .args(["drr", "--ct", &folder.display().to_string(), "--out", &out.display().to_string()])
+            .args(["--size", "64", "--detector-mm", "260", "--count", "1", "--seed", "3", "--device", "cpu"])
+            .output()
+            .unwrap();
+        assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+        std::fs::read(out.join("png16/00000.png")).expect("the DRR")
+    };
+    let write_series = |name: &str, files: &[(String, Vec<u8>)]| {
+        std::fs::create_dir_all(dir.path(name)).unwrap();
+        for (n, b) in files {
+            dir.write(&format!("{name}/{n}"), b);
+        }
+        dir.path(name)
+    };
+    let want_drr = render(&write_series("plain", &plain));
+    for (uid, files) in variants {
+        assert_eq!(transfer_syntax(&files[0].1), uid);
+        let got = series_from_files(&files).unwrap();
+        assert_eq!(got.dims, want.dims, "{uid}");
+        assert_eq!(got.affine, want.affine, "{uid}");
+        assert!(got.data == want.data, "{uid}: the volume differs from the uncompressed series'");
+        let name = uid.replace('.', "_");
+        assert!(render(&write_series(&name, &files)) == want_drr, "{uid}: the DRR differs");
+    }
 }
