@@ -244,6 +244,39 @@ fn bad_inputs_are_named_and_leave_nothing() {
     let jp2 = dir.write("j2k.dcm", &jp2);
     assert_fails(&dir, "dicom-ts", &jp2, &w, &c, "1.2.840.10008.1.2.4.90");
 
+    // An RGB DICOM image (a photograph, not a radiograph): refused by name.
+    let rgb = {
+        use dicom_core::{DataElement, PrimitiveValue, VR};
+        use dicom_dictionary_std::tags;
+        let e = |tag, vr, v: PrimitiveValue| DataElement::new(tag, vr, v);
+        let obj = dicom_object::InMemDicomObject::from_element_iter([
+            e(tags::SOP_CLASS_UID, VR::UI, "1.2.840.10008.5.1.4.1.1.7".into()),
+            e(tags::SOP_INSTANCE_UID, VR::UI, "1.2.3.4".into()),
+            e(tags::SAMPLES_PER_PIXEL, VR::US, 3u16.into()),
+            e(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "RGB".into()),
+            e(tags::PLANAR_CONFIGURATION, VR::US, 0u16.into()),
+            e(tags::ROWS, VR::US, 16u16.into()),
+            e(tags::COLUMNS, VR::US, 16u16.into()),
+            e(tags::BITS_ALLOCATED, VR::US, 8u16.into()),
+            e(tags::BITS_STORED, VR::US, 8u16.into()),
+            e(tags::HIGH_BIT, VR::US, 7u16.into()),
+            e(tags::PIXEL_REPRESENTATION, VR::US, 0u16.into()),
+            e(tags::PIXEL_DATA, VR::OB, PrimitiveValue::from(vec![90u8; 16 * 16 * 3])),
+        ]);
+        let file = obj
+            .with_meta(
+                dicom_object::FileMetaTableBuilder::new()
+                    .transfer_syntax("1.2.840.10008.1.2.1")
+                    .media_storage_sop_class_uid("1.2.840.10008.5.1.4.1.1.7")
+                    .media_storage_sop_instance_uid("1.2.3.4"),
+            )
+            .unwrap();
+        let mut bytes = Vec::new();
+        file.write_all(&mut bytes).unwrap();
+        dir.write("photo.dcm", &bytes)
+    };
+    assert_fails(&dir, "rgb", &rgb, &w, &c, "colour image (RGB, 3 samples per pixel) is not a radiograph");
+
     let input = dir.write("ok.png", &good);
     let sr3 = case("sr3", "tiny_gray");
     assert_fails(

@@ -152,7 +152,7 @@ pub fn decode_with_scale(bytes: &[u8]) -> Result<(GrayImage, InputScale)> {
 pub fn decode_frame_with_scale(bytes: &[u8], frame: u32) -> Result<(GrayImage, InputScale, u32)> {
     let f = decode_frame_shown(bytes, frame)?;
     if let Some(why) = f.colour {
-        return Err(Error::Dicom(format!("{why}: it is shown, never restored")));
+        return Err(dicom::not_restored(&why));
     }
     Ok((f.image, f.scale, f.frames))
 }

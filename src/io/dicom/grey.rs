@@ -831,7 +831,7 @@ mod tests {
         assert_close(&f.image.data, &[0.299, (0.299 * 10.0 + 0.587 * 200.0 + 0.114 * 30.0) / 255.0]);
         assert!(f.colour.as_deref().unwrap().contains("RGB"), "{:?}", f.colour);
         let e = decode(&rgb).unwrap_err().to_string();
-        assert!(e.contains("colour image (RGB") && e.contains("never restored"), "{e}");
+        assert!(e.contains("colour image (RGB") && e.contains("not restored"), "{e}");
 
         // PALETTE COLOR: indices through three 16-bit tables of 3 entries from 0
         for e in [

@@ -87,12 +87,17 @@ pub struct DicomFrame {
     pub colour: Option<String>,
 }
 
+/// The refusal of a colour image for restoration.
+pub(crate) fn not_restored(why: &str) -> Error {
+    Error::Dicom(format!("{why}: not restored"))
+}
+
 impl DicomFrame {
     /// The frame, if it is a radiograph to restore; a colour image is refused by name (it may
     /// still be shown).
     pub fn radiograph(self) -> Result<Self> {
         match self.colour {
-            Some(why) => Err(Error::Dicom(format!("{why}: it is shown, never restored"))),
+            Some(why) => Err(not_restored(&why)),
             None => Ok(self),
         }
     }
