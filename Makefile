@@ -5,8 +5,8 @@
 CARGO_TARGET_DIR ?= $(HOME)/.cache/dxr-target
 export CARGO_TARGET_DIR
 PORT ?= 8080
-SHARED ?= $(CURDIR)/../shared
-export SHARED
+DXR_SHARED ?= $(CURDIR)/../shared
+export DXR_SHARED
 DXR := $(CARGO_TARGET_DIR)/release/dxr
 
 .PHONY: serve test deps data build web wasm-check browser-test bench bench-generate bench-web bench-drr bench-train demo drr-demo recipe recipe-comparison profile fuzz
@@ -47,7 +47,7 @@ wasm-check:
 
 # A CLI restoration demo (synthetic image, fixture checkpoint).
 demo: build
-	@scripts/demo.sh "$(DXR)" "$(SHARED)"
+	@scripts/demo.sh "$(DXR)" "$(DXR_SHARED)"
 
 # ms per denoiser step of the default model and the cheff `small` fixture at 256² and 512² and a
 # DDPM-HQ training step (batch 4, 64²) on every backend, then whole restorations (1024² DRR, the

@@ -14,7 +14,7 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const arg = (name, dflt) => { const i = process.argv.indexOf(`--${name}`); return i > 0 ? process.argv[i + 1] : dflt; };
 const size = Number(arg('size', 64));
 const steps = Number(arg('steps', 5));
-const shared = process.env.SHARED || resolve(root, '..', 'shared');
+const shared = process.env.DXR_SHARED || resolve(root, '..', 'shared');
 const config = arg('config', join(shared, 'fixtures/cheff/small/config.json'));
 const dxr = join(process.env.CARGO_TARGET_DIR || join(process.env.HOME, '.cache/dxr-target'), 'release/dxr');
 const scratch = mkdtempSync(join(tmpdir(), 'dxr-bench-'));

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${CARGO_TARGET_DIR:=$HOME/.cache/dxr-target}"
 export CARGO_TARGET_DIR
-shared="${SHARED:-$PWD/../shared}"
+shared="${DXR_SHARED:-$PWD/../shared}"
 
 cargo build --release --lib --no-default-features --target wasm32-unknown-unknown
 want=$(awk '/^name = "wasm-bindgen"$/{getline; gsub(/version = |"/, ""); print; exit}' Cargo.lock)

@@ -5,23 +5,18 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use dxr::io::dicom::{DicomWriteOptions, write_u16};
 use dxr::io::{BitDepth, GrayImage, encode_png};
 
 use common::Scratch;
+use common::cli::dxr;
 
 fn case(family: &str, name: &str) -> PathBuf {
     common::fixtures_root().join(family).join(name)
 }
 
-fn dxr(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dxr"))
-        .args(args)
-        .output()
-        .expect("dxr runs")
-}
 
 fn restore_args<'a>(
     input: &'a str,
@@ -357,7 +352,7 @@ fn restore_3_steps(
     weights: Option<&Path>,
     default_env: Option<&Path>,
 ) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dxr"));
+    let mut cmd = common::cli::command();
     cmd.args([
         "restore",
         &s(input),
@@ -737,7 +732,7 @@ fn a_folder_of_200_restores_with_flat_memory_and_no_leaked_handles() {
         .unwrap();
     }
     let (input, out) = (s(&dir.path("in")), s(&dir.path("out")));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dxr"))
+    let mut child = common::cli::command()
         .args([
             "restore",
             &input,
@@ -842,7 +837,7 @@ fn a_model_that_records_its_steps_restores_with_them_unless_told_otherwise() {
         if let Some(n) = steps {
             args.extend(["--steps".to_string(), n.to_string()]);
         }
-        let o = Command::new(env!("CARGO_BIN_EXE_dxr"))
+        let o = common::cli::command()
             .args(&args)
             .output()
             .unwrap();
@@ -933,7 +928,7 @@ fn a_closed_stdout_ends_dxr_quietly() {
     let (reader, writer) = std::io::pipe().expect("a pipe");
     drop(reader); // every write to it now fails
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let o = Command::new(env!("CARGO_BIN_EXE_dxr"))
+    let o = common::cli::command()
         .args(["info", &s(&root.join("models/default.safetensors"))])
         .stdout(writer)
         .output()

@@ -174,7 +174,7 @@ fn a_multi_frame_file_reads_any_frame_and_says_how_many() {
     // the CLI restores the frame asked for and says how many there are
     let out = std::env::temp_dir().join(format!("dxr-frames-{}", std::process::id()));
     let run = |frame: &str| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_dxr"))
+        common::cli::command()
             .args([
                 "restore",
                 &path.display().to_string(),
@@ -273,7 +273,7 @@ fn compressed_ct_series_read_and_render_like_their_uncompressed_twin() {
     }
     let render = |folder: &Path| {
         let out = folder.with_extension("drr");
-        let run = Command::new(env!("CARGO_BIN_EXE_dxr"))
+        let run = common::cli::command()
             .args(["drr", "--ct", &folder.display().to_string(), "--out", &out.display().to_string()])
             .args(["--size", "64", "--detector-mm", "260", "--count", "1", "--seed", "3", "--device", "cpu"])
             .output()

@@ -7,7 +7,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use common::Scratch;
 use common::phantom::{las_affine, torso};
@@ -16,6 +15,7 @@ use dxr::drr::gpu::{AdapterChoice, GpuProjector};
 use dxr::drr::nifti::nifti_bytes;
 use dxr::drr::nodule::{LungRegion, block_window};
 use dxr::drr::{Cleanup, Geometry, NoduleSettings, Pose, Projection, Scene, Shape, View, Volume};
+use common::cli::{dxr, s};
 
 const MU_WATER: f64 = 0.02;
 
@@ -600,16 +600,7 @@ fn peak_relative_error(a: &[f32], b: &[f32]) -> f64 {
 
 // ---- the command ----
 
-fn dxr(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_dxr"))
-        .args(args)
-        .output()
-        .expect("dxr runs")
-}
 
-fn s(p: &Path) -> String {
-    p.display().to_string()
-}
 
 fn torso_files(dir: &Scratch) -> (PathBuf, PathBuf) {
     let (ct, labels) = torso();
@@ -978,7 +969,7 @@ fn a_gzip_bomb_is_refused_from_its_header_with_a_small_peak() {
     let bomb = dir.write("bomb.nii.gz", &e.finish().unwrap());
     let size = std::fs::metadata(&bomb).unwrap().len();
     assert!(size < 3 << 20, "{size} bytes");
-    let child = Command::new(env!("CARGO_BIN_EXE_dxr"))
+    let child = common::cli::command()
         .args([
             "drr",
             "--ct",

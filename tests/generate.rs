@@ -8,32 +8,15 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use common::Scratch;
 use common::phantom::torso_on;
 use dxr::drr::nifti::nifti_bytes;
+use common::cli::{dxr, ok, s};
 
-fn dxr(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dxr"))
-        .args(args)
-        .output()
-        .expect("dxr runs")
-}
 
-fn ok(out: Output) -> Output {
-    assert!(
-        out.status.success(),
-        "dxr failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    out
-}
 
-fn s(p: &Path) -> String {
-    p.display().to_string()
-}
 
 /// Every file under `dir`, by relative path.
 fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
@@ -209,7 +192,7 @@ fn a_killed_run_resumes_to_the_dataset_an_uninterrupted_run_makes() {
     for k in [1, 4] {
         let out = dir.path(&format!("killed-{k}"));
         let args = generate_args(&manifest, &out, "3", &restore);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_dxr"))
+        let mut child = common::cli::command()
             .args(&args)
             .stderr(std::process::Stdio::null())
             .spawn()

@@ -292,7 +292,7 @@ fn drr(side: usize) -> Option<(GrayImage, f64)> {
         return None;
     }
     let dir = common::Scratch::new(&format!("drr{side}"));
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dxr"))
+    let out = common::cli::command()
         .args(["drr", "--ct"])
         .arg(&ct)
         .arg("--mask")

@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';
 
 export const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
-export const shared = process.env.SHARED || resolve(root, '..', 'shared');
+export const shared = process.env.DXR_SHARED || resolve(root, '..', 'shared');
 const targetDir = process.env.CARGO_TARGET_DIR || join(process.env.HOME, '.cache', 'dxr-target');
 export const dxr = join(targetDir, 'release', 'dxr');
 export const defaultModel = join(root, 'www/models/default.safetensors');

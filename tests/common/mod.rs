@@ -2,6 +2,7 @@
 //! (Each test binary uses a different subset.)
 #![allow(dead_code)]
 
+pub mod cli;
 pub mod phantom;
 
 use std::path::{Path, PathBuf};
