@@ -14,11 +14,10 @@ use burn::nn::conv::Conv2d;
 use burn::prelude::*;
 use burn::tensor::Slice;
 
-/// Whether training convolutions take the im2col path: yes unless `DXR_TRAIN_CONV=burn` (kept
-/// so that `dxr bench` can measure both).
+/// Whether training convolutions take the im2col path: yes unless `dxr bench --baseline conv`
+/// measures burn's own.
 fn im2col_for_training() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var("DXR_TRAIN_CONV").map_or(true, |v| v != "burn"))
+    !super::baseline::burn_conv()
 }
 
 /// `conv.forward(x)`, through im2col + matmul when `conv`'s weights require gradients.

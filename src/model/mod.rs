@@ -14,6 +14,32 @@ use crate::spec::{Family, NetworkConfig, Unet};
 pub use cheff::CheffUnet;
 pub use sr3::Sr3Unet;
 
+/// What `dxr bench --baseline` measures our own ops against: burn's convolution gradient
+/// instead of [`conv::conv2d`]'s im2col, burn's GroupNorm and SiLU instead of [`norm`]'s. Off
+/// everywhere else; set once, before the first network call.
+pub mod baseline {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    static BURN_CONV: AtomicBool = AtomicBool::new(false);
+    static BURN_NORM: AtomicBool = AtomicBool::new(false);
+
+    pub fn use_burn_conv(on: bool) {
+        BURN_CONV.store(on, Ordering::Relaxed);
+    }
+
+    pub fn use_burn_norm(on: bool) {
+        BURN_NORM.store(on, Ordering::Relaxed);
+    }
+
+    pub(crate) fn burn_conv() -> bool {
+        BURN_CONV.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn burn_norm() -> bool {
+        BURN_NORM.load(Ordering::Relaxed)
+    }
+}
+
 impl NetworkConfig {
     /// The family of this configuration.
     pub fn family(&self) -> Family {

@@ -7,7 +7,7 @@
 //! cores; the page's flex too), and [`silu`] and [`group_norm_silu`] split the element-wise rest
 //! across two threads, half of the channels each (natively: the page's worker has one). Training, every other backend (ndarray
 //! is the parity reference; LibTorch and wgpu have kernels of their own) and f16 go through
-//! burn's ops unchanged. `DXR_NORM=burn` turns both off, so that `dxr bench` can measure both.
+//! burn's ops unchanged. `dxr bench --baseline norm` turns both off, to measure both.
 
 use burn::nn::GroupNorm;
 use burn::prelude::*;
@@ -19,8 +19,7 @@ use burn::tensor::DType;
 /// graph registration is not safe from two threads (the `rayon::join` below): under load a step
 /// was lost and backward panicked ("graph tape has already been consumed").
 fn fast(x: &Tensor<4>) -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    let on = *ON.get_or_init(|| std::env::var("DXR_NORM").map_or(true, |v| v != "burn"));
+    let on = !super::baseline::burn_norm();
     let device = x.device();
     on && device == Device::flex() && !device.is_autodiff() && x.dtype() == DType::F32
 }

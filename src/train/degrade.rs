@@ -56,9 +56,15 @@ impl Strategy {
     /// The fitted DRR look of `dxr fit-drr-look` (its JSON file).
     pub fn drr(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let look = serde_json::from_str(&text).map_err(|e| {
+        let look: DrrLike = serde_json::from_str(&text).map_err(|e| {
             Error::Config(format!("{}: not a fitted DRR look ({e})", path.display()))
         })?;
+        if look.mottle.is_some_and(|m| m != 0.0) {
+            return Err(Error::Config(format!(
+                "{}: \"mottle\" is a retired experiment (it did not help); remove it from the file",
+                path.display()
+            )));
+        }
         Ok(Strategy::Drr(look))
     }
 
@@ -233,15 +239,10 @@ pub struct DrrLike {
     /// Standard deviation of the white Gaussian noise added last (grey levels in [0, 1]).
     #[serde(default)]
     pub noise: f64,
-    /// Standard deviation of a blob-like mottle added to the LQ alone (0: none): white noise
-    /// smoothed over [`Self::mottle_px`], inside the body. A DRR's lungs hold faint round
-    /// fluctuations of a few pixels that are not anatomy to be sharpened; with them in the LQ
-    /// and not in the HQ, a model learns to sharpen edges and lines but not round specks.
-    #[serde(default)]
-    pub mottle: f64,
-    /// Width (Gaussian σ, pixels) of the mottle's smoothing.
-    #[serde(default = "default_mottle_px")]
-    pub mottle_px: f64,
+    /// A retired experiment (a blob-like mottle in the LQ; it did not help, docs/training.md):
+    /// a file that turns it on is refused by name, one that names it at 0 still loads.
+    #[serde(default, skip_serializing)]
+    pub mottle: Option<f64>,
     /// How much of the local contrast below [`Self::flatten_px`] the LQ loses (0: none, 1: all),
     /// before the blur: a DRR looks flat next to a radiograph, whose processing (a CR's
     /// large-kernel edge enhancement) lifts every structure smaller than the kernel alike.
@@ -252,10 +253,6 @@ pub struct DrrLike {
     /// Width (Gaussian σ, pixels) of the local mean that [`Self::flatten`] pulls toward.
     #[serde(default = "default_flatten_px")]
     pub flatten_px: f64,
-}
-
-fn default_mottle_px() -> f64 {
-    1.5
 }
 
 fn default_flatten_px() -> f64 {
@@ -275,12 +272,11 @@ pub struct FitRow {
 impl DrrLike {
     /// The degradation of `img`; the noise is drawn from `seed`.
     pub fn apply(&self, img: &GrayImage, seed: u64) -> GrayImage {
-        let grained = self.grain(
+        self.grain(
             &gaussian_blur(&self.flattened(&self.curve.apply(img)), self.sigma),
             seed,
             1.0,
-        );
-        self.mottled(&grained, seed)
+        )
     }
 
     /// `img` with [`Self::flatten`] of its local contrast taken away: each pixel moves toward
@@ -310,34 +306,6 @@ impl DrrLike {
                 let mean = num.data[p] / den.data[p];
                 *v = (*v - k * body(*v) * (*v - mean)).clamp(0.0, 1.0);
             }
-        }
-        out
-    }
-
-    /// `img` with the LQ's mottle for `seed` (a draw of its own, not the grain's); air (grey
-    /// levels near 0) stays as it is, the body gets it in full from 5 % up.
-    pub fn mottled(&self, img: &GrayImage, seed: u64) -> GrayImage {
-        use rand::SeedableRng;
-        if self.mottle <= 0.0 {
-            return img.clone();
-        }
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x6D6F_7474_6C65);
-        let white = GrayImage {
-            width: img.width,
-            height: img.height,
-            data: (0..img.data.len())
-                .map(|_| rand::Rng::sample::<f64, _>(&mut rng, rand_distr::StandardNormal) as f32)
-                .collect(),
-        };
-        // smoothing white noise of unit variance by a Gaussian of σ px leaves a variance of
-        // 1 / (4πσ²) (σ ≥ ~1): rescale to the asked standard deviation
-        let px = self.mottle_px.max(0.5);
-        let gain = self.mottle * (4.0 * std::f64::consts::PI * px * px).sqrt();
-        let smooth = gaussian_blur(&white, px);
-        let mut out = img.clone();
-        for (v, n) in out.data.iter_mut().zip(&smooth.data) {
-            let body = (*v / 0.05).clamp(0.0, 1.0);
-            *v = (*v + (*n as f64 * gain) as f32 * body).clamp(0.0, 1.0);
         }
         out
     }
@@ -400,8 +368,7 @@ impl DrrLike {
                     curve: curve.clone(),
                     sigma,
                     noise,
-                    mottle: 0.0,
-                    mottle_px: default_mottle_px(),
+                    mottle: None,
                     flatten: 0.0,
                     flatten_px: default_flatten_px(),
                 };
@@ -426,8 +393,7 @@ impl DrrLike {
                 curve,
                 sigma: best.sigma,
                 noise: best.noise,
-                mottle: 0.0,
-                mottle_px: default_mottle_px(),
+                mottle: None,
                 flatten: 0.0,
                 flatten_px: default_flatten_px(),
             },
@@ -559,8 +525,7 @@ mod tests {
             curve: d.curve.clone(),
             sigma: 2.0,
             noise: 0.02,
-            mottle: 0.0,
-            mottle_px: 1.5,
+            mottle: None,
             flatten: 0.0,
             flatten_px: 10.0,
         }
@@ -580,8 +545,7 @@ mod tests {
             },
             sigma: 0.0,
             noise: 0.0,
-            mottle: 0.0,
-            mottle_px: default_mottle_px(),
+            mottle: None,
             flatten: 0.0,
             flatten_px: default_flatten_px(),
         }
@@ -682,43 +646,20 @@ mod tests {
     }
 
     #[test]
-    fn mottle_is_smooth_noise_of_the_asked_strength_in_the_lq_alone() {
-        let img = GrayImage {
-            width: 96,
-            height: 96,
-            data: (0..96 * 96)
-                .map(|i| if i % 96 < 8 { 0.0 } else { 0.5 })
-                .collect(),
-        };
-        let d = DrrLike {
-            mottle: 0.02,
-            mottle_px: 2.0,
-            ..plain_look()
-        };
-        let lq = d.apply(&img, 3);
-        let body: Vec<usize> = (0..img.data.len()).filter(|p| p % 96 >= 16).collect();
-        let diff = |p: usize| (lq.data[p] - img.data[p]) as f64;
-        let sd = (body.iter().map(|&p| diff(p).powi(2)).sum::<f64>() / body.len() as f64).sqrt();
-        assert!((sd - 0.02).abs() < 0.006, "mottle sd {sd}");
-        // smooth: neighbours agree far more than white noise's would (correlation ~0.9 at
-        // σ 2 px against 0)
-        let corr = body
-            .iter()
-            .filter(|&&p| p % 96 < 95)
-            .map(|&p| diff(p) * diff(p + 1))
-            .sum::<f64>()
-            / body.len() as f64
-            / (sd * sd);
-        assert!(corr > 0.7, "neighbour correlation {corr}");
-        // the air stays black; the HQ side (the grain) gets none of it; the seed draws it
-        assert!(
-            (0..96 * 96)
-                .filter(|p| p % 96 < 8)
-                .all(|p| lq.data[p] == 0.0)
-        );
-        assert_eq!(d.grain(&img, 3, 1.0).data, img.data);
-        assert_ne!(d.apply(&img, 4).data, lq.data);
-        assert_eq!(d.apply(&img, 3).data, lq.data);
+    fn a_look_that_turns_the_retired_mottle_on_is_refused_by_name() {
+        let dir = std::env::temp_dir().join(format!("dxr-mottle-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut json = serde_json::to_value(plain_look()).unwrap();
+        assert!(json.get("mottle").is_none(), "never written");
+        let path = dir.join("look.json");
+        json["mottle"] = serde_json::json!(0.0);
+        std::fs::write(&path, json.to_string()).unwrap();
+        assert!(Strategy::drr(&path).is_ok(), "named at 0: still loads");
+        json["mottle"] = serde_json::json!(0.02);
+        std::fs::write(&path, json.to_string()).unwrap();
+        let e = Strategy::drr(&path).err().expect("refused").to_string();
+        assert!(e.contains("\"mottle\" is a retired experiment"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -240,11 +240,3 @@ pub fn studio_remove(id: usize) -> Result<usize, JsValue> {
     with_state(|st| st.studio.remove(&r, id).map_err(js_err))
 }
 
-/// Forgets the placed nodules.
-#[wasm_bindgen]
-pub fn studio_clear() -> Result<(), JsValue> {
-    with_state(|st| {
-        st.studio.placed.clear();
-        Ok(())
-    })
-}

@@ -110,7 +110,7 @@ fn two_wgpu_devices_take_the_same_steps_as_one_with_the_whole_batch_and_resume_o
                 g.unwrap()
                     .into_data()
                     .convert::<f32>()
-                    .into_vec::<f32>()
+                    .try_into_vec::<f32>()
                     .unwrap()
             })
             .collect()

@@ -25,6 +25,32 @@ use dxr::train::munit::{MunitSettings, MunitTrainer};
 use dxr::train::{self, Trainer};
 use dxr::{Error, Result};
 
+/// What a bench may measure our own choices against (`--baseline a,b`).
+#[derive(Clone, Copy, Debug, PartialEq, clap::ValueEnum)]
+pub enum Baseline {
+    /// glibc's default allocator thresholds (freed feature maps returned to the system at once)
+    Malloc,
+    /// burn's own convolution weight gradient (not our im2col + matmul)
+    Conv,
+    /// burn's own GroupNorm and SiLU (not our fused, threaded ones)
+    Norm,
+}
+
+/// "; baseline: …" for a header line, when any of our choices is undone.
+fn describe_baselines(b: &[Baseline]) -> String {
+    if b.is_empty() {
+        return String::new();
+    }
+    let names: Vec<String> = b.iter().map(|x| format!("{x:?}").to_lowercase()).collect();
+    format!("; baseline (ours undone): {}", names.join(", "))
+}
+
+/// Applies a bench's `--baseline` to the library's ops (the allocator is main's).
+pub fn apply_baselines(args: &[Baseline]) {
+    dxr::model::baseline::use_burn_conv(args.contains(&Baseline::Conv));
+    dxr::model::baseline::use_burn_norm(args.contains(&Baseline::Norm));
+}
+
 #[derive(Args)]
 pub struct BenchArgs {
     /// Models: preset names (tiny, small, base, sr3-small), config JSON files, or checkpoints
@@ -61,6 +87,10 @@ pub struct BenchArgs {
     /// `cheff/sr`); default $DXR_PYTHON, else python3.
     #[arg(long)]
     python: Option<PathBuf>,
+    /// Measure with these of our choices undone (malloc, conv, norm; comma-separated), to
+    /// compare a run without against one with.
+    #[arg(long, value_delimiter = ',')]
+    pub baseline: Vec<Baseline>,
 }
 
 fn spec_of(path: &std::path::Path) -> Result<ModelSpec> {
@@ -159,8 +189,9 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     let threads = rayon::current_num_threads();
     let mut table = Table::new();
     println!(
-        "one denoiser step (batch 1), median of {} runs after 1 warm-up; flex on {threads} threads (rayon), ndarray on 1",
-        a.runs.max(1)
+        "one denoiser step (batch 1), median of {} runs after 1 warm-up; flex on {threads} threads (rayon), ndarray on 1{}",
+        a.runs.max(1),
+        describe_baselines(&a.baseline)
     );
     println!("| model | size | backend | median ms/step | tiles | ratio to first backend |");
     println!("|---|---|---|---|---|---|");
@@ -535,6 +566,9 @@ pub struct TrainBenchArgs {
     /// rows are skipped for f16/bf16), as `dxr train --precision`.
     #[arg(long, default_value = "f32")]
     precision: String,
+    /// Measure with these of our choices undone (malloc, conv, norm; comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub baseline: Vec<Baseline>,
 }
 
 /// Synthetic training data: smooth random images (no files needed).
@@ -567,8 +601,13 @@ pub fn run_train_bench(a: &TrainBenchArgs) -> Result<()> {
         a.device.clone()
     };
     println!(
-        "training benchmark: {} config, batch {}, {}² crops, DDPM-HQ in {}, median of {} steps after a warm-up",
-        a.config, a.batch, a.patch, a.precision, a.steps
+        "training benchmark: {} config, batch {}, {}² crops, DDPM-HQ in {}, median of {} steps after a warm-up{}",
+        a.config,
+        a.batch,
+        a.patch,
+        a.precision,
+        a.steps,
+        describe_baselines(&a.baseline)
     );
     println!("| trainer | device | s/step | images/s | vs first |");
     println!("|---|---|---|---|---|");

@@ -11,10 +11,10 @@ use dxr::Error;
 /// op's output afresh; glibc serves large blocks (from 128 KiB at first) by mmap and returns
 /// them at once, so each network call faulted its buffers in (and had the kernel zero them)
 /// again: 12 % of a flex training step and 5 % of a 512² restoration step of the default model
-/// here (`dxr bench` and `dxr train-bench` with `DXR_GLIBC_MALLOC=default` measure it).
+/// here (`dxr bench` and `dxr train-bench` with `--baseline malloc` measure it).
 fn keep_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("DXR_GLIBC_MALLOC").is_none_or(|v| v != "default") {
+    {
         // SAFETY: mallopt only changes glibc's thresholds; called before any thread starts.
         unsafe {
             libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
@@ -113,9 +113,18 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    keep_freed_memory();
     end_quietly_on_closed_pipe();
+    // parsing starts no thread: the allocator is still set before any does
     let cli = Cli::parse();
+    let baseline = match &cli.command {
+        Command::Bench(a) => a.baseline.as_slice(),
+        Command::TrainBench(a) => a.baseline.as_slice(),
+        _ => &[],
+    };
+    if !baseline.contains(&bench::Baseline::Malloc) {
+        keep_freed_memory();
+    }
+    bench::apply_baselines(baseline);
     let result = match cli.command {
         Command::Restore(a) => restore::run(&a),
         Command::Scale(a) => restore::run_scale(&a),

@@ -83,13 +83,6 @@ pub struct PairsArgs {
     /// of the grain) [default when given without a value: 1]
     #[arg(long, value_name = "FRACTION", num_args = 0..=1, default_missing_value = "1")]
     grain_in_hq: Option<f64>,
-    /// --method drr: add to each LQ crop alone a blob-like mottle of this standard deviation
-    /// (grey levels; white noise smoothed over --mottle-px), instead of the degradation file's
-    #[arg(long, value_name = "STD")]
-    mottle: Option<f64>,
-    /// The mottle's smoothing width (Gaussian σ, pixels) [default: the file's, else 1.5]
-    #[arg(long, value_name = "PX")]
-    mottle_px: Option<f64>,
     /// --method drr: take this share (0–1) of the local contrast below --flatten-px away from
     /// each LQ crop, before its blur (a DRR is flatter than a processed radiograph), instead of
     /// the degradation file's
@@ -151,16 +144,6 @@ pub fn run_pairs(a: &PairsArgs) -> Result<()> {
     }
     for (flag, v, ok) in [
         (
-            "--mottle",
-            a.mottle,
-            a.mottle.is_none_or(|m| (0.0..=0.5).contains(&m)),
-        ),
-        (
-            "--mottle-px",
-            a.mottle_px,
-            a.mottle_px.is_none_or(|p| (0.5..=16.0).contains(&p)),
-        ),
-        (
             "--flatten",
             a.flatten,
             a.flatten.is_none_or(|k| (0.0..=1.0).contains(&k)),
@@ -173,8 +156,7 @@ pub fn run_pairs(a: &PairsArgs) -> Result<()> {
     ] {
         if !ok {
             return Err(Error::Config(format!(
-                "{flag} {}: out of range (--mottle 0–0.5 grey levels, --mottle-px 0.5–16 px, \
-                 --flatten 0–1, --flatten-px 1–64 px)",
+                "{flag} {}: out of range (--flatten 0–1, --flatten-px 1–64 px)",
                 v.unwrap_or_default()
             )));
         }
@@ -209,8 +191,6 @@ pub fn run_pairs(a: &PairsArgs) -> Result<()> {
     };
     let mut degrade = degrade_for(&a.how)?;
     if let Strategy::Drr(d) = &mut degrade {
-        d.mottle = a.mottle.unwrap_or(d.mottle);
-        d.mottle_px = a.mottle_px.unwrap_or(d.mottle_px);
         d.flatten = a.flatten.unwrap_or(d.flatten);
         d.flatten_px = a.flatten_px.unwrap_or(d.flatten_px);
     }
