@@ -17,7 +17,6 @@ fn case(family: &str, name: &str) -> PathBuf {
     common::fixtures_root().join(family).join(name)
 }
 
-
 fn restore_args<'a>(
     input: &'a str,
     out: &'a str,
@@ -245,7 +244,11 @@ fn bad_inputs_are_named_and_leave_nothing() {
         use dicom_dictionary_std::tags;
         let e = |tag, vr, v: PrimitiveValue| DataElement::new(tag, vr, v);
         let obj = dicom_object::InMemDicomObject::from_element_iter([
-            e(tags::SOP_CLASS_UID, VR::UI, "1.2.840.10008.5.1.4.1.1.7".into()),
+            e(
+                tags::SOP_CLASS_UID,
+                VR::UI,
+                "1.2.840.10008.5.1.4.1.1.7".into(),
+            ),
             e(tags::SOP_INSTANCE_UID, VR::UI, "1.2.3.4".into()),
             e(tags::SAMPLES_PER_PIXEL, VR::US, 3u16.into()),
             e(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "RGB".into()),
@@ -256,7 +259,11 @@ fn bad_inputs_are_named_and_leave_nothing() {
             e(tags::BITS_STORED, VR::US, 8u16.into()),
             e(tags::HIGH_BIT, VR::US, 7u16.into()),
             e(tags::PIXEL_REPRESENTATION, VR::US, 0u16.into()),
-            e(tags::PIXEL_DATA, VR::OB, PrimitiveValue::from(vec![90u8; 16 * 16 * 3])),
+            e(
+                tags::PIXEL_DATA,
+                VR::OB,
+                PrimitiveValue::from(vec![90u8; 16 * 16 * 3]),
+            ),
         ]);
         let file = obj
             .with_meta(
@@ -270,7 +277,14 @@ fn bad_inputs_are_named_and_leave_nothing() {
         file.write_all(&mut bytes).unwrap();
         dir.write("photo.dcm", &bytes)
     };
-    assert_fails(&dir, "rgb", &rgb, &w, &c, "colour image (RGB, 3 samples per pixel) is not a radiograph");
+    assert_fails(
+        &dir,
+        "rgb",
+        &rgb,
+        &w,
+        &c,
+        "colour image (RGB, 3 samples per pixel) is not a radiograph",
+    );
 
     let input = dir.write("ok.png", &good);
     let sr3 = case("sr3", "tiny_gray");
@@ -837,10 +851,7 @@ fn a_model_that_records_its_steps_restores_with_them_unless_told_otherwise() {
         if let Some(n) = steps {
             args.extend(["--steps".to_string(), n.to_string()]);
         }
-        let o = common::cli::command()
-            .args(&args)
-            .output()
-            .unwrap();
+        let o = common::cli::command().args(&args).output().unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         std::fs::read(Path::new(out).join("scan.png")).unwrap()
     };

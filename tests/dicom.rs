@@ -212,14 +212,31 @@ fn to_jpeg2000(bytes: &[u8], scratch: &Scratch, name: &str) -> Vec<u8> {
         .unwrap();
     let int = |tag| obj.element(tag).unwrap().to_int::<u32>().unwrap();
     let (rows, cols, stored) = (int(tags::ROWS), int(tags::COLUMNS), int(tags::BITS_STORED));
-    let raw = obj.element(tags::PIXEL_DATA).unwrap().to_bytes().unwrap().into_owned();
-    let (input, output) = (scratch.write(&format!("{name}.rawl"), &raw), scratch.path(&format!("{name}.j2k")));
+    let raw = obj
+        .element(tags::PIXEL_DATA)
+        .unwrap()
+        .to_bytes()
+        .unwrap()
+        .into_owned();
+    let (input, output) = (
+        scratch.write(&format!("{name}.rawl"), &raw),
+        scratch.path(&format!("{name}.j2k")),
+    );
     let out = Command::new("opj_compress")
-        .args(["-i", &input.display().to_string(), "-o", &output.display().to_string()])
+        .args([
+            "-i",
+            &input.display().to_string(),
+            "-o",
+            &output.display().to_string(),
+        ])
         .args(["-F", &format!("{cols},{rows},1,{stored},u")])
         .output()
         .expect("opj_compress runs");
-    assert!(out.status.success(), "opj_compress: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "opj_compress: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut j2k = std::fs::read(&output).unwrap();
     if j2k.len() % 2 == 1 {
         j2k.push(0);
@@ -229,8 +246,11 @@ fn to_jpeg2000(bytes: &[u8], scratch: &Scratch, name: &str) -> Vec<u8> {
         VR::OB,
         PixelFragmentSequence::new(Vec::<u32>::new(), vec![j2k]),
     ));
-    obj.meta_mut()
-        .set_transfer_syntax(TransferSyntaxRegistry.get("1.2.840.10008.1.2.4.90").unwrap());
+    obj.meta_mut().set_transfer_syntax(
+        TransferSyntaxRegistry
+            .get("1.2.840.10008.1.2.4.90")
+            .unwrap(),
+    );
     let mut written = Vec::new();
     obj.write_all(&mut written).unwrap();
     written
@@ -242,7 +262,8 @@ fn transcoded(bytes: &[u8], uid: &str) -> Vec<u8> {
     let mut obj = dicom_object::OpenFileOptions::new()
         .from_reader(std::io::Cursor::new(bytes))
         .unwrap();
-    obj.transcode(TransferSyntaxRegistry.get(uid).unwrap()).unwrap();
+    obj.transcode(TransferSyntaxRegistry.get(uid).unwrap())
+        .unwrap();
     let mut written = Vec::new();
     obj.write_all(&mut written).unwrap();
     written
@@ -256,7 +277,10 @@ fn compressed_ct_series_read_and_render_like_their_uncompressed_twin() {
     let want = series_from_files(&plain).unwrap();
     let mut variants = vec![(
         "1.2.840.10008.1.2.4.80",
-        plain.iter().map(|(n, b)| (n.clone(), transcoded(b, "1.2.840.10008.1.2.4.80"))).collect::<Vec<_>>(),
+        plain
+            .iter()
+            .map(|(n, b)| (n.clone(), transcoded(b, "1.2.840.10008.1.2.4.80")))
+            .collect::<Vec<_>>(),
     )];
     if Command::new("opj_compress").arg("-h").output().is_ok() {
         let j2k = plain
@@ -274,11 +298,32 @@ fn compressed_ct_series_read_and_render_like_their_uncompressed_twin() {
     let render = |folder: &Path| {
         let out = folder.with_extension("drr");
         let run = common::cli::command()
-            .args(["drr", "--ct", &folder.display().to_string(), "--out", &out.display().to_string()])
-            .args(["--size", "64", "--detector-mm", "260", "--count", "1", "--seed", "3", "--device", "cpu"])
+            .args([
+                "drr",
+                "--ct",
+                &folder.display().to_string(),
+                "--out",
+                &out.display().to_string(),
+            ])
+            .args([
+                "--size",
+                "64",
+                "--detector-mm",
+                "260",
+                "--count",
+                "1",
+                "--seed",
+                "3",
+                "--device",
+                "cpu",
+            ])
             .output()
             .unwrap();
-        assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
         std::fs::read(out.join("png16/00000.png")).expect("the DRR")
     };
     let write_series = |name: &str, files: &[(String, Vec<u8>)]| {
@@ -294,8 +339,14 @@ fn compressed_ct_series_read_and_render_like_their_uncompressed_twin() {
         let got = series_from_files(&files).unwrap();
         assert_eq!(got.dims, want.dims, "{uid}");
         assert_eq!(got.affine, want.affine, "{uid}");
-        assert!(got.data == want.data, "{uid}: the volume differs from the uncompressed series'");
+        assert!(
+            got.data == want.data,
+            "{uid}: the volume differs from the uncompressed series'"
+        );
         let name = uid.replace('.', "_");
-        assert!(render(&write_series(&name, &files)) == want_drr, "{uid}: the DRR differs");
+        assert!(
+            render(&write_series(&name, &files)) == want_drr,
+            "{uid}: the DRR differs"
+        );
     }
 }

@@ -9,13 +9,13 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::Scratch;
+use common::cli::{dxr, s};
 use common::phantom::{las_affine, torso};
 use dxr::drr::dataset::{self, Renderer, SetSettings};
 use dxr::drr::gpu::{AdapterChoice, GpuProjector};
 use dxr::drr::nifti::nifti_bytes;
 use dxr::drr::nodule::{LungRegion, block_window};
 use dxr::drr::{Cleanup, Geometry, NoduleSettings, Pose, Projection, Scene, Shape, View, Volume};
-use common::cli::{dxr, s};
 
 const MU_WATER: f64 = 0.02;
 
@@ -599,8 +599,6 @@ fn peak_relative_error(a: &[f32], b: &[f32]) -> f64 {
 }
 
 // ---- the command ----
-
-
 
 fn torso_files(dir: &Scratch) -> (PathBuf, PathBuf) {
     let (ct, labels) = torso();

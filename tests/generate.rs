@@ -11,12 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use common::Scratch;
+use common::cli::{dxr, ok, s};
 use common::phantom::torso_on;
 use dxr::drr::nifti::nifti_bytes;
-use common::cli::{dxr, ok, s};
-
-
-
 
 /// Every file under `dir`, by relative path.
 fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {

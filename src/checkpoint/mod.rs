@@ -6,6 +6,7 @@
 //! [`keymap`] → burn-store applies them to the network (PyTorch → burn layout adapter).
 
 pub mod keymap;
+mod pickle;
 pub mod torch;
 
 use std::collections::{BTreeMap, HashMap};

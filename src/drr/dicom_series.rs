@@ -193,8 +193,8 @@ fn read_slice(bytes: &[u8], name: &str) -> std::result::Result<Slice, String> {
         ));
     }
     let (rows, cols) = (pixels.rows() as usize, pixels.columns() as usize);
-    let values = crate::io::dicom::modality_frame(&obj, &pixels, 0)
-        .map_err(|e| format!("{name}: {e}"))?;
+    let values =
+        crate::io::dicom::modality_frame(&obj, &pixels, 0).map_err(|e| format!("{name}: {e}"))?;
     if values.len() != rows * cols || rows == 0 || cols == 0 {
         return Err(format!("{name}: {} values for {rows}×{cols}", values.len()));
     }

@@ -171,7 +171,9 @@ pub fn decode_image(bytes: &[u8]) -> Result<Decoded, JsValue> {
         pixel_mm: f.scale.pixel_mm,
         frames: f.frames,
         presets: serde_json::to_string(&f.presets).map_err(js_err)?,
-        refused: f.colour.map(|why| format!("{why}: it is shown, never restored")),
+        refused: f
+            .colour
+            .map(|why| format!("{why}: it is shown, never restored")),
     })
 }
 

@@ -239,4 +239,3 @@ pub fn studio_remove(id: usize) -> Result<usize, JsValue> {
     let r = last()?;
     with_state(|st| st.studio.remove(&r, id).map_err(js_err))
 }
-

@@ -6,12 +6,7 @@ use super::*;
 fn the_commands_chain_and_refuse_mixed_up_runs() {
     let dir = Scratch::new("train-cli");
     write_png(&dir.path("cxr.png"), &blobs(60, 96, 48));
-    let dxr = |args: &[&str]| {
-        common::cli::command()
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let dxr = |args: &[&str]| common::cli::command().args(args).output().unwrap();
     let p = |s: &str| dir.path(s).to_str().unwrap().to_string();
     let ok = |o: std::process::Output| {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

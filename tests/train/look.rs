@@ -9,10 +9,7 @@ fn the_drr_look_is_fitted_made_into_pairs_and_the_fixed_filter_runs() {
     write_png(&dir.path("real.png"), &blobs(71, 96, 96));
     let p = |s: &str| dir.path(s).to_str().unwrap().to_string();
     let dxr = |args: &[&str]| {
-        let out = common::cli::command()
-            .args(args)
-            .output()
-            .unwrap();
+        let out = common::cli::command().args(args).output().unwrap();
         assert!(
             out.status.success(),
             "{args:?}: {}",

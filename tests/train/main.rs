@@ -5,13 +5,13 @@
 #[path = "../common/mod.rs"]
 mod common;
 
-mod ddpm;
-mod munit;
 mod commands;
-mod realism;
-mod look;
-mod sheet;
+mod ddpm;
 mod devices;
+mod look;
+mod munit;
+mod realism;
+mod sheet;
 
 use std::path::Path;
 

@@ -162,8 +162,9 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     let mut models = a.config.clone();
     if models.is_empty() {
         models.push(crate::common::default_model());
-        let small = PathBuf::from(std::env::var("DXR_SHARED").unwrap_or_else(|_| "../shared".into()))
-            .join("fixtures/cheff/small/config.json");
+        let small =
+            PathBuf::from(std::env::var("DXR_SHARED").unwrap_or_else(|_| "../shared".into()))
+                .join("fixtures/cheff/small/config.json");
         if small.is_file() {
             models.push(small);
         }

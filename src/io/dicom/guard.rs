@@ -318,9 +318,9 @@ pub(crate) fn preamble_of(bytes: &[u8]) -> ReadPreamble {
 #[cfg(test)]
 mod tests {
     use super::check_declared_lengths;
+    use super::*;
     use crate::io::dicom::decode;
     use crate::io::dicom::tests::EXPLICIT_LE;
-    use super::*;
 
     /// Preamble, magic and a file meta group announcing transfer syntax `uid`.
     fn meta(uid: &str) -> Vec<u8> {

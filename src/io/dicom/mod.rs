@@ -56,7 +56,6 @@ fn ts_name(uid: &str) -> String {
     }
 }
 
-
 /// Decodes the first frame of a single-channel DICOM image to [0, 1].
 pub fn decode(bytes: &[u8]) -> Result<GrayImage> {
     decode_with_spacing(bytes).map(|(img, _)| img)

@@ -204,4 +204,3 @@ pub(super) fn finish_dicom(obj: InMemDicomObject, ts: &str) -> Result<Vec<u8>> {
         .map_err(|e| Error::Dicom(format!("writing DICOM: {e}")))?;
     Ok(out)
 }
-
