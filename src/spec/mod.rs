@@ -47,6 +47,19 @@ pub enum Prediction {
     X0,
 }
 
+impl std::str::FromStr for Prediction {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> crate::Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "eps" => Ok(Prediction::Eps),
+            "x0" => Ok(Prediction::X0),
+            _ => Err(crate::Error::Config(format!(
+                "unknown prediction '{s}' (eps or x0)"
+            ))),
+        }
+    }
+}
+
 impl Prediction {
     /// True for the authors' objective (kept out of saved specs, so they read as before).
     pub fn is_eps(&self) -> bool {
