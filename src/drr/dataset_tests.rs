@@ -1,4 +1,4 @@
-//! Views, labels and sets on the phantom: what a label says is where the image has it.
+//! Nodule spots, the .npy header and the automatic window.
 
 use super::*;
 
