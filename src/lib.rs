@@ -11,7 +11,6 @@
 //! "Architecture" has the whole map.
 
 pub mod checkpoint;
-pub mod config;
 pub mod device;
 pub mod diffusion;
 pub mod drr;

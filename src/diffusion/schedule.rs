@@ -6,27 +6,6 @@
 use crate::error::{Error, Result};
 use crate::spec::{BetaKind, Family, ScheduleConfig};
 
-impl std::str::FromStr for BetaKind {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        serde_json::from_value(serde_json::Value::String(s.to_ascii_lowercase())).map_err(|_| {
-            Error::Config(format!(
-                "unknown beta schedule '{s}' (linear, cosine, quadratic|quad, sigmoid, warmup10, warmup50, const, jsd)"
-            ))
-        })
-    }
-}
-
-/// The name a config file uses (`jsd`, `warmup10`), for messages.
-impl std::fmt::Display for BetaKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match serde_json::to_value(self) {
-            Ok(serde_json::Value::String(name)) => f.write_str(&name),
-            _ => write!(f, "{self:?}"),
-        }
-    }
-}
-
 impl ScheduleConfig {
     /// The authors' schedule: cosine, T = 2000.
     pub fn cheff_default() -> Self {

@@ -12,8 +12,7 @@ use burn::tensor::activation::{gelu, silu, softmax};
 
 use super::conv::conv2d;
 use super::norm::{group_norm, group_norm_silu};
-use super::{SinusoidalKind, attention_heads, check_groups, same_dtype, sinusoidal_embedding};
-use crate::error::Error;
+use super::{SinusoidalKind, attention_heads, same_dtype, sinusoidal_embedding};
 use crate::spec::CheffUnetConfig;
 
 /// Heads and per-head width of both attention kinds (fixed in the reference).
@@ -21,81 +20,6 @@ const HEADS: usize = 4;
 const DIM_HEAD: usize = 32;
 
 impl CheffUnetConfig {
-    /// Number of resolution levels L.
-    pub fn levels(&self) -> usize {
-        self.dim_mults.len()
-    }
-    /// Width of the input conv's output.
-    pub fn resolved_init_dim(&self) -> usize {
-        self.init_dim.unwrap_or(self.dim / 3 * 2)
-    }
-    /// Channel count at each level boundary: `[init_dim, dim*m_0, dim*m_1, ...]`.
-    pub fn dims(&self) -> Vec<usize> {
-        std::iter::once(self.resolved_init_dim())
-            .chain(self.dim_mults.iter().map(|m| self.dim * m))
-            .collect()
-    }
-    /// Width of the time embedding after its MLP.
-    pub fn time_dim(&self) -> usize {
-        self.dim * 4
-    }
-    /// Down level i has attention iff `i ≥ L − num_attention_layer + 1` (reference rule).
-    pub fn down_attention(&self, level: usize) -> bool {
-        level as isize >= self.levels() as isize - self.num_attention_layer as isize + 1
-    }
-    /// Up block j (0 = deepest) has attention under the same rule, counted from the deep end.
-    pub fn up_attention(&self, block: usize) -> bool {
-        self.down_attention(block)
-    }
-    /// H and W must be multiples of this (one halving per level but the last).
-    pub fn input_multiple(&self) -> usize {
-        1 << (self.levels() - 1)
-    }
-    /// Channels of the noisy image (and of the predicted ε).
-    pub fn out_channels(&self) -> usize {
-        self.out_dim.unwrap_or(self.channels)
-    }
-
-    /// Rejects configurations the reference would build but cannot run.
-    pub fn validate(&self) -> crate::Result<()> {
-        let bad = |m: String| Err(Error::Config(m));
-        if self.dim < 4 || self.dim % 2 != 0 {
-            return bad(format!("dim must be even and at least 4, got {}", self.dim));
-        }
-        if self.dim_mults.is_empty() {
-            return bad("dim_mults is empty".into());
-        }
-        if self.dim_mults[0] != 1 {
-            return bad(format!(
-                "dim_mults[0] must be 1 (the final block expects `dim` channels), got {:?}",
-                self.dim_mults
-            ));
-        }
-        if self.dim_mults.iter().any(|&m| m == 0) {
-            return bad(format!(
-                "dim_mults must be positive, got {:?}",
-                self.dim_mults
-            ));
-        }
-        if self.channels == 0 || self.out_channels() == 0 || self.resolved_init_dim() == 0 {
-            return bad("channels, out_dim and init_dim must be positive".into());
-        }
-        if self.levels() > 12 {
-            return bad(format!(
-                "{} levels is more than this port supports (12)",
-                self.levels()
-            ));
-        }
-        for (i, d) in self.dims().iter().enumerate().skip(1) {
-            check_groups(
-                &format!("level {} width dim*dim_mults[{}]", i - 1, i - 1),
-                *d,
-                self.block_groups,
-            )?;
-        }
-        Ok(())
-    }
-
     /// Builds the network with fresh (random) parameters.
     pub fn init(&self, device: &Device) -> crate::Result<CheffUnet> {
         self.validate()?;

@@ -9,7 +9,7 @@ pub mod sr3;
 use burn::prelude::*;
 use burn::tensor::ops::PadMode;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::spec::{Family, NetworkConfig, Unet};
 pub use cheff::CheffUnet;
 pub use sr3::Sr3Unet;
@@ -41,129 +41,6 @@ pub mod baseline {
 }
 
 impl NetworkConfig {
-    /// The family of this configuration.
-    pub fn family(&self) -> Family {
-        match self {
-            NetworkConfig::Cheff(_) => Family::Cheff,
-            NetworkConfig::Sr3(_) => Family::Sr3,
-        }
-    }
-    /// Channels of the image being restored (x_t and ε).
-    pub fn image_channels(&self) -> usize {
-        match self {
-            NetworkConfig::Cheff(c) => c.out_channels(),
-            NetworkConfig::Sr3(c) => c.out_channel,
-        }
-    }
-    /// Channels of the conditioning image: the rest of the network input.
-    pub fn cond_channels(&self) -> Result<usize> {
-        let (total, x) = match self {
-            NetworkConfig::Cheff(c) => (c.channels, c.out_channels()),
-            NetworkConfig::Sr3(c) => (c.in_channel, c.out_channel),
-        };
-        if total <= x {
-            return Err(Error::Config(format!(
-                "the network takes {total} input channels and predicts {x}: no room for a conditioning image"
-            )));
-        }
-        Ok(total - x)
-    }
-    /// H and W multiple the network needs.
-    pub fn input_multiple(&self) -> usize {
-        match self {
-            NetworkConfig::Cheff(c) => c.input_multiple(),
-            NetworkConfig::Sr3(c) => c.input_multiple(),
-        }
-    }
-    /// Bytes of the largest softmax-attention matrix for a (padded) `height × width` input:
-    /// full attention grows with the square of the pixel count at its level, so a shallow
-    /// network on a large radiograph can need terabytes.
-    pub fn attention_bytes(&self, batch: usize, height: usize, width: usize) -> u128 {
-        let positions = |level: usize| ((height >> level) * (width >> level)) as u128;
-        let (heads, levels): (u128, Vec<usize>) = match self {
-            // Only the middle block has softmax attention (the others are linear).
-            NetworkConfig::Cheff(c) => (
-                4,
-                if c.num_attention_layer >= 1 {
-                    vec![c.levels() - 1]
-                } else {
-                    vec![]
-                },
-            ),
-            NetworkConfig::Sr3(c) => {
-                let deepest = c.levels() - 1;
-                let mut v: Vec<usize> = (0..c.levels())
-                    .filter(|l| c.attn_res.contains(&(c.image_size >> l)))
-                    .collect();
-                v.push(deepest);
-                (1, v)
-            }
-        };
-        levels
-            .into_iter()
-            .map(|l| batch as u128 * heads * positions(l).pow(2) * 4)
-            .max()
-            .unwrap_or(0)
-    }
-    /// Memory one network call needs for a `batch × height × width` input (already a multiple
-    /// of [`Self::input_multiple`]). An estimate meant to err high: per level, the widest feature
-    /// map (the up path's concatenation) times the tensors alive at once, the softmax-attention
-    /// matrix, and the unfolded input of a 3×3 convolution on backends that unfold
-    /// (`unfold`: the CPU's GEMM convolutions).
-    pub fn memory_need(
-        &self,
-        batch: usize,
-        height: usize,
-        width: usize,
-        unfold: bool,
-        attention_matrix: bool,
-    ) -> MemoryNeed {
-        // (channels of the widest map per level, maps alive per level)
-        let (widths, alive): (Vec<usize>, u128) = match self {
-            NetworkConfig::Cheff(c) => (c.dims()[1..].iter().map(|d| 2 * d).collect(), 6),
-            NetworkConfig::Sr3(c) => (
-                c.channel_multiplier
-                    .iter()
-                    .map(|m| 2 * c.inner_channel * m)
-                    .collect(),
-                2 * (c.res_blocks as u128 + 1) + 4,
-            ),
-        };
-        let map = |level: usize, channels: usize| {
-            batch as u128 * channels as u128 * ((height >> level) * (width >> level)) as u128 * 4
-        };
-        let widest = widths
-            .iter()
-            .enumerate()
-            .map(|(l, &c)| map(l, c))
-            .max()
-            .unwrap_or(0);
-        let unfolded = if unfold { 9 * widest } else { widest };
-        let attention = if attention_matrix {
-            self.attention_bytes(batch, height, width)
-        } else {
-            0
-        };
-        let maps: u128 = widths
-            .iter()
-            .enumerate()
-            .map(|(l, &c)| alive * map(l, c))
-            .sum();
-        let largest = unfolded.max(attention);
-        let clamp = |v: u128| v.min(u64::MAX as u128) as u64;
-        MemoryNeed {
-            total: clamp(maps + largest + attention),
-            largest_buffer: clamp(largest),
-        }
-    }
-    /// Checks that the network can be built and run (a restoration model additionally needs
-    /// [`Self::cond_channels`]).
-    pub fn validate(&self) -> Result<()> {
-        match self {
-            NetworkConfig::Cheff(c) => c.validate(),
-            NetworkConfig::Sr3(c) => c.validate(),
-        }
-    }
     /// Builds the network with fresh parameters.
     pub fn init(&self, device: &Device) -> Result<Network> {
         self.validate()?;
@@ -172,15 +49,6 @@ impl NetworkConfig {
             NetworkConfig::Sr3(c) => Network::Sr3(c.init(device)?),
         })
     }
-}
-
-/// What one network call needs, from [`NetworkConfig::memory_need`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MemoryNeed {
-    /// All activations alive at the peak, bytes.
-    pub total: u64,
-    /// The largest single tensor, bytes.
-    pub largest_buffer: u64,
 }
 
 /// A denoising network of either family.
@@ -330,16 +198,6 @@ pub(crate) fn softmax_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, scale:
         options,
     ) // [b, heads, n, d]
     .swap_dims(2, 3)
-}
-
-/// GroupNorm needs its channels to split evenly into groups.
-pub(crate) fn check_groups(what: &str, channels: usize, groups: usize) -> Result<()> {
-    if groups == 0 || channels % groups != 0 {
-        return Err(Error::Config(format!(
-            "{what} has {channels} channels, which {groups} GroupNorm groups do not divide"
-        )));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -2,13 +2,15 @@
 //! ([`Prediction`]), the whole model description ([`ModelSpec`]) and the one call the samplers make
 //! of a network ([`Unet`]). It imports no other module of the crate, so that `model` (how a
 //! network computes), `diffusion` (how a sampler steps) and `checkpoint` (how weights are read)
-//! meet here instead of importing each other. Reading and checking a spec: [`crate::config`].
+//! meet here instead of importing each other. Reading and checking a spec from JSON: `json.rs`.
 
+mod json;
 mod network;
 mod schedule;
 mod tone;
 
-pub use network::{CheffUnetConfig, NetworkConfig, Sr3UnetConfig};
+pub(crate) use network::LayerPlan;
+pub use network::{CheffUnetConfig, MemoryNeed, NetworkConfig, Sr3UnetConfig};
 pub use schedule::{BetaKind, ScheduleConfig};
 pub use tone::{ToneSpec, check_strength as check_tone_strength, interpolate as interpolate_curve};
 

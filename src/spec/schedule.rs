@@ -50,3 +50,24 @@ fn default_beta_start() -> f64 {
 fn default_beta_end() -> f64 {
     0.02
 }
+
+impl std::str::FromStr for BetaKind {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> crate::Result<Self> {
+        serde_json::from_value(serde_json::Value::String(s.to_ascii_lowercase())).map_err(|_| {
+            crate::Error::Config(format!(
+                "unknown beta schedule '{s}' (linear, cosine, quadratic|quad, sigmoid, warmup10, warmup50, const, jsd)"
+            ))
+        })
+    }
+}
+
+/// The name a config file uses (`jsd`, `warmup10`), for messages.
+impl std::fmt::Display for BetaKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match serde_json::to_value(self) {
+            Ok(serde_json::Value::String(name)) => f.write_str(&name),
+            _ => write!(f, "{self:?}"),
+        }
+    }
+}

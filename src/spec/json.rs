@@ -4,11 +4,11 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::error::{Error, Result};
-use crate::spec::{
+use super::{
     BetaKind, CheffUnetConfig, Family, ModelScale, ModelSpec, NetworkConfig, Prediction,
     ScheduleConfig, Sr3UnetConfig,
 };
+use crate::error::{Error, Result};
 
 impl ModelScale {
     /// Refuses scales that cannot describe an image (non-finite, not positive).
