@@ -23,6 +23,7 @@ use crate::io::{GrayImage, MAX_SIDE, MIN_SIDE};
 use crate::model::pad_to_multiple;
 use crate::scale::{ScaleDecision, decide};
 use crate::spec::NetworkConfig;
+use crate::spec::Size;
 
 /// At which scale the result is returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -88,10 +89,10 @@ impl RestoreOptions {
 /// Everything decided before the first step: sizes, scale and tiles.
 #[derive(Debug, Clone)]
 pub struct RestorePlan {
-    /// Input width and height.
-    pub input: [usize; 2],
-    /// Width and height at the model's scale (what the sampler restores).
-    pub model: [usize; 2],
+    /// The input's size.
+    pub input: Size,
+    /// The size at the model's scale (what the sampler restores).
+    pub model: Size,
     /// How the scale was found.
     pub scale: ScaleDecision,
     /// The result's scale.
@@ -103,8 +104,8 @@ pub struct RestorePlan {
 }
 
 impl RestorePlan {
-    /// Width and height of the result.
-    pub fn output_size(&self) -> [usize; 2] {
+    /// The result's size.
+    pub fn output_size(&self) -> Size {
         match self.output {
             OutputScale::Input => self.input,
             OutputScale::Model => self.model,
@@ -113,10 +114,10 @@ impl RestorePlan {
 
     /// Output pixels per input pixel (for labels).
     pub fn output_factor(&self) -> [f64; 2] {
-        let [ow, oh] = self.output_size();
+        let out = self.output_size();
         [
-            ow as f64 / self.input[0] as f64,
-            oh as f64 / self.input[1] as f64,
+            out.width as f64 / self.input.width as f64,
+            out.height as f64 / self.input.height as f64,
         ]
     }
 
@@ -127,36 +128,34 @@ impl RestorePlan {
 
     /// One line for the user.
     pub fn describe(&self) -> String {
-        let [iw, ih] = self.input;
-        let [mw, mh] = self.model;
+        let (input, model) = (self.input, self.model);
         let tiles = if self.grid.is_single() {
             "in one piece".to_string()
         } else {
             format!(
-                "over {} tiles of {}×{} ({} per network call)",
+                "over {} tiles of {} ({} per network call)",
                 self.grid.len(),
-                self.grid.tile[1],
-                self.grid.tile[0],
+                self.grid.tile,
                 self.grid.per_call
             )
         };
-        let [ow, oh] = self.output_size();
         format!(
-            "{iw}×{ih} restored at {mw}×{mh} {tiles}; {}; output {ow}×{oh}",
-            self.scale.how
+            "{input} restored at {model} {tiles}; {}; output {}",
+            self.scale.how,
+            self.output_size()
         )
     }
 
     /// The same as JSON (the page shows it).
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({
-            "input": self.input,
-            "model": self.model,
-            "output": self.output_size(),
+            "input": self.input.wh(),
+            "model": self.model.wh(),
+            "output": self.output_size().wh(),
             "factor": self.scale.factor,
             "how": self.scale.how,
             "tiles": self.grid.len(),
-            "tile": [self.grid.tile[1], self.grid.tile[0]],
+            "tile": self.grid.tile.wh(),
             "per_call": self.grid.per_call,
             "text": self.describe(),
         })
@@ -170,7 +169,10 @@ impl RestorePlan {
         if self.output == OutputScale::Model || self.model == self.input {
             return restored.clone();
         }
-        let [w, h] = self.input;
+        let Size {
+            width: w,
+            height: h,
+        } = self.input;
         let base = resample(restored, w, h);
         let low = resample(&self.model_input, w, h);
         GrayImage {
@@ -200,15 +202,16 @@ fn resample(img: &GrayImage, w: usize, h: usize) -> Vec<f32> {
     img.resampled_values(w, h, filter)
 }
 
-/// Tiles for a padded `h × w` image: the whole image when it fits `budget`, else the largest
+/// Tiles for a padded image of `size`: the whole image when it fits `budget`, else the largest
 /// square tiles (a multiple of the network's) that do, overlapping by a quarter, as many per
 /// call as the budget allows.
 pub fn plan_tiles(
     net: &NetworkConfig,
-    [h, w]: [usize; 2],
+    size: Size,
     budget: &MemoryBudget,
     forced: Option<usize>,
 ) -> Result<TileGrid> {
+    let (h, w) = (size.height, size.width);
     let m = net.input_multiple();
     let need = |b: usize, th: usize, tw: usize| {
         net.memory_need(
@@ -278,7 +281,7 @@ pub fn plan_tiles(
     let one = need(1, th, tw);
     let overlap = (side / 4).max(1);
     let margin = overlap / 4;
-    let mut grid = TileGrid::new([h, w], [th, tw], overlap, margin, 1)?;
+    let mut grid = TileGrid::new(size, Size::new(tw, th), overlap, margin, 1)?;
     let by_total = (budget.total / one.total.max(1)) as usize;
     let by_buffer = (budget.largest_buffer / one.largest_buffer.max(1)) as usize;
     let per_call = by_total.min(by_buffer).clamp(1, grid.len());
@@ -339,27 +342,27 @@ impl Restorer {
             );
         }
         let model = if scale.factor == 1.0 {
-            [w, h]
+            Size::new(w, h)
         } else {
-            [
+            Size::new(
                 ((w as f64 * scale.factor).round() as usize).max(MIN_SIDE),
                 ((h as f64 * scale.factor).round() as usize).max(MIN_SIDE),
-            ]
+            )
         };
         let model_input = GrayImage {
-            width: model[0],
-            height: model[1],
-            data: resample(image, model[0], model[1])
+            width: model.width,
+            height: model.height,
+            data: resample(image, model.width, model.height)
                 .into_iter()
                 .map(|v| v.clamp(0.0, 1.0))
                 .collect(),
         };
         // 2. the tiles over the padded image
         let m = self.model.spec.network.input_multiple();
-        let padded = [model[1].next_multiple_of(m), model[0].next_multiple_of(m)];
+        let padded = model.next_multiple_of(m);
         let grid = plan_tiles(&self.model.spec.network, padded, &opts.budget, opts.tile)?;
         Ok(RestorePlan {
-            input: [w, h],
+            input: Size::new(w, h),
             model,
             scale,
             output: opts.output,
@@ -413,7 +416,10 @@ impl Restorer {
     ) -> Result<RestoreRun<'a>> {
         let net_cfg = &self.model.spec.network;
         let plan = plans[0];
-        let [w, h] = plan.model;
+        let Size {
+            width: w,
+            height: h,
+        } = plan.model;
         // 1. grey [0, 1] → [−1, 1], repeated over the conditioning channels (3 for RGB models)
         let conds = plans
             .iter()
@@ -446,7 +452,10 @@ impl Restorer {
         if !plan.grid.is_single() {
             return 1;
         }
-        let [h, w] = plan.grid.size;
+        let Size {
+            width: w,
+            height: h,
+        } = plan.grid.size;
         let fits = |b: usize| {
             let n = self.model.spec.network.memory_need(
                 b,
@@ -618,27 +627,27 @@ mod tests {
             (300, 300, 0.31),
         ] {
             let input = ramp(w, h);
-            let model = [
+            let model = Size::new(
                 (w as f64 * f).round() as usize,
                 (h as f64 * f).round() as usize,
-            ];
+            );
             let model_input = GrayImage {
-                width: model[0],
-                height: model[1],
-                data: resample(&input, model[0], model[1])
+                width: model.width,
+                height: model.height,
+                data: resample(&input, model.width, model.height)
                     .into_iter()
                     .map(|v| v.clamp(0.0, 1.0))
                     .collect(),
             };
             let plan = RestorePlan {
-                input: [w, h],
+                input: Size::new(w, h),
                 model,
                 scale: ScaleDecision {
                     factor: f,
                     how: String::new(),
                 },
                 output: OutputScale::Input,
-                grid: TileGrid::new([model[1], model[0]], [model[1], model[0]], 1, 0, 1).unwrap(),
+                grid: TileGrid::new(model, model, 1, 0, 1).unwrap(),
                 model_input: model_input.clone(),
             };
             let out = plan.compose(&input, &model_input);
@@ -666,24 +675,24 @@ mod tests {
                 .with_num_attention_layer(2),
         );
         let cpu = MemoryBudget::cpu();
-        let small = plan_tiles(&net, [256, 256], &cpu, None).unwrap();
+        let small = plan_tiles(&net, Size::new(256, 256), &cpu, None).unwrap();
         assert!(small.is_single());
         // 1024² with full attention at 256²: 64 GiB for the whole image; tiles fit.
-        let big = plan_tiles(&net, [1024, 1024], &cpu, None).unwrap();
+        let big = plan_tiles(&net, Size::new(1024, 1024), &cpu, None).unwrap();
         assert!(big.len() > 1);
-        let n = net.memory_need(big.per_call, big.tile[0], big.tile[1], true, true);
+        let n = net.memory_need(big.per_call, big.tile.height, big.tile.width, true, true);
         assert!(n.total <= cpu.total, "{n:?}");
         // A strip: tiles along its length only.
-        let strip = plan_tiles(&net, [512, 8192], &cpu, None).unwrap();
+        let strip = plan_tiles(&net, Size::new(8192, 512), &cpu, None).unwrap();
         assert!(strip.origins[1].len() > 1);
         // A forced tile is used; a budget too small for any tile is a named error.
-        let forced = plan_tiles(&net, [256, 256], &cpu, Some(64)).unwrap();
-        assert_eq!(forced.tile, [64, 64]);
+        let forced = plan_tiles(&net, Size::new(256, 256), &cpu, Some(64)).unwrap();
+        assert_eq!(forced.tile, Size::new(64, 64));
         let tiny = cpu.with_total_mib(1).unwrap();
-        let err = plan_tiles(&net, [256, 256], &tiny, Some(256))
+        let err = plan_tiles(&net, Size::new(256, 256), &tiny, Some(256))
             .unwrap_err()
             .to_string();
         assert!(err.contains("memory budget"), "{err}");
-        assert!(plan_tiles(&net, [256, 256], &cpu, Some(4)).is_err());
+        assert!(plan_tiles(&net, Size::new(256, 256), &cpu, Some(4)).is_err());
     }
 }

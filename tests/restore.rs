@@ -251,7 +251,7 @@ fn tiles_leave_no_seams_on_the_default_model() {
     assert!(grid.origins[1].len() >= 3, "{}", out.plan.describe());
     let e = column_energy(&out.image);
     // the overlaps, where neighbouring tiles are blended
-    let tw = grid.tile[1];
+    let tw = grid.tile.width;
     let in_overlap = |x: usize| {
         grid.origins[1]
             .windows(2)
@@ -381,7 +381,7 @@ fn a_512_drr_is_restored_at_the_model_scale_and_is_not_blurrier() {
     };
     let settings = SamplerSettings::new().with_steps(6);
     let out = run(&r, &img, &opts, &settings, &device).unwrap();
-    let [mw, mh] = out.plan.model;
+    let [mw, mh] = out.plan.model.wh();
     println!("{} (model: {model_scale})", out.plan.describe());
     assert!(
         mw < 400 && mh < 400,

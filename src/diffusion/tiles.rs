@@ -13,14 +13,15 @@
 use burn::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::spec::Size;
 
 /// How an image is cut into tiles.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TileGrid {
-    /// Image height and width.
-    pub size: [usize; 2],
-    /// Tile height and width (each ≤ the image's).
-    pub tile: [usize; 2],
+    /// The image's size.
+    pub size: Size,
+    /// A tile's size (each side ≤ the image's).
+    pub tile: Size,
     /// Tile origins along y and along x; the tiles are their Cartesian product.
     pub origins: [Vec<usize>; 2],
     /// Tiles stacked into one network call.
@@ -101,13 +102,15 @@ impl TileGrid {
     /// Tiles of `tile` pixels (clamped to the image) overlapping by at least `overlap`, whose
     /// weights ignore the `margin` pixels next to each inner edge.
     pub fn new(
-        size: [usize; 2],
-        tile: [usize; 2],
+        image: Size,
+        tile: Size,
         overlap: usize,
         margin: usize,
         per_call: usize,
     ) -> Result<Self> {
-        let tile = [tile[0].min(size[0]), tile[1].min(size[1])];
+        // [along y, along x] below
+        let size = [image.height, image.width];
+        let tile = [tile.height.min(image.height), tile.width.min(image.width)];
         for a in 0..2 {
             if tile[a] < size[a] && (overlap >= tile[a] || 2 * margin >= overlap) {
                 return Err(Error::Failed(format!(
@@ -125,8 +128,8 @@ impl TileGrid {
             axis_weights(size[1], tile[1], &origins[1], margin),
         ];
         Ok(Self {
-            size,
-            tile,
+            size: image,
+            tile: Size::new(tile[1], tile[0]),
             origins,
             per_call: per_call.max(1),
             weights,
@@ -158,9 +161,9 @@ impl TileGrid {
             return f(input);
         }
         let [b, c, h, w] = input.dims();
-        debug_assert_eq!([h, w], self.size);
+        debug_assert_eq!(Size::new(w, h), self.size);
         let device = input.device();
-        let [th, tw] = self.tile;
+        let (th, tw) = (self.tile.height, self.tile.width);
         let tiles: Vec<(usize, usize)> = (0..self.origins[0].len())
             .flat_map(|i| (0..self.origins[1].len()).map(move |j| (i, j)))
             .collect();
@@ -279,22 +282,23 @@ mod tests {
                 .fold(0f32, f32::max)
         };
         for (tile, per_call) in [([16, 24], 1), ([20, 20], 3), ([37, 32], 8)] {
-            let grid = TileGrid::new([h, w], tile, 8, 2, per_call).unwrap();
+            let grid = TileGrid::new(Size::new(w, h), Size::new(tile[1], tile[0]), 8, 2, per_call)
+                .unwrap();
             assert!(grid.len() > 1);
             let err = error(&grid);
             assert!(err < 1e-5, "tile {tile:?}: max |tiled − whole| = {err}");
         }
         // With the margin below the receptive radius the seams show: the test can fail.
-        let err = error(&TileGrid::new([h, w], [16, 24], 8, 0, 2).unwrap());
+        let err = error(&TileGrid::new(Size::new(w, h), Size::new(24, 16), 8, 0, 2).unwrap());
         assert!(err > 1e-3, "a margin of 0 cannot be exact (err {err})");
     }
 
     #[test]
     fn impossible_grids_are_refused() {
-        assert!(TileGrid::new([100, 100], [32, 32], 32, 2, 1).is_err());
-        assert!(TileGrid::new([100, 100], [32, 32], 8, 4, 1).is_err());
+        assert!(TileGrid::new(Size::new(100, 100), Size::new(32, 32), 32, 2, 1).is_err());
+        assert!(TileGrid::new(Size::new(100, 100), Size::new(32, 32), 8, 4, 1).is_err());
         assert!(
-            TileGrid::new([20, 20], [32, 32], 64, 40, 1)
+            TileGrid::new(Size::new(20, 20), Size::new(32, 32), 64, 40, 1)
                 .unwrap()
                 .is_single()
         );

@@ -19,9 +19,10 @@ use super::geometry::{Geometry, Pose, Projection};
 use super::gpu::GpuProjector;
 use super::nodule::{LungRegion, Nodule, NoduleLabel, NoduleSettings};
 use super::project::{self, MuVolume};
-#[cfg(not(target_arch = "wasm32"))]
 use crate::eval::sheet::{self, Cell};
 use crate::io::GrayImage;
+#[cfg(not(target_arch = "wasm32"))]
+use crate::spec::Size;
 // writing sets is native only (files); the page's studio encodes one view (`drr::studio`)
 #[cfg(not(target_arch = "wasm32"))]
 use crate::io::{BitDepth, encode_png, write_atomic};
@@ -70,10 +71,10 @@ impl Window {
 }
 
 /// Displayed radiograph: −log I windowed to [0, 1], dense = bright.
-pub fn display(image: &[f32], [w, h]: [usize; 2], [lo, hi]: [f64; 2]) -> GrayImage {
+pub fn display(image: &[f32], size: Size, [lo, hi]: [f64; 2]) -> GrayImage {
     GrayImage {
-        width: w,
-        height: h,
+        width: size.width,
+        height: size.height,
         data: image
             .iter()
             .map(|v| ((*v as f64 - lo) / (hi - lo)).clamp(0.0, 1.0) as f32)
@@ -542,13 +543,13 @@ pub fn write_set(
         let v = render_view(scene, lungs, renderer, s, i)?;
         let rel = |d: &str, ext: &str| format!("{d}/{}.{ext}", v.name);
         let put = |rel: &str, bytes: &[u8]| write_atomic(&out.join(rel), bytes);
-        let shown = display(&v.with_nodules, [w, h], v.window);
+        let shown = display(&v.with_nodules, Size::new(w, h), v.window);
         put(
             &rel("png16", "png"),
             &encode_png(&shown, BitDepth::Sixteen)?,
         )?;
         put(&rel("png8", "png"), &encode_png(&shown, BitDepth::Eight)?)?;
-        let shown_clean = display(&v.clean, [w, h], v.window);
+        let shown_clean = display(&v.clean, Size::new(w, h), v.window);
         if s.nodules > 0 {
             put(
                 &rel("clean/png16", "png"),

@@ -50,7 +50,7 @@ fn auto_window_spans_the_body_not_the_air() {
     }
     let [lo, hi] = Window::default().range(&img);
     assert!(lo > 1.0 && lo < 1.1 && hi > 5.8 && hi <= 5.99, "{lo} {hi}");
-    let shown = display(&img, [100, 10], [lo, hi]);
+    let shown = display(&img, crate::spec::Size::new(100, 10), [lo, hi]);
     assert_eq!(shown.data[0], 0.0);
     assert_eq!(shown.data[999], 1.0);
 }

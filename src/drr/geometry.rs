@@ -51,6 +51,11 @@ impl Default for Geometry {
 pub const MAX_DETECTOR_PIXELS: usize = 8192;
 
 impl Geometry {
+    /// The detector's size in pixels.
+    pub fn size(&self) -> crate::spec::Size {
+        crate::spec::Size::new(self.pixels[0], self.pixels[1])
+    }
+
     /// Refuses settings that cannot describe a radiograph.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Drr(m));

@@ -343,7 +343,7 @@ impl StudioRender {
     pub fn display(&self, clean: bool) -> GrayImage {
         let v = &self.view;
         let data = if clean { &v.clean } else { &v.with_nodules };
-        dataset::display(data, self.view.projection.geometry.pixels, v.window)
+        dataset::display(data, self.view.projection.geometry.size(), v.window)
     }
 
     /// The 16-bit PNG `dxr drr` writes (`png16/` or `clean/png16/`).
@@ -438,7 +438,7 @@ mod tests {
         assert_eq!(r.label.nodules.len(), 2);
         assert!(r.view.with_nodules != r.view.clean);
         assert_eq!(r.png16(false).unwrap(), {
-            let shown = dataset::display(&v.with_nodules, [64, 64], v.window);
+            let shown = dataset::display(&v.with_nodules, crate::spec::Size::new(64, 64), v.window);
             encode_png(&shown, BitDepth::Sixteen).unwrap()
         });
     }

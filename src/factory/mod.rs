@@ -298,10 +298,13 @@ fn render_item(
     let v = render_view(scene, Some(lungs), renderer, &set, 0)?;
     let fields = lung_fields(lung, &v.projection);
     let drr_png = encode_png(
-        &display(&v.with_nodules, [w, h], v.window),
+        &display(&v.with_nodules, crate::spec::Size::new(w, h), v.window),
         BitDepth::Sixteen,
     )?;
-    let clean_png = encode_png(&display(&v.clean, [w, h], v.window), BitDepth::Sixteen)?;
+    let clean_png = encode_png(
+        &display(&v.clean, crate::spec::Size::new(w, h), v.window),
+        BitDepth::Sixteen,
+    )?;
     let mask = GrayImage {
         width: w,
         height: h,

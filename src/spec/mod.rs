@@ -36,6 +36,39 @@ impl std::fmt::Display for Family {
     }
 }
 
+/// An image's size in pixels wherever it crosses a function boundary: never a bare pair whose
+/// order (width first or height first) a reader must guess.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Size {
+    pub width: usize,
+    pub height: usize,
+}
+
+impl Size {
+    pub const fn new(width: usize, height: usize) -> Self {
+        Self { width, height }
+    }
+
+    /// `[width, height]`, the order the page's JSON and the messages use.
+    pub const fn wh(self) -> [usize; 2] {
+        [self.width, self.height]
+    }
+
+    /// Both sides rounded up to a multiple of `m`.
+    pub const fn next_multiple_of(self, m: usize) -> Self {
+        Self::new(
+            self.width.next_multiple_of(m),
+            self.height.next_multiple_of(m),
+        )
+    }
+}
+
+impl std::fmt::Display for Size {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}×{}", self.width, self.height)
+    }
+}
+
 /// What a network's output means: its training objective.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]

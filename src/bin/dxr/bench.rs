@@ -207,7 +207,12 @@ pub fn run(a: &BenchArgs) -> Result<()> {
                 let net = spec.network.init(device)?;
                 let m = spec.network.input_multiple();
                 let p = side.next_multiple_of(m);
-                let grid = match plan_tiles(&spec.network, [p, p], &choice.budget(), None) {
+                let grid = match plan_tiles(
+                    &spec.network,
+                    dxr::spec::Size::new(p, p),
+                    &choice.budget(),
+                    None,
+                ) {
                     Ok(g) => g,
                     Err(e) => {
                         println!("| {label} | {side}² | {name} | – | {e} | – |");
@@ -322,7 +327,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
                 &mut |_| ControlFlow::Continue(()),
             )?;
             let secs = start.elapsed().as_secs_f64();
-            let [mw, mh] = out.plan.model;
+            let [mw, mh] = out.plan.model.wh();
             println!(
                 "| {} | {}×{} | {mw}×{mh} | {} | {secs:.1} | {} |",
                 path.file_name().unwrap_or_default().to_string_lossy(),

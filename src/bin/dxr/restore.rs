@@ -224,7 +224,7 @@ pub fn run(a: &RestoreArgs) -> Result<()> {
             )?;
             io::write_atomic(output_path, &png)?;
             if let (Some(label), Some(_)) = (&label, &a.labels) {
-                let [w, h] = restored.plan.output_size();
+                let [w, h] = restored.plan.output_size().wh();
                 let stem = output_path
                     .file_stem()
                     .unwrap_or_default()
