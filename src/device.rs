@@ -133,7 +133,7 @@ impl MemoryBudget {
     /// The same budget with another total (and largest buffer no larger than it), in MiB.
     pub fn with_total_mib(self, mib: u64) -> Result<Self> {
         if mib == 0 || mib > 1 << 20 {
-            return Err(Error::Failed(format!(
+            return Err(Error::Usage(format!(
                 "a memory budget of {mib} MiB is outside 1..=1048576 MiB"
             )));
         }

@@ -3,9 +3,13 @@
 
 use std::path::PathBuf;
 
-/// Everything the engine can refuse or fail at.
+/// Everything the engine can refuse or fail at. Each variant is of one [`ErrorKind`]; the
+/// message names the input (file, flag, setting) and the number that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A flag, option or request value outside what it accepts (names the flag and the value).
+    #[error("invalid option: {0}")]
+    Usage(String),
     /// A network configuration that cannot be built (group counts, multipliers, ...).
     #[error("invalid model config: {0}")]
     Config(String),
@@ -30,7 +34,11 @@ pub enum Error {
     /// Sampler settings outside their range.
     #[error("invalid sampler settings: {0}")]
     Sampler(String),
-    /// The work would need more memory than allowed, or several inputs failed.
+    /// One network call would need more memory than the budget allows (names both).
+    #[error("over the memory budget: {0}")]
+    Budget(String),
+    /// Work that did not finish: several inputs failed, a training step diverged, a worker
+    /// thread stopped (the message says which and how many).
     #[error("{0}")]
     Failed(String),
     /// An input past one of the hard limits that keep hostile files from exhausting memory
@@ -50,6 +58,48 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// What kind of failure an [`Error`] is: what the user can do about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// A flag or setting: fix the command.
+    Usage,
+    /// An input file or its content: another file, or a reader we do not have.
+    Input,
+    /// A model file or its configuration.
+    Model,
+    /// A hard limit on input size ([`crate::limits`]).
+    Limit,
+    /// The memory budget of one network call.
+    Budget,
+    /// The GPU or its adapter.
+    Device,
+    /// The file system.
+    Io,
+    /// The user asked to stop.
+    Cancelled,
+    /// Work that did not finish for another reason.
+    Failed,
+}
+
+impl Error {
+    /// The kind of this failure.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Usage(_) | Error::Drr(_) | Error::Sampler(_) => ErrorKind::Usage,
+            Error::Image(_) | Error::Dicom(_) | Error::Volume(_) => ErrorKind::Input,
+            Error::Config(_) | Error::CheckpointFormat(_) | Error::CheckpointMismatch(_) => {
+                ErrorKind::Model
+            }
+            Error::TooLarge(_) => ErrorKind::Limit,
+            Error::Budget(_) => ErrorKind::Budget,
+            Error::Device(_) => ErrorKind::Device,
+            Error::Io { .. } => ErrorKind::Io,
+            Error::Cancelled => ErrorKind::Cancelled,
+            Error::Failed(_) => ErrorKind::Failed,
+        }
+    }
 }
 
 /// Result alias used across the crate.

@@ -19,6 +19,7 @@ pub mod eval;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod factory;
 pub mod io;
+pub mod limits;
 pub mod model;
 pub mod restore;
 pub mod scale;
@@ -28,5 +29,5 @@ pub mod train;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
 
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
 pub use spec::ModelSpec;

@@ -271,7 +271,7 @@ pub fn plan_tiles(
     let (th, tw) = (side.min(h), side.min(w));
     if !fits(1, th, tw) {
         let n = need(1, th, tw);
-        return Err(Error::Failed(format!(
+        return Err(Error::Budget(format!(
             "a {tw}×{th} tile needs about {} MiB ({} MiB in one buffer), over the memory budget \
              of {budget}; raise the budget or use a model with more levels",
             n.total >> 20,

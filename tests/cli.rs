@@ -11,7 +11,7 @@ use dxr::io::dicom::{DicomWriteOptions, write_u16};
 use dxr::io::{BitDepth, GrayImage, encode_png};
 
 use common::Scratch;
-use common::cli::dxr;
+use common::cli::{dxr, s};
 
 fn case(family: &str, name: &str) -> PathBuf {
     common::fixtures_root().join(family).join(name)
@@ -39,10 +39,6 @@ fn restore_args<'a>(
         "--seed",
         "7",
     ]
-}
-
-fn s(p: &Path) -> String {
-    p.to_string_lossy().into_owned()
 }
 
 fn files_in(dir: &Path) -> Vec<String> {
@@ -195,6 +191,39 @@ fn assert_fails(
         files_in(&out).is_empty(),
         "{label}: left {:?}",
         files_in(&out)
+    );
+}
+
+#[test]
+fn a_usage_error_exits_with_2_and_other_failures_with_1() {
+    let dir = Scratch::new("kinds");
+    let input = dir.write(
+        "in.png",
+        &encode_png(&synthetic(16, 16), BitDepth::Eight).unwrap(),
+    );
+    // a flag's value: a usage error, named with the flag and the value
+    let o = dxr(&[
+        "restore",
+        &s(&input),
+        "-o",
+        &s(&dir.path("o1")),
+        "--bits",
+        "7",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("invalid option: --bits must be 8 or 16, got 7"),
+        "{err}"
+    );
+    // an input that cannot be read: a failure, named with the file
+    let bad = dir.write("bad.png", b"not an image at all");
+    let o = dxr(&["restore", &s(&bad), "-o", &s(&dir.path("o2"))]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("bad.png") && err.contains("cannot read image"),
+        "{err}"
     );
 }
 

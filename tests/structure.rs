@@ -298,3 +298,34 @@ fn the_page_file_limits_agree_with_the_engine() {
     assert!(mib("CONFIG_BYTES") > 0);
     assert!(mib("CT_BYTES") <= 4 * dxr::drr::studio::MAX_STUDIO_VOXELS as u64);
 }
+
+/// `docs/limits.md` shows every limit of `dxr::limits::Limits` with the value the code has, and
+/// names no limit the code does not have.
+#[test]
+fn the_limits_table_shows_every_limit_as_the_code_has_it() {
+    use dxr::limits::Limits;
+    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/limits.md"))
+        .expect("docs/limits.md");
+    for l in Limits::ALL {
+        let key = format!("`Limits::{}`", l.name);
+        let row = doc
+            .lines()
+            .find(|r| r.starts_with('|') && r.contains(&key))
+            .unwrap_or_else(|| panic!("docs/limits.md has no row naming {key}"));
+        assert!(
+            row.contains(&l.shown()),
+            "docs/limits.md's row naming {key} does not show {}: {row}",
+            l.shown()
+        );
+    }
+    for (at, _) in doc.match_indices("`Limits::") {
+        let name: String = doc[at + 9..]
+            .chars()
+            .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+            .collect();
+        assert!(
+            Limits::ALL.iter().any(|l| l.name == name),
+            "docs/limits.md names Limits::{name}, which the code does not have"
+        );
+    }
+}

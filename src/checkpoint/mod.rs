@@ -9,6 +9,7 @@ pub mod keymap;
 mod pickle;
 pub mod torch;
 
+use crate::limits::Limits;
 use std::collections::{BTreeMap, HashMap};
 
 use burn::prelude::*;
@@ -125,11 +126,11 @@ pub struct RawCheckpoint {
 }
 
 /// Largest checkpoint file (the authors' `base` UNet with its EMA copy is ~0.5 GB).
-pub const MAX_CHECKPOINT_BYTES: u64 = 2 << 30;
+pub const MAX_CHECKPOINT_BYTES: u64 = Limits::CHECKPOINT_BYTES.value;
 /// Most tensors in a checkpoint (a UNet has a few hundred).
-pub const MAX_TENSORS: usize = 100_000;
+pub const MAX_TENSORS: usize = Limits::TENSORS.value as usize;
 /// Most elements in one tensor (256 M: 1 GiB as f32).
-pub const MAX_TENSOR_ELEMENTS: usize = 1 << 28;
+pub const MAX_TENSOR_ELEMENTS: usize = Limits::TENSOR_ELEMENTS.value as usize;
 
 /// The element count of a tensor of `shape`, refused past [`MAX_TENSOR_ELEMENTS`].
 pub(crate) fn checked_elements(name: &str, shape: &[usize]) -> Result<usize> {

@@ -2,6 +2,7 @@
 //! by their `pickletools` names), with bounds on nesting, values, memo and size. It runs no code:
 //! a global is a name, refused unless a saved state dict needs it ([`allowed_global`]).
 
+use crate::limits::Limits;
 use std::collections::HashMap;
 
 use crate::error::{Error, Result};
@@ -87,13 +88,13 @@ pub(super) struct TensorRef {
 /// Deepest nesting of containers a pickle may build (a state dict needs 3 or 4 levels; the
 /// values are dropped and cloned recursively, so nesting is what a hostile file would use to
 /// exhaust the stack).
-pub const MAX_PICKLE_DEPTH: u32 = 64;
+pub const MAX_PICKLE_DEPTH: u32 = Limits::PICKLE_DEPTH.value as u32;
 /// Most values a pickle may create, memo copies included (a memo fetch of a big list copies it).
-pub const MAX_PICKLE_VALUES: u64 = 1 << 20;
+pub const MAX_PICKLE_VALUES: u64 = Limits::PICKLE_VALUES.value;
 /// Most memo entries.
-pub const MAX_PICKLE_MEMO: usize = 1 << 20;
+pub const MAX_PICKLE_MEMO: usize = Limits::PICKLE_MEMO.value as usize;
 /// Largest `data.pkl` (a state dict's pickle is a few hundred kB: the weights are separate).
-pub const MAX_PICKLE_BYTES: usize = 64 << 20;
+pub const MAX_PICKLE_BYTES: usize = Limits::PICKLE_BYTES.value as usize;
 
 /// Nesting depth and value count of what a stack entry holds.
 #[derive(Debug, Clone, Copy, Default)]

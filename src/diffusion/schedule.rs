@@ -4,6 +4,7 @@
 //! - SR3 (`diffusion.py`): float64 numpy arithmetic, each array cast to float32 at the end.
 
 use crate::error::{Error, Result};
+use crate::limits::Limits;
 use crate::spec::{BetaKind, Family, ScheduleConfig};
 
 impl ScheduleConfig {
@@ -150,7 +151,7 @@ pub struct Schedule {
 
 /// Most timesteps T a schedule may have (the authors train with 2000; DDPM with 1000): a config
 /// asking for more is refused before its tables are allocated.
-pub const MAX_TIMESTEPS: usize = 100_000;
+pub const MAX_TIMESTEPS: usize = Limits::TIMESTEPS.value as usize;
 
 impl Schedule {
     /// The time input a `family`'s network takes for integer timestep `t` (−1 means "before

@@ -2,6 +2,7 @@
 //! modality rescale applied, spacing taken from Pixel Spacing and the positions themselves
 //! (Slice Thickness is not the spacing when slices overlap or have gaps).
 
+use crate::limits::Limits;
 use std::io::Cursor;
 use std::path::Path;
 
@@ -14,7 +15,7 @@ use crate::io::dicom::{check_declared_lengths, looks_like_dicom, preamble_of};
 use crate::{Error, Result};
 
 /// Largest slice file read.
-const MAX_SLICE_BYTES: u64 = 256 << 20;
+const MAX_SLICE_BYTES: u64 = Limits::SLICE_BYTES.value;
 /// Slice spacings may differ by this fraction before the series is refused.
 const SPACING_TOLERANCE: f64 = 0.01;
 

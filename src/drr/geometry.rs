@@ -4,6 +4,7 @@
 //! (−y) and the detector in front (+y); AP swaps them. Both are displayed as radiographs are, as if
 //! facing the patient: the patient's left (−x) on the image's right, head at the top.
 
+use crate::limits::Limits;
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
@@ -48,7 +49,7 @@ impl Default for Geometry {
 }
 
 /// Largest detector side in pixels.
-pub const MAX_DETECTOR_PIXELS: usize = 8192;
+pub const MAX_DETECTOR_PIXELS: usize = Limits::DETECTOR_PIXELS.value as usize;
 
 impl Geometry {
     /// The detector's size in pixels.

@@ -1,13 +1,14 @@
 //! NIfTI-1 CT volumes (`.nii`, `.nii.gz`): reading with the header's scaling and affine, and
 //! writing (for tests and for exporting a cleaned CT).
 
+use crate::limits::Limits;
 use std::path::Path;
 
 use super::volume::{Volume, check_dims};
 use crate::{Error, Result};
 
 /// Largest NIfTI content accepted (header, extensions and voxels, after decompression).
-pub const MAX_NIFTI_BYTES: u64 = 8 << 30;
+pub const MAX_NIFTI_BYTES: u64 = Limits::NIFTI_BYTES.value;
 
 /// Reads a NIfTI-1 volume (`.nii` or `.nii.gz`, detected from the content), applying
 /// `scl_slope`/`scl_inter` and the sform (or qform, or pixdim) affine.
@@ -40,7 +41,7 @@ fn with_name(name: &str, e: Error) -> Error {
 }
 
 /// The most DEFLATE can expand its input (a 258-byte match in a couple of bits).
-const MAX_DEFLATE_RATIO: u64 = 1032;
+const MAX_DEFLATE_RATIO: u64 = Limits::DEFLATE_RATIO.value;
 
 /// A gzip-compressed NIfTI file inflated only as far as its header says the voxels reach: a
 /// small file that would inflate to gigabytes (a "gzip bomb") stops there, and one whose header

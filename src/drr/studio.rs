@@ -7,6 +7,7 @@
 //! view (CPU or WebGPU, awaited by the caller) → [`Studio::finish`] adds the nodules and the
 //! labels ([`dataset::finish_view`], as `dxr drr` does).
 
+use crate::limits::Limits;
 use serde::{Deserialize, Serialize};
 
 use super::dataset::{self, SetSettings, ViewLabel, Window};
@@ -17,7 +18,7 @@ use crate::{Error, Result};
 
 /// Largest CT the studio takes, in voxels (4 bytes each, held about three times over while a CT
 /// is prepared): the page's wasm memory is 4 GiB in all. The example CT has 35 M.
-pub const MAX_STUDIO_VOXELS: usize = 160_000_000;
+pub const MAX_STUDIO_VOXELS: usize = Limits::STUDIO_VOXELS.value as usize;
 
 /// Detector sides the panel offers (pixels).
 pub const STUDIO_PIXELS: std::ops::RangeInclusive<usize> = 64..=1024;

@@ -2,12 +2,13 @@
 //! into one [`Volume`] of Hounsfield units with its voxel → world affine in RAS+ millimetres
 //! (NIfTI's convention; a DICOM series' LPS positions are converted).
 
+use crate::limits::Limits;
 use crate::{Error, Result};
 
 /// Largest accepted side of a volume, in voxels.
-pub const MAX_VOLUME_SIDE: usize = 4096;
+pub const MAX_VOLUME_SIDE: usize = Limits::VOLUME_SIDE.value as usize;
 /// Largest accepted number of voxels (2^31: 8 GiB as f32).
-pub const MAX_VOLUME_VOXELS: usize = 1 << 31;
+pub const MAX_VOLUME_VOXELS: usize = Limits::VOLUME_VOXELS.value as usize;
 
 /// A 3-D scalar volume on a regular grid.
 ///

@@ -2,6 +2,7 @@
 //! series folders become one. Every entry is checked (its files, its id, its overrides, the grid
 //! its header declares and its mask's) before anything is rendered, and named by its line.
 
+use crate::limits::Limits;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
@@ -11,7 +12,7 @@ use crate::drr::{dicom_series, nifti};
 use crate::{Error, Result};
 
 /// Largest manifest file read.
-pub const MAX_MANIFEST_BYTES: u64 = 64 << 20;
+pub const MAX_MANIFEST_BYTES: u64 = Limits::MANIFEST_BYTES.value;
 
 /// One usable CT of the manifest.
 #[derive(Debug, Clone)]

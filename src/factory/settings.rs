@@ -2,6 +2,7 @@
 //! render settings (the dataset's, and each CT's after its manifest overrides), the restoration's
 //! and the split's; and the seeds of items and splits, derived by a documented hash.
 
+use crate::limits::Limits;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -11,7 +12,7 @@ use crate::drr::{Geometry, NoduleSettings, Pose, Prep};
 use crate::{Error, Result};
 
 /// Most views of one CT (a typo guard: 1,000 CTs × this is already 100 M images).
-pub const MAX_VIEWS_PER_CT: usize = 100_000;
+pub const MAX_VIEWS_PER_CT: usize = Limits::VIEWS_PER_CT.value as usize;
 
 /// How the views of one CT are drawn and rendered. The manifest may override any of it per CT
 /// with the same keys (`{"views": 8, "geometry": {"sdd": 2000}}`).
@@ -303,7 +304,7 @@ impl Shard {
 impl std::str::FromStr for Shard {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        let bad = || Error::Drr(format!("--shard {s:?}: expected I/N with 0 ≤ I < N"));
+        let bad = || Error::Usage(format!("--shard {s:?}: expected I/N with 0 ≤ I < N"));
         let (i, n) = s.split_once('/').ok_or_else(bad)?;
         let (index, count) = (
             i.trim().parse::<usize>().map_err(|_| bad())?,

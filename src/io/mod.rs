@@ -3,6 +3,7 @@
 
 pub mod dicom;
 
+use crate::limits::Limits;
 use std::io::Cursor;
 #[cfg(not(target_arch = "wasm32"))]
 use std::path::{Path, PathBuf};
@@ -12,11 +13,11 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 /// Largest accepted side, in pixels (a 8192² image already needs GBs in the UNet).
-pub const MAX_SIDE: usize = 8192;
+pub const MAX_SIDE: usize = Limits::MAX_SIDE.value as usize;
 /// Smallest accepted side: below this there is nothing to restore.
-pub const MIN_SIDE: usize = 8;
+pub const MIN_SIDE: usize = Limits::MIN_SIDE.value as usize;
 /// Largest accepted file, in bytes.
-pub const MAX_FILE_BYTES: u64 = 512 << 20;
+pub const MAX_FILE_BYTES: u64 = Limits::FILE_BYTES.value;
 
 /// A single-channel image with values in [0, 1], row-major.
 #[derive(Debug, Clone, PartialEq)]

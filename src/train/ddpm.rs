@@ -218,7 +218,7 @@ impl DdpmTrainer {
     /// initialisation; the EMA starts from them too. The network must be the same.
     pub fn init_from(&mut self, model: &LoadedModel) -> Result<()> {
         if model.spec.network != self.settings.spec.network {
-            return Err(Error::Config(
+            return Err(Error::Usage(
                 "--init: the model's network is not the one being trained (see `dxr info`)".into(),
             ));
         }

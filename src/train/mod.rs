@@ -109,7 +109,7 @@ pub fn preset(name: &str, channels: usize) -> Result<ModelSpec> {
         ),
         path => {
             let text = std::fs::read_to_string(path).map_err(|e| {
-                Error::Config(format!(
+                Error::Usage(format!(
                     "--config {path:?}: not tiny, small, base or sr3-small, and not a readable file ({e})"
                 ))
             })?;

@@ -49,7 +49,7 @@ impl DataParallel {
             }
         }
         if batch < devices.len() {
-            return Err(Error::Failed(format!(
+            return Err(Error::Usage(format!(
                 "--batch {batch} is smaller than the {} devices: each device needs at least one image",
                 devices.len()
             )));

@@ -73,7 +73,7 @@ impl std::str::FromStr for Precision {
             "f32" | "fp32" => Ok(Precision::F32),
             "f16" | "fp16" | "half" => Ok(Precision::F16),
             "bf16" => Ok(Precision::Bf16),
-            _ => Err(Error::Failed(format!(
+            _ => Err(Error::Usage(format!(
                 "unknown precision '{s}' (f32, f16 or bf16)"
             ))),
         }

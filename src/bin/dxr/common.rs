@@ -88,7 +88,7 @@ pub fn progress_bar(len: u64, unit: &str) -> ProgressBar {
 /// The `--region` / `--holdout` flags: which columns of the HQ radiographs a command uses.
 pub fn columns(region: &str, holdout: f64) -> Result<Columns> {
     if !(0.0..1.0).contains(&holdout) {
-        return Err(Error::Image(format!(
+        return Err(Error::Usage(format!(
             "--holdout {holdout} must be in [0, 1)"
         )));
     }
@@ -96,7 +96,7 @@ pub fn columns(region: &str, holdout: f64) -> Result<Columns> {
         "train" => Ok(Columns::Train(holdout)),
         "heldout" => Ok(Columns::HeldOut(holdout)),
         "all" => Ok(Columns::All),
-        r => Err(Error::Image(format!(
+        r => Err(Error::Usage(format!(
             "--region {r:?}: use train, heldout or all"
         ))),
     }
@@ -139,7 +139,7 @@ pub fn tone_curve(
     match (&restorer.model.spec.tone, strength > 0.0) {
         (_, false) => Ok(None),
         (Some(t), true) => Ok(Some(t.clone())),
-        (None, true) => Err(Error::Config(format!(
+        (None, true) => Err(Error::Usage(format!(
             "--tone {strength}: the model {} has no tone curve (record one with `dxr convert --tone`)",
             weights.display()
         ))),

@@ -173,7 +173,7 @@ pub fn renderer(device: &str, scene: &Scene) -> Result<Renderer> {
         "gpu" => gpu(AdapterChoice::GpuOnly),
         "wgpu" => gpu(AdapterChoice::AnyAdapter),
         "auto" => Ok(gpu(AdapterChoice::GpuOnly).unwrap_or(Renderer::Cpu)),
-        other => Err(Error::Drr(format!(
+        other => Err(Error::Usage(format!(
             "--device {other:?}: use auto, cpu, gpu or wgpu"
         ))),
     }
@@ -186,14 +186,14 @@ impl ViewArgs {
         let view = match a.view.to_ascii_lowercase().as_str() {
             "pa" => View::Pa,
             "ap" => View::Ap,
-            v => return Err(Error::Drr(format!("--view {v:?}: use pa or ap"))),
+            v => return Err(Error::Usage(format!("--view {v:?}: use pa or ap"))),
         };
         let shape = match a.nodule_shape.as_str() {
             "sphere" => Shape::Sphere,
             "lobulated" => Shape::Lobulated,
             "mixed" => Shape::Mixed,
             s => {
-                return Err(Error::Drr(format!(
+                return Err(Error::Usage(format!(
                     "--nodule-shape {s:?}: use sphere, lobulated or mixed"
                 )));
             }
@@ -201,9 +201,10 @@ impl ViewArgs {
         let window = if a.window == "auto" {
             Window::default()
         } else {
-            let [low, high] = range(&a.window).map_err(|e| Error::Drr(format!("--window {e}")))?;
+            let [low, high] =
+                range(&a.window).map_err(|e| Error::Usage(format!("--window {e}")))?;
             if !(high > low) {
-                return Err(Error::Drr(format!(
+                return Err(Error::Usage(format!(
                     "--window {low}:{high}: HIGH must exceed LOW"
                 )));
             }
@@ -243,7 +244,7 @@ impl ViewArgs {
 
 fn settings(a: &DrrArgs) -> Result<SetSettings> {
     if a.count == 0 {
-        return Err(Error::Drr("--count must be at least 1".into()));
+        return Err(Error::Usage("--count must be at least 1".into()));
     }
     let r = a.views.render_settings(1, a.ct.prep.prep())?;
     let mut s = r.set_settings(a.count, a.seed, a.first_index);

@@ -154,7 +154,7 @@ fn lung_fields(
 fn run_checks(a: &RealismArgs, before: &std::path::Path, radiograph: &[GrayImage]) -> Result<()> {
     use dxr::eval::checks::{Reference, Twin, View};
     let labels = a.labels.as_ref().ok_or_else(|| {
-        Error::Config("--before needs --labels (the DRR set the nodules come from)".into())
+        Error::Usage("--before needs --labels (the DRR set the nodules come from)".into())
     })?;
     let pitch = |file: &std::path::Path, img: &GrayImage| -> Option<f64> {
         let l = ViewLabel::for_image(labels, file).ok()?;
@@ -327,7 +327,7 @@ pub fn run_realism(a: &RealismArgs) -> Result<()> {
     };
     if let Some(before) = &a.before {
         let reference = reference_crops.as_ref().ok_or_else(|| {
-            Error::Config("--before needs --reference (the real radiograph)".into())
+            Error::Usage("--before needs --reference (the real radiograph)".into())
         })?;
         return run_checks(a, before, reference);
     }

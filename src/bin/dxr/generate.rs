@@ -144,10 +144,10 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
         rayon::ThreadPoolBuilder::new()
             .num_threads(t.max(1))
             .build_global()
-            .map_err(|e| Error::Failed(format!("--threads {t}: {e}")))?;
+            .map_err(|e| Error::Usage(format!("--threads {t}: {e}")))?;
     }
     if !(0.0..1.0).contains(&a.validation) {
-        return Err(Error::Drr(format!(
+        return Err(Error::Usage(format!(
             "--validation {} must be in [0, 1)",
             a.validation
         )));

@@ -143,7 +143,7 @@ pub fn run_filter(a: &FilterArgs) -> Result<()> {
             let like = match (&a.tone_of, &restored) {
                 (Some(dir), Some(by_name)) => {
                     Some(by_name.get(&stem).cloned().ok_or_else(|| {
-                        Error::Config(format!(
+                        Error::Usage(format!(
                             "--tone-of {}: no image named {stem} to match {}",
                             dir.display(),
                             file.display()

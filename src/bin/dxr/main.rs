@@ -155,6 +155,11 @@ fn main() -> ExitCode {
             eprintln!("dxr: cancelled");
             ExitCode::from(130)
         }
+        // a usage error exits with 2, as clap's own do; every other failure with 1
+        Err(e) if e.kind() == dxr::ErrorKind::Usage => {
+            eprintln!("dxr: error: {e}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("dxr: error: {e}");
             ExitCode::FAILURE

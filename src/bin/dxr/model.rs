@@ -78,7 +78,7 @@ pub fn run_convert(a: &ConvertArgs) -> Result<()> {
 /// `{"points": …}`.
 fn read_tone(path: &Path, min_slope: f32, max_slope: f32, page_default: f32) -> Result<ToneSpec> {
     if !(min_slope > 0.0 && max_slope >= min_slope && max_slope.is_finite()) {
-        return Err(Error::Config(format!(
+        return Err(Error::Usage(format!(
             "--tone-min-slope {min_slope} / --tone-max-slope {max_slope}: need 0 < min ≤ max"
         )));
     }
@@ -136,7 +136,7 @@ fn convert(
         let chest_px = chest_px
             .or(model.spec.scale.map(|s| s.chest_px))
             .ok_or_else(|| {
-                Error::Config(
+                Error::Usage(
                     "--pixel-mm needs --chest-px too (the model records no chest width yet)".into(),
                 )
             })?;

@@ -103,7 +103,7 @@ pub struct PairsArgs {
 fn degrade_for(how: &Degradation) -> Result<Strategy> {
     let weights = |what: &str| {
         how.weights.as_deref().ok_or_else(|| {
-            Error::Config(format!("--method {} needs --weights ({what})", how.method))
+            Error::Usage(format!("--method {} needs --weights ({what})", how.method))
         })
     };
     match how.method.as_str() {
@@ -122,7 +122,7 @@ fn degrade_for(how: &Degradation) -> Result<Strategy> {
             let style = style.map(io::read).transpose()?;
             Strategy::munit(path, style, open_device(&how.device)?)
         }
-        m => Err(Error::Config(format!(
+        m => Err(Error::Usage(format!(
             "--method {m:?}: use bicubic, drr, ddpm or munit"
         ))),
     }
@@ -130,7 +130,7 @@ fn degrade_for(how: &Degradation) -> Result<Strategy> {
 
 pub fn run_pairs(a: &PairsArgs) -> Result<()> {
     if !(0.0..=1.0).contains(&a.air) {
-        return Err(Error::Config(format!(
+        return Err(Error::Usage(format!(
             "--air {}: a fraction in [0, 1]",
             a.air
         )));
@@ -138,7 +138,7 @@ pub fn run_pairs(a: &PairsArgs) -> Result<()> {
     if let Some(f) = a.grain_in_hq
         && !(0.0..=1.0).contains(&f)
     {
-        return Err(Error::Config(format!(
+        return Err(Error::Usage(format!(
             "--grain-in-hq takes a fraction between 0 and 1, got {f}"
         )));
     }
@@ -155,26 +155,26 @@ pub fn run_pairs(a: &PairsArgs) -> Result<()> {
         ),
     ] {
         if !ok {
-            return Err(Error::Config(format!(
+            return Err(Error::Usage(format!(
                 "{flag} {}: out of range (--flatten 0–1, --flatten-px 1–64 px)",
                 v.unwrap_or_default()
             )));
         }
         if v.is_some() && a.how.method != "drr" {
-            return Err(Error::Config(format!(
+            return Err(Error::Usage(format!(
                 "{flag} needs --method drr (it is a part of that degradation), not {}",
                 a.how.method
             )));
         }
     }
     if a.hq_in_drr_tone && a.how.method != "drr" {
-        return Err(Error::Config(format!(
+        return Err(Error::Usage(format!(
             "--hq-in-drr-tone needs --method drr (the tone curve is that degradation's), not {}",
             a.how.method
         )));
     }
     if a.grain_in_hq.is_some() && a.how.method != "drr" {
-        return Err(Error::Config(format!(
+        return Err(Error::Usage(format!(
             "--grain-in-hq needs --method drr (the noise it shares is that degradation's), not {}",
             a.how.method
         )));
@@ -184,7 +184,7 @@ pub fn run_pairs(a: &PairsArgs) -> Result<()> {
         "hq" => Augment::HQ,
         "strong" => Augment::STRONG,
         other => {
-            return Err(Error::Config(format!(
+            return Err(Error::Usage(format!(
                 "--augment {other:?}: use none, hq or strong"
             )));
         }

@@ -127,7 +127,7 @@ pub fn run(a: &RestoreArgs) -> Result<()> {
     let depth = match a.bits {
         8 => BitDepth::Eight,
         16 => BitDepth::Sixteen,
-        b => return Err(Error::Image(format!("--bits must be 8 or 16, got {b}"))),
+        b => return Err(Error::Usage(format!("--bits must be 8 or 16, got {b}"))),
     };
     let choice = a.device.parse::<DeviceChoice>()?;
     let mut budget = choice.budget();
@@ -138,7 +138,7 @@ pub fn run(a: &RestoreArgs) -> Result<()> {
     if let Some(mm) = a.pixel_mm
         && !(mm.is_finite() && mm > 0.0)
     {
-        return Err(Error::Config(format!(
+        return Err(Error::Usage(format!(
             "--pixel-mm must be a positive number, got {mm}"
         )));
     }
@@ -182,7 +182,7 @@ pub fn run(a: &RestoreArgs) -> Result<()> {
         bar.set_message(input.display().to_string());
         let result = (|| -> Result<String> {
             if a.frame == 0 {
-                return Err(Error::Image("--frame counts from 1".into()));
+                return Err(Error::Usage("--frame counts from 1".into()));
             }
             let (image, file_scale, frames) = io::read_frame_with_scale(input, a.frame - 1)?;
             let label = a

@@ -240,13 +240,13 @@ pub fn run_train(cmd: &TrainCommand) -> Result<()> {
             holdout,
         } => {
             if common.precision != "f32" {
-                return Err(Error::Failed(
+                return Err(Error::Usage(
                     "--precision: MUNIT trains in f32 (mixed precision is for the DDPM trainers)"
                         .into(),
                 ));
             }
             if common.devices.is_some() {
-                return Err(Error::Failed(
+                return Err(Error::Usage(
                     "--devices: MUNIT trains on one device (data parallelism is for the DDPM trainers)"
                         .into(),
                 ));

@@ -1,6 +1,7 @@
 //! Bounds checked on the raw bytes before dicom-rs parses them: declared lengths, nesting,
 //! the pixel module's bit depths.
 
+use crate::limits::Limits;
 use dicom_dictionary_std::tags;
 use dicom_object::file::ReadPreamble;
 
@@ -9,7 +10,7 @@ use crate::error::{Error, Result};
 /// Deepest nesting of sequences (a sequence and its item count one level each) a file may have:
 /// dicom-rs reads nested data sets recursively, so a file of 100,000 nested sequences would
 /// overflow the stack. Real files nest a few levels.
-pub const MAX_DICOM_NESTING: usize = 64;
+pub const MAX_DICOM_NESTING: usize = Limits::DICOM_NESTING.value as usize;
 
 /// Explicit VR little endian, deflated: the data set after the file meta group is a raw
 /// deflate stream.

@@ -69,7 +69,7 @@ impl MunitConfig {
             }),
             path => {
                 let text = std::fs::read_to_string(path).map_err(|e| {
-                    Error::Config(format!(
+                    Error::Usage(format!(
                         "--config {path:?}: not tiny, small or base, and not a readable file ({e})"
                     ))
                 })?;
