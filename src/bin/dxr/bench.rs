@@ -158,7 +158,44 @@ fn label_of(model: &Path) -> String {
 /// Rows of the comparison table: (model, work) → backend → seconds.
 type Table = BTreeMap<(String, String), BTreeMap<String, f64>>;
 
+/// The backends, models and sections of `dxr bench`, in order; each section prints its table
+/// and adds its rows to the comparison with PyTorch.
 pub fn run(a: &BenchArgs) -> Result<()> {
+    let models = bench_models(a);
+    let backends = bench_backends(a)?;
+    let threads = rayon::current_num_threads();
+    let mut table = Table::new();
+    println!(
+        "one denoiser step (batch 1), median of {} runs after 1 warm-up; flex on {threads} threads (rayon), ndarray on 1{}",
+        a.runs.max(1),
+        describe_baselines(&a.baseline)
+    );
+    println!("| model | size | backend | median ms/step | tiles | ratio to first backend |");
+    println!("|---|---|---|---|---|---|");
+    let specs = step_rows(a, &models, &backends, &mut table)?;
+    if a.train_batch > 0 {
+        train_rows(a, &specs, &backends, &mut table)?;
+    }
+    match torch_rows(a, &specs, threads) {
+        Ok(rows) if !rows.is_empty() => {
+            for (key, secs) in rows {
+                table.entry(key).or_default().insert(TORCH.into(), secs);
+            }
+            print_comparison(&table);
+        }
+        Ok(_) => {}
+        Err(why) => println!("\nPyTorch rows skipped: {why}"),
+    }
+    if !a.restore.is_empty() {
+        restore_rows(a)?;
+    }
+    Ok(())
+}
+
+type Backends = Vec<(String, Device, DeviceChoice)>;
+
+/// The models to time: `--config`, else the default model and the cheff `small` fixture.
+fn bench_models(a: &BenchArgs) -> Vec<PathBuf> {
     let mut models = a.config.clone();
     if models.is_empty() {
         models.push(crate::common::default_model());
@@ -169,6 +206,12 @@ pub fn run(a: &BenchArgs) -> Result<()> {
             models.push(small);
         }
     }
+    models
+}
+
+/// The backends to time: `--device`, else every one built in; one that cannot open is skipped
+/// with its reason.
+fn bench_backends(a: &BenchArgs) -> Result<Backends> {
     let names: Vec<String> = if a.device.is_empty() {
         let mut v = vec!["ndarray".to_string(), "flex".into()];
         if cfg!(feature = "tch") {
@@ -187,23 +230,24 @@ pub fn run(a: &BenchArgs) -> Result<()> {
             Err(e) => println!("{n}: skipped: {e}"),
         }
     }
-    let threads = rayon::current_num_threads();
-    let mut table = Table::new();
-    println!(
-        "one denoiser step (batch 1), median of {} runs after 1 warm-up; flex on {threads} threads (rayon), ndarray on 1{}",
-        a.runs.max(1),
-        describe_baselines(&a.baseline)
-    );
-    println!("| model | size | backend | median ms/step | tiles | ratio to first backend |");
-    println!("|---|---|---|---|---|---|");
+    Ok(backends)
+}
+
+/// One denoiser step per model, size and backend; the models' specs, for the other sections.
+fn step_rows(
+    a: &BenchArgs,
+    models: &[PathBuf],
+    backends: &Backends,
+    table: &mut Table,
+) -> Result<Vec<(String, ModelSpec)>> {
     let mut specs = Vec::new();
-    for model in &models {
+    for model in models {
         let spec = spec_of(model)?;
         let schedule = spec.schedule.build()?;
         let label = label_of(model);
         for &side in &a.size {
             let mut first = None;
-            for (name, device, choice) in &backends {
+            for (name, device, choice) in backends {
                 let net = spec.network.init(device)?;
                 let m = spec.network.input_multiple();
                 let p = side.next_multiple_of(m);
@@ -254,89 +298,90 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         }
         specs.push((label, spec));
     }
-    if a.train_batch > 0 {
-        println!();
-        println!(
-            "DDPM-HQ training step (forward, backward, Adam, EMA), batch {}, {}² crops, median of {} after 1 warm-up",
-            a.train_batch, a.train_patch, a.train_steps
-        );
-        println!("| model | backend | s/step | images/s |");
-        println!("|---|---|---|---|");
-        for (label, spec) in &specs {
-            for (name, device, _) in &backends {
-                let settings = ddpm_bench_settings(spec.clone(), a.train_batch, a.train_patch);
-                let times = trainer_step_times(
-                    Box::new(ddpm_bench_trainer(settings, device)?),
-                    std::slice::from_ref(device),
-                    a.train_steps,
-                )?;
-                let med = median(times);
-                println!(
-                    "| {label} | {name} | {med:.3} | {:.1} |",
-                    a.train_batch as f64 / med
-                );
-                table
-                    .entry((label.clone(), train_work(a)))
-                    .or_default()
-                    .insert(name.clone(), med);
-            }
-        }
-    }
-    match torch_rows(a, &specs, threads) {
-        Ok(rows) if !rows.is_empty() => {
-            for (key, secs) in rows {
-                table.entry(key).or_default().insert(TORCH.into(), secs);
-            }
-            print_comparison(&table);
-        }
-        Ok(_) => {}
-        Err(why) => println!("\nPyTorch rows skipped: {why}"),
-    }
-    if !a.restore.is_empty() {
-        let choice: DeviceChoice = a.restore_device.parse()?;
-        let device = device::open(choice)?;
-        let restorer = Restorer::new(crate::common::read_model(
-            &crate::common::default_model(),
-            None,
-            &device,
-        )?)?;
-        let settings = SamplerSettings::new();
-        println!();
-        println!(
-            "whole-image restoration, default model, {:?} {} steps, on {}",
-            settings.kind,
-            settings.steps,
-            choice.name()
-        );
-        println!("| image | size | restored at | tiles | seconds | peak resident MiB |");
-        println!("|---|---|---|---|---|---|");
-        for path in &a.restore {
-            let (image, scale) = dxr::io::read_with_scale(path)?;
-            let opts = RestoreOptions {
-                input_scale: scale,
-                ..RestoreOptions::new(choice.budget())
-            };
-            reset_peak();
-            let start = Instant::now();
-            let out = restorer.restore(
-                &image,
-                &opts,
-                &settings,
-                &mut SeededNoise::new(0),
-                &device,
-                &mut |_| ControlFlow::Continue(()),
+    Ok(specs)
+}
+
+/// One DDPM-HQ training step per model and backend.
+fn train_rows(
+    a: &BenchArgs,
+    specs: &[(String, ModelSpec)],
+    backends: &Backends,
+    table: &mut Table,
+) -> Result<()> {
+    println!();
+    println!(
+        "DDPM-HQ training step (forward, backward, Adam, EMA), batch {}, {}² crops, median of {} after 1 warm-up",
+        a.train_batch, a.train_patch, a.train_steps
+    );
+    println!("| model | backend | s/step | images/s |");
+    println!("|---|---|---|---|");
+    for (label, spec) in specs {
+        for (name, device, _) in backends {
+            let settings = ddpm_bench_settings(spec.clone(), a.train_batch, a.train_patch);
+            let times = trainer_step_times(
+                Box::new(ddpm_bench_trainer(settings, device)?),
+                std::slice::from_ref(device),
+                a.train_steps,
             )?;
-            let secs = start.elapsed().as_secs_f64();
-            let [mw, mh] = out.plan.model.wh();
+            let med = median(times);
             println!(
-                "| {} | {}×{} | {mw}×{mh} | {} | {secs:.1} | {} |",
-                path.file_name().unwrap_or_default().to_string_lossy(),
-                image.width,
-                image.height,
-                out.plan.grid.len(),
-                peak_rss_mib().map_or("–".into(), |m| format!("{m:.0}"))
+                "| {label} | {name} | {med:.3} | {:.1} |",
+                a.train_batch as f64 / med
             );
+            table
+                .entry((label.clone(), train_work(a)))
+                .or_default()
+                .insert(name.clone(), med);
         }
+    }
+    Ok(())
+}
+
+/// Whole-image restorations with the default model, with their peak memory.
+fn restore_rows(a: &BenchArgs) -> Result<()> {
+    let choice: DeviceChoice = a.restore_device.parse()?;
+    let device = device::open(choice)?;
+    let restorer = Restorer::new(crate::common::read_model(
+        &crate::common::default_model(),
+        None,
+        &device,
+    )?)?;
+    let settings = SamplerSettings::new();
+    println!();
+    println!(
+        "whole-image restoration, default model, {:?} {} steps, on {}",
+        settings.kind,
+        settings.steps,
+        choice.name()
+    );
+    println!("| image | size | restored at | tiles | seconds | peak resident MiB |");
+    println!("|---|---|---|---|---|---|");
+    for path in &a.restore {
+        let (image, scale) = dxr::io::read_with_scale(path)?;
+        let opts = RestoreOptions {
+            input_scale: scale,
+            ..RestoreOptions::new(choice.budget())
+        };
+        reset_peak();
+        let start = Instant::now();
+        let out = restorer.restore(
+            &image,
+            &opts,
+            &settings,
+            &mut SeededNoise::new(0),
+            &device,
+            &mut |_| ControlFlow::Continue(()),
+        )?;
+        let secs = start.elapsed().as_secs_f64();
+        let [mw, mh] = out.plan.model.wh();
+        println!(
+            "| {} | {}×{} | {mw}×{mh} | {} | {secs:.1} | {} |",
+            path.file_name().unwrap_or_default().to_string_lossy(),
+            image.width,
+            image.height,
+            out.plan.grid.len(),
+            peak_rss_mib().map_or("–".into(), |m| format!("{m:.0}"))
+        );
     }
     Ok(())
 }
