@@ -129,7 +129,7 @@ pub(crate) struct Bits {
 }
 
 impl Bits {
-    fn read(obj: &Obj) -> Res<Self> {
+    pub(crate) fn read(obj: &Obj) -> Res<Self> {
         let get = |tag, name: &str| -> Res<Option<u16>> {
             match obj.element_opt(tag) {
                 Ok(Some(e)) => e
@@ -142,9 +142,14 @@ impl Bits {
         let allocated = get(tags::BITS_ALLOCATED, "Bits Allocated")?.unwrap_or(16);
         let stored = get(tags::BITS_STORED, "Bits Stored")?.unwrap_or(allocated);
         let high_bit = get(tags::HIGH_BIT, "High Bit")?.unwrap_or(stored.saturating_sub(1));
-        if !matches!(allocated, 1 | 8 | 16 | 32) || stored == 0 || stored > allocated {
+        if !matches!(allocated, 1 | 8 | 16 | 32) {
             return Err(format!(
-                "Bits Allocated {allocated} with Bits Stored {stored}: not a greyscale image's"
+                "Bits Allocated is {allocated}; an image has 1, 8, 16 or 32"
+            ));
+        }
+        if stored == 0 || stored > allocated {
+            return Err(format!(
+                "Bits Stored is {stored}; it must lie in 1..=Bits Allocated ({allocated})"
             ));
         }
         if high_bit >= allocated || high_bit + 1 < stored {

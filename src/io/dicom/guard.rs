@@ -2,7 +2,6 @@
 //! the pixel module's bit depths.
 
 use crate::limits::Limits;
-use dicom_dictionary_std::tags;
 use dicom_object::file::ReadPreamble;
 
 use crate::error::{Error, Result};
@@ -272,39 +271,13 @@ fn binary_value_size(vr: &[u8; 2]) -> u32 {
     }
 }
 
-/// Bits Allocated and Bits Stored as a greyscale image of up to 32 bits may have them: the pixel
-/// decoder asserts (panics) on a Bits Stored of 0 or over 32 (found by fuzzing), so such files
-/// are refused by name first.
+/// Bits Allocated, Bits Stored and High Bit as an image of up to 32 bits may have them: the
+/// pixel decoder asserts (panics) on a Bits Stored of 0 or over 32 (found by fuzzing), so such
+/// files are refused by name before it runs ([`super::grey::Bits`] reads them).
 pub(crate) fn check_pixel_module(
     obj: &dicom_object::DefaultDicomObject,
 ) -> std::result::Result<(), String> {
-    let get = |tag, name: &str| -> std::result::Result<Option<u16>, String> {
-        match obj.element_opt(tag) {
-            Ok(Some(e)) => e
-                .to_int::<u16>()
-                .map(Some)
-                .map_err(|_| format!("{name} {tag} is not a number")),
-            _ => Ok(None),
-        }
-    };
-    let allocated = get(tags::BITS_ALLOCATED, "Bits Allocated")?;
-    let stored = get(tags::BITS_STORED, "Bits Stored")?;
-    if let Some(a) = allocated
-        && !matches!(a, 1 | 8 | 16 | 32)
-    {
-        return Err(format!(
-            "Bits Allocated is {a}; a greyscale image has 1, 8, 16 or 32"
-        ));
-    }
-    if let Some(b) = stored
-        && (b == 0 || b > allocated.unwrap_or(32).max(1))
-    {
-        return Err(format!(
-            "Bits Stored is {b}; it must lie in 1..=Bits Allocated ({})",
-            allocated.map_or("absent".to_string(), |a| a.to_string())
-        ));
-    }
-    Ok(())
+    super::grey::Bits::read(obj).map(|_| ())
 }
 
 /// Files written without the 128-byte preamble start with the magic itself.
