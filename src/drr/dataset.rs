@@ -19,9 +19,9 @@ use super::geometry::{Geometry, Pose, Projection};
 use super::gpu::GpuProjector;
 use super::nodule::{LungRegion, Nodule, NoduleLabel, NoduleSettings};
 use super::project::{self, MuVolume};
+#[cfg(not(target_arch = "wasm32"))]
 use crate::eval::sheet::{self, Cell};
 use crate::io::GrayImage;
-#[cfg(not(target_arch = "wasm32"))]
 use crate::spec::Size;
 // writing sets is native only (files); the page's studio encodes one view (`drr::studio`)
 #[cfg(not(target_arch = "wasm32"))]
