@@ -432,20 +432,12 @@ fn restore_without_weights_uses_the_default_model_or_says_where_it_looked() {
         "--config",
         &s(&tiny.join("config.json")),
     ]);
-    assert!(
-        conv.status.success(),
-        "{}",
-        String::from_utf8_lossy(&conv.stderr)
-    );
+    common::cli::assert_ok(&conv);
     let run = |out: &str, env: &Path, weights: bool| {
         restore_3_steps(&input, out, weights.then_some(model.as_path()), Some(env))
     };
     let implicit = run(&s(&dir.path("a")), &model, false);
-    assert!(
-        implicit.status.success(),
-        "{}",
-        String::from_utf8_lossy(&implicit.stderr)
-    );
+    common::cli::assert_ok(&implicit);
     assert!(run(&s(&dir.path("b")), &model, true).status.success());
     assert_eq!(
         std::fs::read(dir.path("a/scan.png")).unwrap(),
@@ -803,11 +795,7 @@ fn a_folder_of_200_restores_with_flat_memory_and_no_leaked_handles() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let status = child.wait_with_output().unwrap();
-    assert!(
-        status.status.success(),
-        "{}",
-        String::from_utf8_lossy(&status.stderr)
-    );
+    common::cli::assert_ok(&status);
     assert_eq!(files_in(&dir.path("out")).len(), n);
     // after the first 40 images (warm-up: kernels, pools) against the last 40
     let window = |lo: usize, hi: usize| -> (u64, usize) {
@@ -860,11 +848,7 @@ fn a_model_that_records_its_steps_restores_with_them_unless_told_otherwise() {
         ])
     };
     let conv = convert("2", &model);
-    assert!(
-        conv.status.success(),
-        "{}",
-        String::from_utf8_lossy(&conv.stderr)
-    );
+    common::cli::assert_ok(&conv);
     let info = dxr(&["info", &s(&model)]);
     assert!(
         String::from_utf8_lossy(&info.stdout).contains("steps:      2 "),
@@ -1025,11 +1009,7 @@ fn tone_is_a_separate_monotone_curve_at_a_chosen_strength() {
         "--tone-default",
         "0.5",
     ]);
-    assert!(
-        conv.status.success(),
-        "{}",
-        String::from_utf8_lossy(&conv.stderr)
-    );
+    common::cli::assert_ok(&conv);
     let info = String::from_utf8_lossy(&dxr(&["info", &s(&model)]).stdout).to_string();
     let slope: f32 = info
         .split("smallest slope in the body ")

@@ -319,11 +319,7 @@ fn compressed_ct_series_read_and_render_like_their_uncompressed_twin() {
             ])
             .output()
             .unwrap();
-        assert!(
-            run.status.success(),
-            "{}",
-            String::from_utf8_lossy(&run.stderr)
-        );
+        common::cli::assert_ok(&run);
         std::fs::read(out.join("png16/00000.png")).expect("the DRR")
     };
     let write_series = |name: &str, files: &[(String, Vec<u8>)]| {

@@ -313,11 +313,7 @@ fn drr(side: usize) -> Option<(GrayImage, f64)> {
         .arg(side.to_string())
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::cli::assert_ok(&out);
     let img = dxr::io::read(&dir.path("set/png16/00000.png")).unwrap();
     Some((img, 400.0 / side as f64))
 }

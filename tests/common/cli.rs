@@ -15,13 +15,18 @@ pub fn dxr(args: &[&str]) -> Output {
 
 /// `out`, after asserting that the run succeeded (its stderr and stdout in the message if not).
 pub fn ok(out: Output) -> Output {
+    assert_ok(&out);
+    out
+}
+
+/// Asserts that the run succeeded (its stderr and stdout in the message if not).
+pub fn assert_ok(out: &Output) {
     assert!(
         out.status.success(),
         "dxr failed: {}\n{}",
         String::from_utf8_lossy(&out.stderr),
         String::from_utf8_lossy(&out.stdout)
     );
-    out
 }
 
 /// A path as an argument.

@@ -159,11 +159,7 @@ fn ctrl_c_saves_the_run_and_it_resumes() {
         .args(args(&target, true))
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::cli::assert_ok(&out);
     assert_eq!(
         std::fs::read_to_string(dir.path("run/log.csv"))
             .unwrap()

@@ -360,11 +360,7 @@ fn eval_equals_the_metrics_fixtures() {
             ])
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        common::cli::assert_ok(&out);
         let table = String::from_utf8_lossy(&out.stdout);
         assert!(table.contains("mean ± std"), "{table}");
         let csv = std::fs::read_to_string(restored.join("eval.csv")).unwrap();

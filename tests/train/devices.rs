@@ -197,11 +197,7 @@ fn the_devices_and_precision_flags_train_and_name_what_they_refuse() {
         .stderr(std::process::Stdio::piped())
         .output()
         .unwrap();
-    assert!(
-        ok.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ok.stderr)
-    );
+    common::cli::assert_ok(&ok);
     assert_eq!(losses(&dir.path("run")).len(), 2);
     let refused = |devices: &str, want: &str| {
         let r = tiny_train(pairs, &format!("{out}-bad"), 1, false)

@@ -23,11 +23,7 @@ fn realism_command_reports_every_measure_and_the_nodules() {
         ])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::cli::assert_ok(&out);
     let csv = std::fs::read_to_string(dir.path("r.csv")).unwrap();
     let rows: Vec<Vec<String>> = csv
         .lines()
@@ -69,11 +65,7 @@ fn realism_checks_a_restoration_against_its_inputs_and_the_radiograph() {
     // a "restoration" that changes nothing: no detail gained, the nodules kept
     let out = run("set/png16");
     let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::cli::assert_ok(&out);
     let line = |name: &str| {
         text.lines()
             .find(|l| l.contains(name))

@@ -31,11 +31,7 @@ fn sheet_command_tiles_folders_by_name_and_draws_the_nodule_boxes() {
         "-o",
         &p("s.png"),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::cli::assert_ok(&out);
     let sheet = image::open(dir.path("s.png")).unwrap().to_rgb8();
     // 2 rows × 2 columns of 32² cells with 4-px gaps
     assert_eq!((sheet.width(), sheet.height()), (76, 76));
@@ -60,11 +56,7 @@ fn sheet_command_tiles_folders_by_name_and_draws_the_nodule_boxes() {
         "-o",
         &p("c.png"),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::cli::assert_ok(&out);
     let close = image::open(dir.path("c.png")).unwrap().to_rgb8();
     assert_eq!(
         (close.width(), close.height()),
