@@ -34,6 +34,11 @@ pub fn image(data: &[u8]) {
 pub fn dicom(data: &[u8]) {
     if let Ok((img, spacing)) = dxr::io::dicom::decode_with_spacing(data) {
         assert_eq!(img.data.len(), img.width * img.height);
+        // the grayscale pipeline always ends in [0, 1], whatever LUTs a file declares
+        assert!(
+            img.data.iter().all(|v| (0.0..=1.0).contains(v)),
+            "a value outside [0, 1]"
+        );
         if let Some((mm, _)) = spacing {
             assert!(mm.is_finite() && mm > 0.0, "pixel spacing {mm}");
         }

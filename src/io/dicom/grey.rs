@@ -530,7 +530,7 @@ pub(crate) fn shown_frame(
             if is_pad(v) {
                 0.0
             } else {
-                shown(voi.at(modality.at(v))) as f32
+                unit(shown(voi.at(modality.at(v))))
             }
         })
         .collect();
@@ -554,6 +554,16 @@ pub(crate) fn shown_frame(
         presets,
         colour: None,
     })
+}
+
+/// A shown value in [0, 1]: what no LUT can produce (NaN from an infinite rescale of a hostile
+/// file) is black.
+fn unit(v: f64) -> f32 {
+    if v.is_nan() {
+        0.0
+    } else {
+        v.clamp(0.0, 1.0) as f32
+    }
 }
 
 /// ITU-R BT.601 luma.
@@ -591,7 +601,7 @@ fn colour_frame(
             } else {
                 luma(sample(i, 0), sample(i, 1), sample(i, 2))
             };
-            (y / top).clamp(0.0, 1.0) as f32
+            unit(y / top)
         })
         .collect();
     Ok(Shown {
@@ -629,7 +639,7 @@ fn palette_frame(obj: &Obj, bytes: &[u8], bits: &Bits, n: usize) -> Res<Shown> {
         .map(|i| {
             let v = bits.at(bytes, i) as f64;
             let y = luma(r.at(v) / r.top(), g.at(v) / g.top(), b.at(v) / b.top());
-            y.clamp(0.0, 1.0) as f32
+            unit(y)
         })
         .collect();
     Ok(Shown {

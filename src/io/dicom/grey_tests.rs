@@ -403,3 +403,15 @@ fn colour_images_are_shown_as_luma_and_refused_for_restoration() {
             .contains("PALETTE COLOR")
     );
 }
+
+#[test]
+fn a_hostile_rescale_gives_values_in_the_unit_range() {
+    // slope 1e308: the modality values overflow to infinity, the range is infinite
+    let px: Vec<u16> = (0..8).collect();
+    let extra = vec![
+        el(tags::RESCALE_SLOPE, VR::DS, ds(&[1e308])),
+        el(tags::RESCALE_INTERCEPT, VR::DS, ds(&[-1e308])),
+    ];
+    let got = shown(&file("MONOCHROME2", 16, 15, false, &px, extra)).image.data;
+    assert!(got.iter().all(|v| (0.0..=1.0).contains(v)), "{got:?}");
+}
