@@ -17,13 +17,16 @@ cd "$(dirname "$0")/.."
 TARGETS=${TARGETS:-"image dicom checkpoint pickle nifti json load_model"}
 SECONDS_EACH=${SECONDS_EACH:-1800}
 JOBS=${JOBS:-1}
+KEEP_CORPUS=${KEEP_CORPUS:-24}
 FUZZ_TARGET_DIR=${FUZZ_TARGET_DIR:-$HOME/.cache/dxr-fuzz-target}
 
 rustup toolchain list | grep -q '^nightly' || { echo "fuzz.sh: the nightly toolchain is needed" >&2; exit 2; }
 command -v cargo-fuzz >/dev/null || cargo +nightly install cargo-fuzz --locked
 
-# 1. build every target (instrumented, release with debug assertions)
-( cd fuzz && CARGO_TARGET_DIR=$FUZZ_TARGET_DIR cargo +nightly fuzz build )
+# 1. build the targets asked for (instrumented, release with debug assertions)
+for t in $TARGETS; do
+    ( cd fuzz && CARGO_TARGET_DIR=$FUZZ_TARGET_DIR cargo +nightly fuzz build "$t" )
+done
 
 # 2. seeds
 seeds=fuzz/corpus-seeds
@@ -50,11 +53,25 @@ run_one() {
         cp "$f" "tests/fuzz-regressions/$t/"
         found=$((found + 1))
     done
+    # a sample of the minimised corpus joins the replayed regressions (up to KEEP_CORPUS files of
+    # at most 16 KiB, those naming a compressed transfer syntax first): what the fuzzer learned to
+    # reach, replayed by `make test` from then on
+    local min; min=$(mktemp -d)
+    "$bin" -merge=1 "$min" "fuzz/corpus/$t" >/dev/null 2>&1 || true
+    local kept=0
+    mkdir -p "tests/fuzz-regressions/$t"
+    for f in $( (grep -l -a '1\.2\.840\.10008\.1\.2\.4\.' "$min"/* 2>/dev/null; ls "$min"/* 2>/dev/null) | awk '!seen[$0]++'); do
+        [ "$kept" -ge "$KEEP_CORPUS" ] && break
+        [ "$(stat -c %s "$f")" -le 16384 ] || continue
+        cp "$f" "tests/fuzz-regressions/$t/corpus-$(basename "$f")"
+        kept=$((kept + 1))
+    done
+    rm -rf "$min"
     local last
     last=$(grep -E '^#[0-9]+:' "fuzz/logs/$t.log" | tail -1)
-    echo "$t: ${SECONDS_EACH}s, $last, findings saved: $found"
+    echo "$t: ${SECONDS_EACH}s, $last, findings saved: $found, corpus files kept: $kept"
 }
 export -f run_one
-export FUZZ_TARGET_DIR SECONDS_EACH seeds
+export FUZZ_TARGET_DIR SECONDS_EACH seeds KEEP_CORPUS
 echo "fuzzing $TARGETS, ${SECONDS_EACH}s each, $JOBS at a time"
 printf '%s\n' $TARGETS | xargs -P "$JOBS" -I{} bash -c 'run_one {}'
