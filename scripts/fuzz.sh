@@ -31,7 +31,9 @@ done
 # 2. seeds
 seeds=fuzz/corpus-seeds
 rm -rf "$seeds" && mkdir -p "$seeds"
-DXR_FUZZ_SEEDS=$PWD/$seeds cargo test --release --test fuzz_replay -- --ignored write_fuzz_seeds >/dev/null
+# (the stable build shares the project's target folder, as `make` does)
+DXR_FUZZ_SEEDS=$PWD/$seeds CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/dxr-target} \
+    cargo test --release --test fuzz_replay -- --ignored write_fuzz_seeds >/dev/null
 cp -r fuzz/seeds/. "$seeds"/
 # the compressed DICOM test files (JPEG 2000, JPEG-LS, RLE) where scripts/fetch-data.sh fetched them
 mkdir -p "$seeds/dicom"
