@@ -17,7 +17,9 @@ cd "$(dirname "$0")/.."
 TARGETS=${TARGETS:-"image dicom checkpoint pickle nifti json load_model"}
 SECONDS_EACH=${SECONDS_EACH:-1800}
 JOBS=${JOBS:-1}
-KEEP_CORPUS=${KEEP_CORPUS:-24}
+# corpus files kept per run (0 by default: a corpus grown from seeds that packages ship, such
+# as pydicom-data's, holds their data, which is fetched at setup and never committed)
+KEEP_CORPUS=${KEEP_CORPUS:-0}
 FUZZ_TARGET_DIR=${FUZZ_TARGET_DIR:-$HOME/.cache/dxr-fuzz-target}
 
 rustup toolchain list | grep -q '^nightly' || { echo "fuzz.sh: the nightly toolchain is needed" >&2; exit 2; }
@@ -62,7 +64,7 @@ run_one() {
     "$bin" -merge=1 "$min" "fuzz/corpus/$t" >/dev/null 2>&1 || true
     local kept=0
     mkdir -p "tests/fuzz-regressions/$t"
-    for f in $( (grep -l -a '1\.2\.840\.10008\.1\.2\.4\.' "$min"/* 2>/dev/null; ls "$min"/* 2>/dev/null) | awk '!seen[$0]++'); do
+    [ "$KEEP_CORPUS" -gt 0 ] && for f in $( (grep -l -a '1\.2\.840\.10008\.1\.2\.4\.' "$min"/* 2>/dev/null; ls "$min"/* 2>/dev/null) | awk '!seen[$0]++'); do
         [ "$kept" -ge "$KEEP_CORPUS" ] && break
         [ "$(stat -c %s "$f")" -le 16384 ] || continue
         cp "$f" "tests/fuzz-regressions/$t/corpus-$(basename "$f")"
