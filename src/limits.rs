@@ -63,190 +63,48 @@ impl Limit {
 /// The limits, by name.
 pub struct Limits;
 
-macro_rules! limit {
-    ($name:ident, $value:expr, $unit:ident, $bounds:expr, $enforced:expr) => {
-        pub const $name: Limit = Limit {
-            name: stringify!($name),
-            value: $value,
-            unit: Unit::$unit,
-            bounds: $bounds,
-            enforced: $enforced,
-        };
+/// Declares each limit as a constant of [`Limits`] and lists it in [`Limits::ALL`], from one line
+/// per limit: name, value, unit, what it bounds, where it is enforced.
+macro_rules! limits {
+    ($($name:ident, $value:expr, $unit:ident, $bounds:expr, $enforced:expr;)*) => {
+        impl Limits {
+            $(
+                pub const $name: Limit = Limit {
+                    name: stringify!($name),
+                    value: $value,
+                    unit: Unit::$unit,
+                    bounds: $bounds,
+                    enforced: $enforced,
+                };
+            )*
+            pub const ALL: &'static [Limit] = &[$(Self::$name),*];
+        }
     };
 }
 
-impl Limits {
-    limit!(
-        FILE_BYTES,
-        512 << 20,
-        Bytes,
-        "an image or DICOM file (and a deflated DICOM data set, inflated)",
-        "io::read_bytes, io::dicom::guard; the page's limits.js"
-    );
-    limit!(
-        MIN_SIDE,
-        8,
-        Pixels,
-        "an image's shorter side",
-        "io::GrayImage::check_size"
-    );
-    limit!(
-        MAX_SIDE,
-        8192,
-        Pixels,
-        "an image's longer side",
-        "io::GrayImage::check_size"
-    );
-    limit!(
-        CHECKPOINT_BYTES,
-        2 << 30,
-        Bytes,
-        "a checkpoint file (and one tensor storage of a .pt, inflated)",
-        "checkpoint::read_file, checkpoint::torch"
-    );
-    limit!(
-        TENSORS,
-        100_000,
-        Count,
-        "tensors in a checkpoint",
-        "checkpoint::read_checkpoint"
-    );
-    limit!(
-        TENSOR_ELEMENTS,
-        1 << 28,
-        Count,
-        "elements of one tensor",
-        "checkpoint::read_checkpoint"
-    );
-    limit!(
-        PICKLE_BYTES,
-        64 << 20,
-        Bytes,
-        "a .pt's pickle stream, inflated",
-        "checkpoint::torch"
-    );
-    limit!(
-        PICKLE_DEPTH,
-        64,
-        Levels,
-        "nesting of a pickle's containers",
-        "checkpoint::pickle"
-    );
-    limit!(
-        PICKLE_VALUES,
-        1 << 20,
-        Count,
-        "values a pickle builds, memo copies counted",
-        "checkpoint::pickle"
-    );
-    limit!(
-        PICKLE_MEMO,
-        1 << 20,
-        Count,
-        "a pickle's memo entries",
-        "checkpoint::pickle"
-    );
-    limit!(
-        NIFTI_BYTES,
-        8 << 30,
-        Bytes,
-        "a NIfTI file's content, inflated",
-        "drr::nifti"
-    );
-    limit!(
-        DEFLATE_RATIO,
-        1032,
-        Ratio,
-        "a .nii.gz header's declared size over its gzip stream (DEFLATE's most)",
-        "drr::nifti"
-    );
-    limit!(
-        VOLUME_SIDE,
-        4096,
-        Voxels,
-        "a CT volume's side",
-        "drr::volume::Volume::new"
-    );
-    limit!(
-        VOLUME_VOXELS,
-        1 << 31,
-        Voxels,
-        "a CT volume",
-        "drr::volume::Volume::new"
-    );
-    limit!(
-        SLICE_BYTES,
-        256 << 20,
-        Bytes,
-        "one DICOM CT slice file",
-        "drr::dicom_series"
-    );
-    limit!(
-        DICOM_NESTING,
-        64,
-        Levels,
-        "nesting of DICOM sequences",
-        "io::dicom::guard::check_declared_lengths"
-    );
-    limit!(
-        TIMESTEPS,
-        100_000,
-        Count,
-        "a schedule's T",
-        "diffusion::schedule"
-    );
-    limit!(
-        DETECTOR_PIXELS,
-        8192,
-        Pixels,
-        "a DRR detector's side",
-        "drr::geometry"
-    );
-    limit!(
-        STUDIO_VOXELS,
-        160_000_000,
-        Voxels,
-        "a CT in the page's studio",
-        "drr::studio"
-    );
-    limit!(
-        VIEWS_PER_CT,
-        100_000,
-        Count,
-        "views per CT in a dataset",
-        "factory::settings"
-    );
-    limit!(
-        MANIFEST_BYTES,
-        64 << 20,
-        Bytes,
-        "a dataset manifest",
-        "factory::manifest"
-    );
-
-    pub const ALL: [Limit; 21] = [
-        Self::FILE_BYTES,
-        Self::MIN_SIDE,
-        Self::MAX_SIDE,
-        Self::CHECKPOINT_BYTES,
-        Self::TENSORS,
-        Self::TENSOR_ELEMENTS,
-        Self::PICKLE_BYTES,
-        Self::PICKLE_DEPTH,
-        Self::PICKLE_VALUES,
-        Self::PICKLE_MEMO,
-        Self::NIFTI_BYTES,
-        Self::DEFLATE_RATIO,
-        Self::VOLUME_SIDE,
-        Self::VOLUME_VOXELS,
-        Self::SLICE_BYTES,
-        Self::DICOM_NESTING,
-        Self::TIMESTEPS,
-        Self::DETECTOR_PIXELS,
-        Self::STUDIO_VOXELS,
-        Self::VIEWS_PER_CT,
-        Self::MANIFEST_BYTES,
-    ];
+#[rustfmt::skip]
+limits! {
+    FILE_BYTES, 512 << 20, Bytes, "an image or DICOM file (and a deflated DICOM data set, inflated)", "io::read_bytes, io::dicom::guard; the page's limits.js";
+    MIN_SIDE, 8, Pixels, "an image's shorter side", "io::GrayImage::check_size";
+    MAX_SIDE, 8192, Pixels, "an image's longer side", "io::GrayImage::check_size";
+    CHECKPOINT_BYTES, 2 << 30, Bytes, "a checkpoint file (and one tensor storage of a .pt, inflated)", "checkpoint::read_file, checkpoint::torch";
+    TENSORS, 100_000, Count, "tensors in a checkpoint", "checkpoint::read_checkpoint";
+    TENSOR_ELEMENTS, 1 << 28, Count, "elements of one tensor", "checkpoint::read_checkpoint";
+    PICKLE_BYTES, 64 << 20, Bytes, "a .pt's pickle stream, inflated", "checkpoint::torch";
+    PICKLE_DEPTH, 64, Levels, "nesting of a pickle's containers", "checkpoint::pickle";
+    PICKLE_VALUES, 1 << 20, Count, "values a pickle builds, memo copies counted", "checkpoint::pickle";
+    PICKLE_MEMO, 1 << 20, Count, "a pickle's memo entries", "checkpoint::pickle";
+    NIFTI_BYTES, 8 << 30, Bytes, "a NIfTI file's content, inflated", "drr::nifti";
+    DEFLATE_RATIO, 1032, Ratio, "a .nii.gz header's declared size over its gzip stream (DEFLATE's most)", "drr::nifti";
+    VOLUME_SIDE, 4096, Voxels, "a CT volume's side", "drr::volume::Volume::new";
+    VOLUME_VOXELS, 1 << 31, Voxels, "a CT volume", "drr::volume::Volume::new";
+    SLICE_BYTES, 256 << 20, Bytes, "one DICOM CT slice file", "drr::dicom_series";
+    DICOM_NESTING, 64, Levels, "nesting of DICOM sequences", "io::dicom::guard::check_declared_lengths";
+    TIMESTEPS, 100_000, Count, "a schedule's T", "diffusion::schedule";
+    DETECTOR_PIXELS, 8192, Pixels, "a DRR detector's side", "drr::geometry";
+    STUDIO_VOXELS, 160_000_000, Voxels, "a CT in the page's studio", "drr::studio";
+    VIEWS_PER_CT, 100_000, Count, "views per CT in a dataset", "factory::settings";
+    MANIFEST_BYTES, 64 << 20, Bytes, "a dataset manifest", "factory::manifest";
 }
 
 #[cfg(test)]

@@ -234,18 +234,15 @@ impl Lut {
         if !(1..=16).contains(&bits) {
             return Err(format!("{what}: {bits} bits per entry (1 to 16 expected)"));
         }
-        let data: Vec<u16> = words(v, false)?.into_iter().map(|x| x as u16).collect();
+        let mut data: Vec<u16> = words(v, false)?.into_iter().map(|x| x as u16).collect();
         if data.len() < entries {
             return Err(format!(
                 "{what}: its data holds {} entries, its descriptor says {entries}",
                 data.len()
             ));
         }
-        Ok(Some(Self {
-            first,
-            bits,
-            data: data[..entries].to_vec(),
-        }))
+        data.truncate(entries);
+        Ok(Some(Self { first, bits, data }))
     }
 
     fn at(&self, x: f64) -> f64 {

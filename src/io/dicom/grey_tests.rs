@@ -68,6 +68,13 @@ fn file(
     crate::io::dicom::write::finish_dicom(obj, "1.2.840.10008.1.2.1").unwrap()
 }
 
+/// The shown pixels of a 16-bit MONOCHROME2 file whose rows start with `px` (all 16 bits stored).
+fn plain16(px: &[u16], extra: Vec<InMemElement>) -> Vec<f32> {
+    shown(&file("MONOCHROME2", 16, 15, false, px, extra))
+        .image
+        .data
+}
+
 fn shown(bytes: &[u8]) -> DicomFrame {
     decode_frame(bytes, 0).unwrap()
 }
@@ -160,12 +167,7 @@ fn the_modality_lut_sequence_maps_stored_values() {
         .map(|&v| table[(v as i64 - 10).clamp(0, 3) as usize] as f64)
         .map(|m| linear(m, 250.0, 301.0))
         .collect();
-    assert_close(
-        &shown(&file("MONOCHROME2", 16, 15, false, &px, extra))
-            .image
-            .data,
-        &want,
-    );
+    assert_close(&plain16(&px, extra), &want);
 }
 
 #[test]
@@ -194,12 +196,7 @@ fn voi_lut_functions_follow_the_standard() {
         let mut extra = window(c, w);
         extra.push(el(tags::VOILUT_FUNCTION, VR::CS, name));
         let want: Vec<f64> = px.iter().map(|&v| f(v as f64)).collect();
-        assert_close(
-            &shown(&file("MONOCHROME2", 16, 15, false, &px, extra))
-                .image
-                .data,
-            &want,
-        );
+        assert_close(&plain16(&px, extra), &want);
     }
     let mut extra = window(c, w);
     extra.push(el(tags::VOILUT_FUNCTION, VR::CS, "CUBIC"));
@@ -220,12 +217,7 @@ fn the_voi_lut_sequence_is_applied_before_any_window() {
         .iter()
         .map(|&v| table[(v as i64 - 1).clamp(0, 5) as usize] as f64 / 255.0)
         .collect();
-    assert_close(
-        &shown(&file("MONOCHROME2", 16, 15, false, &px, extra))
-            .image
-            .data,
-        &want,
-    );
+    assert_close(&plain16(&px, extra), &want);
 }
 
 #[test]
@@ -315,12 +307,7 @@ fn a_window_in_the_shared_functional_group_is_used() {
     let group = vec![seq(tags::FRAME_VOILUT_SEQUENCE, window(400.0, 201.0))];
     let extra = vec![seq(tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE, group)];
     let want: Vec<f64> = px.iter().map(|&v| linear(v as f64, 400.0, 201.0)).collect();
-    assert_close(
-        &shown(&file("MONOCHROME2", 16, 15, false, &px, extra))
-            .image
-            .data,
-        &want,
-    );
+    assert_close(&plain16(&px, extra), &want);
 }
 
 #[test]
@@ -412,6 +399,6 @@ fn a_hostile_rescale_gives_values_in_the_unit_range() {
         el(tags::RESCALE_SLOPE, VR::DS, ds(&[1e308])),
         el(tags::RESCALE_INTERCEPT, VR::DS, ds(&[-1e308])),
     ];
-    let got = shown(&file("MONOCHROME2", 16, 15, false, &px, extra)).image.data;
+    let got = plain16(&px, extra);
     assert!(got.iter().all(|v| (0.0..=1.0).contains(v)), "{got:?}");
 }
