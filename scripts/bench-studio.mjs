@@ -3,31 +3,17 @@
 // medians of the render time at 256² and 512² (trace only, and the whole render with nodules
 // and labels), and the rate of coarse re-renders while a slider is dragged.
 // Usage: node scripts/bench-studio.mjs [--repeats 5] [--ct data/ct/cxr.nii.gz]
-import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve, dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { execFileSync } from 'node:child_process';
+import { join, resolve } from 'node:path';
+import { arg, dxr, median, openPage, root, scratchDir, servePage } from './bench-page.mjs';
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const arg = (name, dflt) => { const i = process.argv.indexOf(`--${name}`); return i > 0 ? process.argv[i + 1] : dflt; };
 const repeats = Number(arg('repeats', 5));
 const ct = resolve(arg('ct', join(root, 'data/ct/cxr.nii.gz')));
-const dxr = join(process.env.CARGO_TARGET_DIR || join(process.env.HOME, '.cache/dxr-target'), 'release/dxr');
-const scratch = mkdtempSync(join(tmpdir(), 'dxr-bench-studio-'));
-const median = (v) => { const s = [...v].sort((a, b) => a - b); return s[Math.floor((s.length - 1) / 2)]; };
-
-const port = 19000 + Math.floor(Math.random() * 900);
-const server = spawn('python3', [join(root, 'scripts/serve.py'), String(port)], { env: { ...process.env, DXR_SERVE_QUIET: '1' } });
-await new Promise((r) => setTimeout(r, 800));
-const flags = ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'];
+const scratch = scratchDir('bench-studio');
+const { port, server } = await servePage();
 
 async function browserRun(webgpu) {
-  const ctx = await chromium.launchPersistentContext(mkdtempSync(join(scratch, 'p-')), {
-    executablePath: '/usr/bin/chromium', headless: true, args: webgpu ? [...flags, '--enable-unsafe-webgpu'] : flags,
-  });
-  const page = ctx.pages()[0];
+  const { ctx, page } = await openPage(scratch, webgpu);
   await page.goto(`http://127.0.0.1:${port}/index.html`);
   await page.waitForFunction(() => window.dxrStudio, null, { timeout: 120000 });
   await page.setInputFiles('#ct-file', ct);

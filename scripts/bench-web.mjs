@@ -2,22 +2,17 @@
 // Chromium (WebGPU, and the CPU fallback) and natively (`dxr bench`) on the same machine, their
 // ratio, and the wasm size before/after wasm-opt (npm binaryen), raw and gzipped.
 // Usage: node scripts/bench-web.mjs [--size 64] [--steps 5] [--config FILE]
-import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync, statSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve, dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { execFileSync } from 'node:child_process';
+import { writeFileSync, statSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { deflateSync, gzipSync, crc32 } from 'node:zlib';
-import { chromium } from 'playwright-core';
+import { arg, dxr, openPage, root, scratchDir, servePage } from './bench-page.mjs';
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const arg = (name, dflt) => { const i = process.argv.indexOf(`--${name}`); return i > 0 ? process.argv[i + 1] : dflt; };
 const size = Number(arg('size', 64));
 const steps = Number(arg('steps', 5));
 const shared = process.env.DXR_SHARED || resolve(root, '..', 'shared');
 const config = arg('config', join(shared, 'fixtures/cheff/small/config.json'));
-const dxr = join(process.env.CARGO_TARGET_DIR || join(process.env.HOME, '.cache/dxr-target'), 'release/dxr');
-const scratch = mkdtempSync(join(tmpdir(), 'dxr-bench-'));
+const scratch = scratchDir('bench');
 
 function png(w, h) {
   const raw = Buffer.alloc((w + 1) * h);
@@ -34,16 +29,10 @@ function png(w, h) {
 const image = join(scratch, `bench_${size}.png`);
 writeFileSync(image, png(size, size));
 
-const port = 19000 + Math.floor(Math.random() * 900);
-const server = spawn('python3', [join(root, 'scripts/serve.py'), String(port)], { env: { ...process.env, DXR_SERVE_QUIET: '1' } });
-await new Promise((r) => setTimeout(r, 800));
-const flags = ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'];
+const { port, server } = await servePage();
 
 async function browserRun(webgpu) {
-  const ctx = await chromium.launchPersistentContext(mkdtempSync(join(scratch, 'p-')), {
-    executablePath: '/usr/bin/chromium', headless: true, args: webgpu ? [...flags, '--enable-unsafe-webgpu'] : flags,
-  });
-  const page = ctx.pages()[0];
+  const { ctx, page } = await openPage(scratch, webgpu);
   const t0 = Date.now();
   await page.goto(`http://127.0.0.1:${port}/index.html`);
   await page.waitForFunction(() => /parameters/.test(document.getElementById('model-status').textContent), null, { timeout: 300000 });

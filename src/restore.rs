@@ -604,17 +604,10 @@ mod tests {
     use crate::spec::CheffUnetConfig;
 
     fn ramp(w: usize, h: usize) -> GrayImage {
-        GrayImage {
-            width: w,
-            height: h,
-            data: (0..w * h)
-                .map(|i| {
-                    let (x, y) = (i % w, i / w);
-                    let edge = if (x / 7 + y / 11) % 2 == 0 { 0.7 } else { 0.2 };
-                    edge + 0.05 * ((x * 13 + y * 7) % 5) as f32
-                })
-                .collect(),
-        }
+        GrayImage::from_fn(w, h, |x, y| {
+            let edge = if (x / 7 + y / 11) % 2 == 0 { 0.7 } else { 0.2 };
+            edge + 0.05 * ((x * 13 + y * 7) % 5) as f32
+        })
     }
 
     #[test]

@@ -52,13 +52,24 @@ fn files_in(dir: &Path) -> Vec<String> {
 }
 
 fn synthetic(w: usize, h: usize) -> GrayImage {
-    GrayImage {
-        width: w,
-        height: h,
-        data: (0..w * h)
-            .map(|i| ((i % w) as f32 / w as f32) * 0.8 + 0.1)
-            .collect(),
-    }
+    GrayImage::from_fn(w, h, |x, _| (x as f32 / w as f32) * 0.8 + 0.1)
+}
+
+/// A 24×16 gradient written as `scan.png` in `dir`.
+fn write_scan(dir: &Scratch, depth: BitDepth) -> PathBuf {
+    dir.write("scan.png", &encode_png(&synthetic(24, 16), depth).unwrap())
+}
+
+/// `dxr convert` of the tiny fixture checkpoint to `to`, with `extra` flags.
+fn convert_tiny(to: &Path, extra: &[&str]) -> Output {
+    let tiny = case("cheff", "tiny");
+    let (weights, config) = (s(&tiny.join("weights.pt")), s(&tiny.join("config.json")));
+    let mut args = vec!["convert", &weights, &*s(to), "--config", &config]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>();
+    args.extend(extra.iter().map(|a| a.to_string()));
+    common::cli::command().args(&args).output().unwrap()
 }
 
 #[test]
@@ -419,19 +430,9 @@ fn restore_3_steps(
 #[test]
 fn restore_without_weights_uses_the_default_model_or_says_where_it_looked() {
     let dir = Scratch::new("default-model");
-    let tiny = case("cheff", "tiny");
-    let input = dir.write(
-        "scan.png",
-        &encode_png(&synthetic(24, 16), BitDepth::Eight).unwrap(),
-    );
+    let input = write_scan(&dir, BitDepth::Eight);
     let model = dir.path("default.safetensors");
-    let conv = dxr(&[
-        "convert",
-        &s(&tiny.join("weights.pt")),
-        &s(&model),
-        "--config",
-        &s(&tiny.join("config.json")),
-    ]);
+    let conv = convert_tiny(&model, &[]);
     common::cli::assert_ok(&conv);
     let run = |out: &str, env: &Path, weights: bool| {
         restore_3_steps(&input, out, weights.then_some(model.as_path()), Some(env))
@@ -614,19 +615,8 @@ fn any_size_restores_and_bad_settings_are_named() {
 #[test]
 fn the_model_scale_is_shown_and_can_be_set() {
     let dir = Scratch::new("scale");
-    let tiny = case("cheff", "tiny");
     let conv = dir.path("tiny.safetensors");
-    let o = dxr(&[
-        "convert",
-        &s(&tiny.join("weights.pt")),
-        &s(&conv),
-        "--config",
-        &s(&tiny.join("config.json")),
-        "--pixel-mm",
-        "0.2",
-        "--chest-px",
-        "800",
-    ]);
+    let o = convert_tiny(&conv, &["--pixel-mm", "0.2", "--chest-px", "800"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let info = String::from_utf8_lossy(&dxr(&["info", &s(&conv)]).stdout).into_owned();
     assert!(
@@ -640,14 +630,7 @@ fn the_model_scale_is_shown_and_can_be_set() {
         info.contains("lung fields ~"),
         "the default model records its scale: {info}"
     );
-    let o = dxr(&[
-        "convert",
-        &s(&tiny.join("weights.pt")),
-        &s(&dir.path("bad.safetensors")),
-        "--config",
-        &s(&tiny.join("config.json")),
-        "--chest-px=-1",
-    ]);
+    let o = convert_tiny(&dir.path("bad.safetensors"), &["--chest-px=-1"]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("positive"));
     assert!(!dir.path("bad.safetensors").exists());
@@ -830,23 +813,9 @@ fn a_folder_of_200_restores_with_flat_memory_and_no_leaked_handles() {
 #[test]
 fn a_model_that_records_its_steps_restores_with_them_unless_told_otherwise() {
     let dir = Scratch::new("model-steps");
-    let tiny = case("cheff", "tiny");
-    let input = dir.write(
-        "scan.png",
-        &encode_png(&synthetic(24, 16), BitDepth::Eight).unwrap(),
-    );
+    let input = write_scan(&dir, BitDepth::Eight);
     let model = dir.path("stepped.safetensors");
-    let convert = |steps: &str, to: &Path| {
-        dxr(&[
-            "convert",
-            &s(&tiny.join("weights.pt")),
-            &s(to),
-            "--config",
-            &s(&tiny.join("config.json")),
-            "--steps",
-            steps,
-        ])
-    };
+    let convert = |steps: &str, to: &Path| convert_tiny(to, &["--steps", steps]);
     let conv = convert("2", &model);
     common::cli::assert_ok(&conv);
     let info = dxr(&["info", &s(&model)]);
@@ -974,10 +943,7 @@ fn a_closed_stdout_ends_dxr_quietly() {
 fn tone_is_a_separate_monotone_curve_at_a_chosen_strength() {
     let dir = Scratch::new("tone");
     let tiny = case("cheff", "tiny");
-    let input = dir.write(
-        "scan.png",
-        &encode_png(&synthetic(24, 16), BitDepth::Sixteen).unwrap(),
-    );
+    let input = write_scan(&dir, BitDepth::Sixteen);
     // a matching-like curve with a flat stretch (0.6–0.8 all map to 0.9)
     let raw: Vec<f32> = (0..256)
         .map(|i| {
@@ -998,17 +964,7 @@ fn tone_is_a_separate_monotone_curve_at_a_chosen_strength() {
             .as_bytes(),
     );
     let model = dir.path("toned.safetensors");
-    let conv = dxr(&[
-        "convert",
-        &s(&tiny.join("weights.pt")),
-        &s(&model),
-        "--config",
-        &s(&tiny.join("config.json")),
-        "--tone",
-        &s(&filter),
-        "--tone-default",
-        "0.5",
-    ]);
+    let conv = convert_tiny(&model, &["--tone", &s(&filter), "--tone-default", "0.5"]);
     common::cli::assert_ok(&conv);
     let info = String::from_utf8_lossy(&dxr(&["info", &s(&model)]).stdout).to_string();
     let slope: f32 = info
@@ -1106,15 +1062,7 @@ fn tone_is_a_separate_monotone_curve_at_a_chosen_strength() {
     ] {
         let bad = dir.write(name, json.as_bytes());
         let to = dir.path(&format!("{name}.safetensors"));
-        let o = dxr(&[
-            "convert",
-            &s(&tiny.join("weights.pt")),
-            &s(&to),
-            "--config",
-            &s(&tiny.join("config.json")),
-            "--tone",
-            &s(&bad),
-        ]);
+        let o = convert_tiny(&to, &["--tone", &s(&bad)]);
         assert!(!o.status.success());
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(err.contains(says) && err.contains(name), "{err}");

@@ -66,20 +66,27 @@ fn write_torso(
     dir.write(mask, &nifti_bytes(&labels));
 }
 
-/// Three CTs (the torso as is, resampled coarser, stored flipped) with masks, and the manifest.
-fn three_cts(dir: &Scratch) -> PathBuf {
+/// The test torso's grid (voxels, mm) and a coarser resampling of it.
+const TORSO: ([usize; 3], [f64; 3]) = ([90, 70, 48], [2.0, 2.0, 3.0]);
+const COARSE: ([usize; 3], [f64; 3]) = ([60, 47, 36], [3.0, 3.0, 4.0]);
+
+/// A scratch folder for `test` with three CTs (the torso as is, resampled coarser, stored
+/// flipped) and their masks, and the manifest that lists them.
+fn three_cts(test: &str) -> (Scratch, PathBuf) {
+    let dir = Scratch::new(test);
     let mut lines = Vec::new();
-    for (id, dims, spacing, flip) in [
-        ("torso", [90, 70, 48], [2.0, 2.0, 3.0], false),
-        ("coarse", [60, 47, 36], [3.0, 3.0, 4.0], false),
-        ("flipped", [90, 70, 48], [2.0, 2.0, 3.0], true),
+    for (id, (dims, spacing), flip) in [
+        ("torso", TORSO, false),
+        ("coarse", COARSE, false),
+        ("flipped", TORSO, true),
     ] {
-        write_torso(dir, id, &format!("{id}-mask.nii"), dims, spacing, flip);
+        write_torso(&dir, id, &format!("{id}-mask.nii"), dims, spacing, flip);
         lines.push(format!(
             r#"{{"id": "{id}", "ct": "{id}.nii", "mask": "{id}-mask.nii"}}"#
         ));
     }
-    dir.write("cts.jsonl", lines.join("\n").as_bytes())
+    let manifest = dir.write("cts.jsonl", lines.join("\n").as_bytes());
+    (dir, manifest)
 }
 
 const SMALL: &[&str] = &[
@@ -121,6 +128,17 @@ fn generate(manifest: &Path, out: &Path, views: &str, extra: &[&str]) -> Output 
     dxr(&args.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
+/// `dxr generate` of a manifest with the example CT: 128² views with 2 nodules on the CPU.
+fn generate_example(manifest: &Path, out: &Path, views: &str, extra: &[&str]) -> Output {
+    let (manifest, out) = (s(manifest), s(out));
+    let mut args = vec![
+        "generate", "--cts", &manifest, "--out", &out, "--views", views,
+    ];
+    args.extend(["--size", "128", "--nodules", "2", "--device", "cpu"]);
+    args.extend(extra);
+    dxr(&args)
+}
+
 fn item(dir: &Path, ct: &str, view: usize) -> serde_json::Value {
     let p = dir.join(format!("items/{ct}/{ct}_{view:05}.json"));
     serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap()
@@ -128,8 +146,7 @@ fn item(dir: &Path, ct: &str, view: usize) -> serde_json::Value {
 
 #[test]
 fn items_are_seeded_per_ct_and_repeat_byte_for_byte_over_runs_shards_and_threads() {
-    let dir = Scratch::new("gen-det");
-    let manifest = three_cts(&dir);
+    let (dir, manifest) = three_cts("gen-det");
     let one = dir.path("one");
     ok(generate(&manifest, &one, "3", &["--threads", "1"]));
     // two CTs with equal settings: different poses and nodules, view for view
@@ -179,8 +196,7 @@ fn items_are_seeded_per_ct_and_repeat_byte_for_byte_over_runs_shards_and_threads
 
 #[test]
 fn a_killed_run_resumes_to_the_dataset_an_uninterrupted_run_makes() {
-    let dir = Scratch::new("gen-kill");
-    let manifest = three_cts(&dir);
+    let (dir, manifest) = three_cts("gen-kill");
     let whole = dir.path("whole");
     // restoration makes each item take long enough to be killed in the middle of one
     let restore = ["--restore", "--threads", "2"];
@@ -316,14 +332,7 @@ fn assert_restorations_match_the_cli(dir: &Scratch, out: &Path, ct: &str, views:
 #[test]
 fn restored_items_equal_dxr_restore_of_their_drr_with_their_seed() {
     let dir = Scratch::new("gen-restore");
-    write_torso(
-        &dir,
-        "t",
-        "t_mask.nii",
-        [90, 70, 48],
-        [2.0, 2.0, 3.0],
-        false,
-    );
+    write_torso(&dir, "t", "t_mask.nii", TORSO.0, TORSO.1, false);
     let out = dir.path("set");
     // a folder is a manifest: t.nii with its mask t_mask.nii
     let dry = ok(generate(&dir.0, &out, "2", &["--dry-run"]));
@@ -341,31 +350,14 @@ fn restored_items_equal_dxr_restore_of_their_drr_with_their_seed() {
     if let Some(line) = example_ct_line("ex") {
         let m = dir.write("ex.jsonl", line.as_bytes());
         let out = dir.path("ex-set");
-        let args = [
-            "generate",
-            "--cts",
-            &s(&m),
-            "--out",
-            &s(&out),
-            "--views",
-            "3",
-            "--size",
-            "128",
-            "--nodules",
-            "2",
-            "--device",
-            "cpu",
-            "--restore",
-        ];
-        ok(dxr(&args));
+        ok(generate_example(&m, &out, "3", &["--restore"]));
         assert_restorations_match_the_cli(&dir, &out, "ex", 3);
     }
 }
 
 #[test]
 fn coco_monai_and_yolo_say_the_same_and_the_split_is_by_ct() {
-    let dir = Scratch::new("gen-labels");
-    let manifest = three_cts(&dir);
+    let (dir, manifest) = three_cts("gen-labels");
     let out = dir.path("set");
     ok(generate(&manifest, &out, "4", &["--nodules", "3"]));
     let read = |f: &str| -> serde_json::Value {
@@ -445,15 +437,8 @@ fn coco_monai_and_yolo_say_the_same_and_the_split_is_by_ct() {
 #[test]
 fn bad_manifests_are_named_by_line_and_nothing_is_rendered() {
     let dir = Scratch::new("gen-bad");
-    write_torso(
-        &dir,
-        "a",
-        "a-mask.nii",
-        [90, 70, 48],
-        [2.0, 2.0, 3.0],
-        false,
-    );
-    let (other, _) = torso_on([60, 47, 36], [3.0, 3.0, 4.0], false);
+    write_torso(&dir, "a", "a-mask.nii", TORSO.0, TORSO.1, false);
+    let (other, _) = torso_on(COARSE.0, COARSE.1, false);
     dir.write("small.nii", &nifti_bytes(&other));
     dir.write("broken.nii", b"not a NIfTI file at all");
     // a DICOM series one of whose slices is of another size
@@ -574,22 +559,7 @@ fn the_example_ct_its_dicom_series_and_a_resampled_flipped_crop_in_one_dataset()
         .as_bytes(),
     );
     let out = dir.path("set");
-    let args = [
-        "generate",
-        "--cts",
-        &s(&manifest),
-        "--out",
-        &s(&out),
-        "--views",
-        "2",
-        "--size",
-        "128",
-        "--nodules",
-        "2",
-        "--device",
-        "cpu",
-    ];
-    ok(dxr(&args));
+    ok(generate_example(&manifest, &out, "2", &[]));
     for (id, nodules) in [("nifti", 2), ("dicom", 1), ("variant", 2)] {
         for v in 0..2 {
             let l = item(&out, id, v);

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use burn::prelude::*;
 use dxr::checkpoint::{RawCheckpoint, load_bytes, read_checkpoint};
 use dxr::diffusion::sampler::{
-    self, Denoiser, FixedNoise, SamplerKind, SamplerSettings, ddpm_step, sample,
+    self, DdpmStep, Denoiser, FixedNoise, SamplerKind, SamplerSettings, ddpm_step, sample,
 };
 use dxr::diffusion::schedule::Schedule;
 use dxr::spec::{Family, ModelSpec, ScheduleConfig};
@@ -215,17 +215,7 @@ fn cheff_samplers(
         report.check_vec(case, &format!("schedule.{name}"), ours, &case.f32(name));
     }
     // One ancestral step.
-    let t = case.i64("step_t")[0];
-    let step = ddpm_step(
-        den,
-        schedule,
-        t as usize,
-        t,
-        case.tensor4("step_x", device),
-        case.tensor4("step_sr", device),
-        Some(case.tensor4("step_z", device)),
-        true,
-    );
+    let step = ancestral_step(case, den, schedule, device, "step_sr");
     report.check(case, "step.eps", step.eps, &case.f32("step_eps"));
     report.check(case, "step.x0", step.x0, &case.f32("step_x0"));
     report.check(case, "step.out", step.x_prev, &case.f32("step_out"));
@@ -314,17 +304,50 @@ fn cheff_samplers(
         &short.alphas_cumprod,
         &case.f32("ddpm_alphas_cumprod"),
     );
-    let short_den = Denoiser::new(den.net, &short, Default::default());
-    let out = run_sampler(
-        short_den,
-        SamplerKind::Ddpm,
-        short.len(),
-        0.0,
-        case.tensor4("ddpm_sr", device),
-        x_ch,
-        FixedNoise(case.noise("ddpm_noise", device)),
-    );
+    let out = ancestral_loop(case, den, &short, device, ["ddpm_sr", "ddpm_noise"]);
     report.check(case, "ddpm.out", out, &case.f32("ddpm_out"));
+}
+
+/// The case's one ancestral step (`step_t`, `step_x`, the condition `cond`, the noise `step_z`),
+/// clipped as the reference clips.
+fn ancestral_step(
+    case: &Case,
+    den: Denoiser,
+    schedule: &Schedule,
+    device: &Device,
+    cond: &str,
+) -> DdpmStep {
+    let t = case.i64("step_t")[0];
+    ddpm_step(
+        den,
+        schedule,
+        t as usize,
+        t,
+        case.tensor4("step_x", device),
+        case.tensor4(cond, device),
+        Some(case.tensor4("step_z", device)),
+        true,
+    )
+}
+
+/// The case's whole ancestral (DDPM) loop over the short `schedule`, with the condition and
+/// the noise the case stores under the names `cond` and `noise`.
+fn ancestral_loop(
+    case: &Case,
+    den: Denoiser,
+    schedule: &Schedule,
+    device: &Device,
+    [cond, noise]: [&str; 2],
+) -> Tensor<4> {
+    run_sampler(
+        Denoiser::new(den.net, schedule, Default::default()),
+        SamplerKind::Ddpm,
+        schedule.len(),
+        0.0,
+        case.tensor4(cond, device),
+        case.spec.network.image_channels(),
+        FixedNoise(case.noise(noise, device)),
+    )
 }
 
 /// A whole sampling run with the reference's clipping and the given noise.
@@ -433,32 +456,12 @@ fn sr3_samplers(
     device: &Device,
     report: &mut Report,
 ) {
-    let x_ch = case.spec.network.image_channels();
-    let t = case.i64("step_t")[0];
-    let step = ddpm_step(
-        den,
-        schedule,
-        t as usize,
-        t,
-        case.tensor4("step_x", device),
-        case.tensor4("step_cond", device),
-        Some(case.tensor4("step_z", device)),
-        true,
-    );
+    let step = ancestral_step(case, den, schedule, device, "step_cond");
     report.check(case, "step.out", step.x_prev, &case.f32("step_out"));
 
     let loop_cfg: Value = serde_json::from_str(case.meta("loop_schedule")).unwrap();
     let short = ModelSpec::sr3_schedule(&loop_cfg).unwrap().build().unwrap();
-    let short_den = Denoiser::new(den.net, &short, Default::default());
-    let out = run_sampler(
-        short_den,
-        SamplerKind::Ddpm,
-        short.len(),
-        0.0,
-        case.tensor4("loop_cond", device),
-        x_ch,
-        FixedNoise(case.noise("loop_noise", device)),
-    );
+    let out = ancestral_loop(case, den, &short, device, ["loop_cond", "loop_noise"]);
     report.check(case, "loop.out", out, &case.f32("loop_out"));
 }
 

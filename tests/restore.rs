@@ -53,16 +53,9 @@ fn small_model(prediction: Prediction, timesteps: usize, device: &Device) -> Res
 }
 
 fn image(w: usize, h: usize) -> GrayImage {
-    GrayImage {
-        width: w,
-        height: h,
-        data: (0..w * h)
-            .map(|i| {
-                let (x, y) = ((i % w) as f32, (i / w) as f32);
-                0.5 + 0.3 * (x / 5.0).sin() * (y / 7.0).cos()
-            })
-            .collect(),
-    }
+    GrayImage::from_fn(w, h, |x, y| {
+        0.5 + 0.3 * (x as f32 / 5.0).sin() * (y as f32 / 7.0).cos()
+    })
 }
 
 fn run(

@@ -7,52 +7,34 @@ use std::collections::HashMap;
 
 use crate::error::{Error, Result};
 
-/// Opcodes by their names in Python's `pickletools`.
+/// Declares each opcode as a `u8` constant named as in Python's `pickletools`.
+macro_rules! opcodes {
+    ($($name:ident = $byte:expr),* $(,)?) => {
+        $(pub const $name: u8 = $byte;)*
+    };
+}
+
+/// Opcodes by their names in Python's `pickletools`, grouped by what they do.
 mod op {
-    pub const PROTO: u8 = 0x80;
-    pub const FRAME: u8 = 0x95;
-    pub const STOP: u8 = b'.';
-    pub const EMPTY_DICT: u8 = b'}';
-    pub const EMPTY_LIST: u8 = b']';
-    pub const EMPTY_TUPLE: u8 = b')';
-    pub const MARK: u8 = b'(';
-    pub const NONE: u8 = b'N';
-    pub const NEWTRUE: u8 = 0x88;
-    pub const NEWFALSE: u8 = 0x89;
-    pub const BININT1: u8 = b'K';
-    pub const BININT2: u8 = b'M';
-    pub const BININT: u8 = b'J';
-    pub const LONG1: u8 = 0x8a;
-    pub const BINFLOAT: u8 = b'G';
-    pub const BINUNICODE: u8 = b'X';
-    pub const SHORT_BINUNICODE: u8 = 0x8c;
-    pub const BINBYTES: u8 = b'B';
-    pub const SHORT_BINBYTES: u8 = b'C';
-    pub const BINPUT: u8 = b'q';
-    pub const LONG_BINPUT: u8 = b'r';
-    pub const MEMOIZE: u8 = 0x94;
-    pub const BINGET: u8 = b'h';
-    pub const LONG_BINGET: u8 = b'j';
-    pub const GLOBAL: u8 = b'c';
-    pub const STACK_GLOBAL: u8 = 0x93;
-    pub const TUPLE: u8 = b't';
-    pub const TUPLE1: u8 = 0x85;
-    pub const TUPLE2: u8 = 0x86;
-    pub const TUPLE3: u8 = 0x87;
-    pub const LIST: u8 = b'l';
-    pub const DICT: u8 = b'd';
-    pub const APPEND: u8 = b'a';
-    pub const APPENDS: u8 = b'e';
-    pub const SETITEM: u8 = b's';
-    pub const SETITEMS: u8 = b'u';
-    pub const BINPERSID: u8 = b'Q';
-    pub const REDUCE: u8 = b'R';
-    pub const NEWOBJ: u8 = 0x81;
-    pub const BUILD: u8 = b'b';
-    pub const EMPTY_SET: u8 = 0x8f;
-    pub const ADDITEMS: u8 = 0x90;
-    pub const FROZENSET: u8 = 0x91;
-    pub const POP: u8 = b'0';
+    opcodes! {
+        // framing
+        PROTO = 0x80, FRAME = 0x95, STOP = b'.', MARK = b'(', POP = b'0',
+        // scalars
+        NONE = b'N', NEWTRUE = 0x88, NEWFALSE = 0x89, BININT1 = b'K', BININT2 = b'M',
+        BININT = b'J', LONG1 = 0x8a, BINFLOAT = b'G',
+        // strings and bytes
+        BINUNICODE = b'X', SHORT_BINUNICODE = 0x8c, BINBYTES = b'B', SHORT_BINBYTES = b'C',
+        // the memo
+        BINPUT = b'q', LONG_BINPUT = b'r', MEMOIZE = 0x94, BINGET = b'h', LONG_BINGET = b'j',
+        // containers
+        EMPTY_DICT = b'}', EMPTY_LIST = b']', EMPTY_TUPLE = b')', EMPTY_SET = 0x8f,
+        TUPLE = b't', TUPLE1 = 0x85, TUPLE2 = 0x86, TUPLE3 = 0x87, LIST = b'l', DICT = b'd',
+        APPEND = b'a', APPENDS = b'e', SETITEM = b's', SETITEMS = b'u', ADDITEMS = 0x90,
+        FROZENSET = 0x91,
+        // objects (names only: nothing is imported or called)
+        GLOBAL = b'c', STACK_GLOBAL = 0x93, BINPERSID = b'Q', REDUCE = b'R', NEWOBJ = 0x81,
+        BUILD = b'b',
+    }
 }
 
 pub(super) fn fmt_err(msg: impl Into<String>) -> Error {

@@ -15,6 +15,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::Scene;
+use super::coco::{coco_annotation, coco_file};
 use super::geometry::{Geometry, Pose, Projection};
 use super::gpu::GpuProjector;
 use super::nodule::{LungRegion, Nodule, NoduleLabel, NoduleSettings};
@@ -98,15 +99,10 @@ pub fn npy_bytes(data: &[f32], rows: usize, cols: usize) -> Vec<u8> {
     out
 }
 
-/// Everything a set is made from (written to `meta.json`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SetSettings {
-    pub count: usize,
-    /// Seed of the whole set; view `i` draws from its own stream, so it does not depend on
-    /// `count` or on the threads.
-    pub seed: u64,
-    /// Index of the first view (names and streams): sets with disjoint ranges are disjoint.
-    pub first_index: usize,
+/// How each view is drawn: the detector, the pose and its jitter, the nodules and the display
+/// window. A `dxr drr` set and each CT of a dataset ([`crate::factory::RenderSettings`]) hold one.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ViewSettings {
     pub geometry: Geometry,
     /// Pose every view starts from.
     pub pose: Pose,
@@ -117,6 +113,34 @@ pub struct SetSettings {
     pub nodules: usize,
     pub nodule: NoduleSettings,
     pub window: Window,
+}
+
+impl Default for ViewSettings {
+    fn default() -> Self {
+        Self {
+            geometry: Geometry::default(),
+            pose: Pose::default(),
+            rotation_jitter_deg: [3.0, 3.0, 3.0],
+            translation_jitter_mm: [10.0, 10.0, 10.0],
+            nodules: 0,
+            nodule: NoduleSettings::default(),
+            window: Window::default(),
+        }
+    }
+}
+
+/// Everything a set is made from (written to `meta.json`, the view settings' keys at the top
+/// level).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SetSettings {
+    pub count: usize,
+    /// Seed of the whole set; view `i` draws from its own stream, so it does not depend on
+    /// `count` or on the threads.
+    pub seed: u64,
+    /// Index of the first view (names and streams): sets with disjoint ranges are disjoint.
+    pub first_index: usize,
+    #[serde(flatten)]
+    pub view: ViewSettings,
     /// Also write the line integrals as `.npy`.
     pub raw: bool,
     /// Views on the contact sheet (0 = none).
@@ -129,13 +153,7 @@ impl Default for SetSettings {
             count: 1,
             seed: 0,
             first_index: 0,
-            geometry: Geometry::default(),
-            pose: Pose::default(),
-            rotation_jitter_deg: [3.0, 3.0, 3.0],
-            translation_jitter_mm: [10.0, 10.0, 10.0],
-            nodules: 0,
-            nodule: NoduleSettings::default(),
-            window: Window::default(),
+            view: ViewSettings::default(),
             raw: false,
             contact_sheet: 0,
         }
@@ -201,11 +219,11 @@ pub fn draw_pose(s: &SetSettings, index: usize) -> (Pose, ChaCha8Rng) {
             }
         })
     };
-    let rot = jitter(s.rotation_jitter_deg);
-    let shift = jitter(s.translation_jitter_mm);
+    let rot = jitter(s.view.rotation_jitter_deg);
+    let shift = jitter(s.view.translation_jitter_mm);
     let pose = Pose {
-        rotation_deg: std::array::from_fn(|c| s.pose.rotation_deg[c] + rot[c]),
-        translation_mm: std::array::from_fn(|c| s.pose.translation_mm[c] + shift[c]),
+        rotation_deg: std::array::from_fn(|c| s.view.pose.rotation_deg[c] + rot[c]),
+        translation_mm: std::array::from_fn(|c| s.view.pose.translation_mm[c] + shift[c]),
     };
     (pose, rng)
 }
@@ -234,12 +252,12 @@ pub fn view_projection(
     index: usize,
 ) -> Result<(Pose, ChaCha8Rng, Projection)> {
     let (pose, rng) = draw_pose(s, index);
-    let projection = Projection::new(s.geometry, &pose, scene.isocentre)?;
+    let projection = Projection::new(s.view.geometry, &pose, scene.isocentre)?;
     Ok((pose, rng, projection))
 }
 
 /// Steps 3–4 of [`render_view`] once the nodule-free line integrals `clean` are traced (by any
-/// renderer, awaited or not): `s.nodules` random nodules, then `placed` (nodules put at chosen
+/// renderer, awaited or not): `s.view.nodules` random nodules, then `placed` (nodules put at chosen
 /// points), each traced through its own window only; their labels.
 pub fn finish_view(
     scene: &Scene,
@@ -250,7 +268,7 @@ pub fn finish_view(
     clean: Vec<f32>,
     placed: &[Nodule],
 ) -> Result<View> {
-    let [w, h] = s.geometry.pixels;
+    let [w, h] = s.view.geometry.pixels;
     if clean.len() != w * h {
         return Err(Error::Drr(format!(
             "the renderer returned {} line integrals for a {w}×{h} detector",
@@ -259,11 +277,11 @@ pub fn finish_view(
     }
     // 3. nodules, each traced through its own window only; the random ones are drawn as
     // `dxr drr` draws them (placed ones were kept clear of them when they were placed)
-    let mut nodules: Vec<Nodule> = Vec::with_capacity(s.nodules + placed.len());
-    if s.nodules > 0 {
+    let mut nodules: Vec<Nodule> = Vec::with_capacity(s.view.nodules + placed.len());
+    if s.view.nodules > 0 {
         let lungs = lungs.ok_or_else(|| Error::Drr("nodules need a lung region".into()))?;
-        for _ in 0..s.nodules {
-            let n = lungs.place(&mut rng, &scene.ct, &s.nodule, &nodules)?;
+        for _ in 0..s.view.nodules {
+            let n = lungs.place(&mut rng, &scene.ct, &s.view.nodule, &nodules)?;
             nodules.push(n);
         }
     }
@@ -279,7 +297,7 @@ pub fn finish_view(
         .enumerate()
         .filter_map(|(k, n)| n.label(k, &scene.ct, &projection))
         .collect();
-    let window = s.window.range(&clean);
+    let window = s.view.window.range(&clean);
     Ok(View {
         name: format!("{:05}", s.first_index + index),
         projection,
@@ -347,16 +365,16 @@ impl ViewLabel {
     /// set's folder).
     pub fn of_view(v: &View, s: &SetSettings) -> Self {
         let rel = |d: &str, ext: &str| format!("{d}/{}.{ext}", v.name);
-        let has_clean = s.nodules > 0 || !v.nodules.is_empty();
+        let has_clean = s.view.nodules > 0 || !v.nodules.is_empty();
         ViewLabel {
             image: rel("png16", "png"),
             image_8bit: rel("png8", "png"),
             clean_image: has_clean.then(|| rel("clean/png16", "png")),
             raw: s.raw.then(|| rel("raw", "npy")),
             lungs: None,
-            width: s.geometry.pixels[0],
-            height: s.geometry.pixels[1],
-            geometry: s.geometry,
+            width: s.view.geometry.pixels[0],
+            height: s.view.geometry.pixels[1],
+            geometry: s.view.geometry,
             pose: v.pose,
             window: v.window,
             nodules: v.labels.clone(),
@@ -513,20 +531,20 @@ pub fn write_set(
     out: &Path,
     progress: &mut dyn FnMut(usize, usize) -> bool,
 ) -> Result<SetSummary> {
-    s.geometry.validate()?;
-    s.nodule.validate()?;
-    let [w, h] = s.geometry.pixels;
+    s.view.geometry.validate()?;
+    s.view.nodule.validate()?;
+    let [w, h] = s.view.geometry.pixels;
     let dirs: Vec<&str> = {
         let mut d = vec!["png16", "png8", "labels"];
         if lungs.is_some() {
             d.push("lungs");
         }
-        if s.nodules > 0 {
+        if s.view.nodules > 0 {
             d.extend(["clean/png16", "clean/png8"]);
         }
         if s.raw {
             d.push("raw");
-            if s.nodules > 0 {
+            if s.view.nodules > 0 {
                 d.push("clean/raw");
             }
         }
@@ -550,7 +568,7 @@ pub fn write_set(
         )?;
         put(&rel("png8", "png"), &encode_png(&shown, BitDepth::Eight)?)?;
         let shown_clean = display(&v.clean, Size::new(w, h), v.window);
-        if s.nodules > 0 {
+        if s.view.nodules > 0 {
             put(
                 &rel("clean/png16", "png"),
                 &encode_png(&shown_clean, BitDepth::Sixteen)?,
@@ -562,7 +580,7 @@ pub fn write_set(
         }
         if s.raw {
             put(&rel("raw", "npy"), &npy_bytes(&v.with_nodules, h, w))?;
-            if s.nodules > 0 {
+            if s.view.nodules > 0 {
                 put(&rel("clean/raw", "npy"), &npy_bytes(&v.clean, h, w))?;
             }
         }
@@ -626,30 +644,27 @@ pub fn coco(labels: &[ViewLabel]) -> serde_json::Value {
         .enumerate()
         .map(|(id, l)| {
             for n in &l.nodules {
-                let [x0, y0, x1, y1] = n.bbox_px;
-                annotations.push(serde_json::json!({
-                    "id": annotations.len() + 1,
-                    "image_id": id + 1,
-                    "category_id": 1,
-                    "bbox": [x0, y0, x1 - x0, y1 - y0],
-                    "area": (x1 - x0) * (y1 - y0),
-                    "iscrowd": 0,
-                    "centre_px": n.centre_px,
-                    "radius_px": n.radius_px,
-                    "radius_mm": n.radius_mm,
-                    "hu": n.hu,
-                    "shape": n.shape,
-                }));
+                annotations.push(coco_annotation(
+                    annotations.len() + 1,
+                    id + 1,
+                    n.bbox_px,
+                    serde_json::json!({
+                        "centre_px": n.centre_px,
+                        "radius_px": n.radius_px,
+                        "radius_mm": n.radius_mm,
+                        "hu": n.hu,
+                        "shape": n.shape,
+                    }),
+                ));
             }
             serde_json::json!({"id": id + 1, "file_name": l.image, "width": l.width, "height": l.height})
         })
         .collect();
-    serde_json::json!({
-        "info": {"description": "DiffusionXRay synthetic DRRs with inserted lung nodules"},
-        "images": images,
-        "annotations": annotations,
-        "categories": [{"id": 1, "name": "nodule", "supercategory": "lung"}],
-    })
+    coco_file(
+        "DiffusionXRay synthetic DRRs with inserted lung nodules",
+        images,
+        annotations,
+    )
 }
 
 /// Grid of views, each as [without | with nodules], nodule boxes drawn in red.

@@ -11,6 +11,7 @@
 //! page's way through the same steps: one CT in memory, one view at a time.
 
 pub mod clean;
+pub mod coco;
 pub mod dataset;
 pub mod dicom_series;
 pub mod geometry;

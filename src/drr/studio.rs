@@ -10,7 +10,7 @@
 use crate::limits::Limits;
 use serde::{Deserialize, Serialize};
 
-use super::dataset::{self, SetSettings, ViewLabel, Window};
+use super::dataset::{self, SetSettings, ViewLabel, ViewSettings, Window};
 use super::nodule::{LungRegion, Nodule, NoduleSettings};
 use super::{Cleanup, Geometry, Pose, Projection, Scene, View, Volume};
 use crate::io::{BitDepth, GrayImage, encode_png};
@@ -62,7 +62,7 @@ impl StudioSettings {
     pub fn from_json(text: &str) -> Result<Self> {
         let s: Self =
             serde_json::from_str(text).map_err(|e| Error::Drr(format!("studio settings: {e}")))?;
-        s.set_settings().geometry.validate()?;
+        s.set_settings().view.geometry.validate()?;
         s.nodule.validate()?;
         if !STUDIO_PIXELS.contains(&s.pixels) {
             return Err(Error::Drr(format!(
@@ -95,20 +95,22 @@ impl StudioSettings {
             count: 1,
             seed: self.seed,
             first_index: 0,
-            geometry: Geometry {
-                pixels: [self.pixels, self.pixels],
-                view: self.view,
-                ..Geometry::default()
+            view: ViewSettings {
+                geometry: Geometry {
+                    pixels: [self.pixels, self.pixels],
+                    view: self.view,
+                    ..Geometry::default()
+                },
+                pose: Pose {
+                    rotation_deg: self.rotation_deg,
+                    translation_mm: self.shift_mm,
+                },
+                rotation_jitter_deg: [0.0; 3],
+                translation_jitter_mm: [0.0; 3],
+                nodules: self.nodules,
+                nodule: self.nodule,
+                window: self.window,
             },
-            pose: Pose {
-                rotation_deg: self.rotation_deg,
-                translation_mm: self.shift_mm,
-            },
-            rotation_jitter_deg: [0.0; 3],
-            translation_jitter_mm: [0.0; 3],
-            nodules: self.nodules,
-            nodule: self.nodule,
-            window: self.window,
             raw: false,
             contact_sheet: 0,
         }
@@ -389,16 +391,31 @@ mod tests {
         Volume::new(dims, data, affine).unwrap()
     }
 
+    /// A 64² view with `nodules` random nodules of radius `radius_mm` drawn from `seed`.
+    fn small_view(nodules: usize, seed: u64, radius_mm: [f64; 2]) -> StudioSettings {
+        StudioSettings {
+            pixels: 64,
+            nodules,
+            seed,
+            nodule: NoduleSettings {
+                radius_mm,
+                margin_mm: 1.0,
+                ..NoduleSettings::default()
+            },
+            ..StudioSettings::default()
+        }
+    }
+
     #[test]
     fn defaults_are_one_dxr_drr_view_without_jitter() {
         let s = StudioSettings::from_json("{}").unwrap();
         let set = s.set_settings();
-        assert_eq!(set.geometry, Geometry::default());
-        assert_eq!(set.pose, Pose::default());
-        assert_eq!(set.rotation_jitter_deg, [0.0; 3]);
-        assert_eq!(set.translation_jitter_mm, [0.0; 3]);
-        assert_eq!(set.window, Window::default());
-        assert_eq!(set.nodules, 0);
+        assert_eq!(set.view.geometry, Geometry::default());
+        assert_eq!(set.view.pose, Pose::default());
+        assert_eq!(set.view.rotation_jitter_deg, [0.0; 3]);
+        assert_eq!(set.view.translation_jitter_mm, [0.0; 3]);
+        assert_eq!(set.view.window, Window::default());
+        assert_eq!(set.view.nodules, 0);
         for bad in [
             r#"{"pixels": 2048}"#,
             r#"{"pixels": 16}"#,
@@ -413,17 +430,7 @@ mod tests {
     #[test]
     fn a_render_equals_render_view_of_the_same_set() {
         let studio = Studio::new(phantom(), None, StudioCleanup::default()).unwrap();
-        let s = StudioSettings {
-            pixels: 64,
-            nodules: 2,
-            seed: 7,
-            nodule: NoduleSettings {
-                radius_mm: [3.0, 5.0],
-                margin_mm: 1.0,
-                ..NoduleSettings::default()
-            },
-            ..StudioSettings::default()
-        };
+        let s = small_view(2, 7, [3.0, 5.0]);
         let r = studio.render_cpu(&s).unwrap();
         let set = s.set_settings();
         let v = dataset::render_view(
@@ -447,15 +454,7 @@ mod tests {
     #[test]
     fn a_click_places_a_nodule_on_that_ray_or_says_why_not() {
         let mut studio = Studio::new(phantom(), None, StudioCleanup::default()).unwrap();
-        let s = StudioSettings {
-            pixels: 64,
-            nodule: NoduleSettings {
-                radius_mm: [4.0, 4.0],
-                margin_mm: 1.0,
-                ..NoduleSettings::default()
-            },
-            ..StudioSettings::default()
-        };
+        let s = small_view(0, 0, [4.0, 4.0]);
         let first = studio.render_cpu(&s).unwrap();
         // a detector point over the middle of one lung
         let (at, _) = first
@@ -507,17 +506,7 @@ mod tests {
             let lung = (2..34).contains(&k) && j > 10 && j < 30 && (28..40).contains(&i);
             *v = if lung { 11.0 } else { 0.0 };
         }
-        let s = StudioSettings {
-            pixels: 64,
-            nodules: 6,
-            seed: 3,
-            nodule: NoduleSettings {
-                radius_mm: [2.0, 3.0],
-                margin_mm: 1.0,
-                ..NoduleSettings::default()
-            },
-            ..StudioSettings::default()
-        };
+        let s = small_view(6, 3, [2.0, 3.0]);
         let side = |studio: &Studio| -> Vec<bool> {
             let r = studio.render_cpu(&s).unwrap();
             assert_eq!(r.label.nodules.len(), 6);
@@ -556,17 +545,7 @@ mod tests {
     #[test]
     fn removing_a_random_nodule_keeps_the_others_in_place() {
         let mut studio = Studio::new(phantom(), None, StudioCleanup::default()).unwrap();
-        let s = StudioSettings {
-            pixels: 64,
-            nodules: 3,
-            seed: 3,
-            nodule: NoduleSettings {
-                radius_mm: [2.0, 3.0],
-                margin_mm: 1.0,
-                ..NoduleSettings::default()
-            },
-            ..StudioSettings::default()
-        };
+        let s = small_view(3, 3, [2.0, 3.0]);
         let r = studio.render_cpu(&s).unwrap();
         let left = studio.remove(&r, 1).unwrap();
         assert_eq!(left, 0);

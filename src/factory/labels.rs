@@ -13,6 +13,7 @@ use serde_json::json;
 
 use super::settings::{GenerateSettings, split_key};
 use crate::Result;
+use crate::drr::coco::{coco_annotation, coco_file};
 use crate::drr::nodule::NoduleLabel;
 use crate::drr::{Geometry, Pose};
 use crate::io::write_atomic;
@@ -139,29 +140,23 @@ pub fn write_set_files(dir: &Path, items: &[ItemLabel], info: &SetInfo) -> Resul
     let mut images = Vec::new();
     for (k, it) in items.iter().enumerate() {
         for (b, n) in it.boxes().iter().zip(&it.nodules) {
-            let [x0, y0, x1, y1] = *b;
-            annotations.push(json!({
-                "id": annotations.len() + 1,
-                "image_id": k + 1,
-                "category_id": 1,
-                "bbox": [x0, y0, x1 - x0, y1 - y0],
-                "area": (x1 - x0) * (y1 - y0),
-                "iscrowd": 0,
-                "radius_mm": n.radius_mm,
-                "hu": n.hu,
-            }));
+            annotations.push(coco_annotation(
+                annotations.len() + 1,
+                k + 1,
+                *b,
+                json!({"radius_mm": n.radius_mm, "hu": n.hu}),
+            ));
         }
         images.push(json!({
             "id": k + 1, "file_name": it.image, "width": it.width, "height": it.height,
             "ct": it.ct, "split": split_of(&it.ct),
         }));
     }
-    let coco = json!({
-        "info": {"description": "DiffusionXRay synthetic chest radiographs with inserted lung nodules (dxr generate)"},
-        "images": images,
-        "annotations": annotations,
-        "categories": [{"id": 1, "name": "nodule", "supercategory": "lung"}],
-    });
+    let coco = coco_file(
+        "DiffusionXRay synthetic chest radiographs with inserted lung nodules (dxr generate)",
+        images,
+        annotations,
+    );
     write_atomic(&dir.join("coco.json"), &pretty(&coco))?;
     // MONAI detection datalist (load_decathlon_datalist): paths relative to this file's folder
     let entry = |it: &ItemLabel| {
@@ -229,8 +224,8 @@ fn card(items: &[ItemLabel], info: &SetInfo, validation: &BTreeSet<String>) -> S
         "dxr generate --cts MANIFEST --out DATASET --seed {} --views {} --size {} --nodules {} --validation {} --split-seed {} --device {}",
         s.seed,
         r.views,
-        r.geometry.pixels[0],
-        r.nodules,
+        r.view.geometry.pixels[0],
+        r.view.nodules,
         s.split.validation,
         s.split.seed,
         s.renderer

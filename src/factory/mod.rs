@@ -294,7 +294,7 @@ fn render_item(
     let name = item_name(id, view);
     let seed = item_seed(job.settings.seed, id, view);
     let set = render.set_settings(1, seed, 0);
-    let [w, h] = set.geometry.pixels;
+    let [w, h] = set.view.geometry.pixels;
     let v = render_view(scene, Some(lungs), renderer, &set, 0)?;
     let fields = lung_fields(lung, &v.projection);
     let drr_png = encode_png(
@@ -325,8 +325,9 @@ fn render_item(
         width: w,
         height: h,
         pixel_mm: 0.5
-            * (set.geometry.detector_mm[0] / w as f64 + set.geometry.detector_mm[1] / h as f64),
-        geometry: set.geometry,
+            * (set.view.geometry.detector_mm[0] / w as f64
+                + set.view.geometry.detector_mm[1] / h as f64),
+        geometry: set.view.geometry,
         pose: v.pose,
         window: v.window,
         restoration: None,

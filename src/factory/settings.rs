@@ -7,44 +7,31 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::drr::dataset::{SetSettings, Window};
-use crate::drr::{Geometry, NoduleSettings, Pose, Prep};
+use crate::drr::Prep;
+use crate::drr::dataset::{SetSettings, ViewSettings, Window};
 use crate::{Error, Result};
 
 /// Most views of one CT (a typo guard: 1,000 CTs × this is already 100 M images).
 pub const MAX_VIEWS_PER_CT: usize = Limits::VIEWS_PER_CT.value as usize;
 
 /// How the views of one CT are drawn and rendered. The manifest may override any of it per CT
-/// with the same keys (`{"views": 8, "geometry": {"sdd": 2000}}`).
+/// with the same keys (`{"views": 8, "geometry": {"sdd": 2000}}`); a key that names no setting
+/// is refused by [`RenderSettings::with_overrides`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RenderSettings {
     /// Views of this CT (items `0..views`).
     pub views: usize,
-    pub geometry: Geometry,
-    /// The pose every view starts from; each adds a uniform jitter within ± these.
-    pub pose: Pose,
-    pub rotation_jitter_deg: [f64; 3],
-    pub translation_jitter_mm: [f64; 3],
-    /// Nodules per view.
-    pub nodules: usize,
-    pub nodule: NoduleSettings,
-    pub window: Window,
+    /// The pose every view starts from and its jitter, the detector, nodules and window.
+    #[serde(flatten)]
+    pub view: ViewSettings,
     pub prep: Prep,
 }
 
 impl Default for RenderSettings {
     fn default() -> Self {
-        let s = SetSettings::default();
         Self {
             views: 1,
-            geometry: s.geometry,
-            pose: s.pose,
-            rotation_jitter_deg: s.rotation_jitter_deg,
-            translation_jitter_mm: s.translation_jitter_mm,
-            nodules: s.nodules,
-            nodule: s.nodule,
-            window: s.window,
+            view: ViewSettings::default(),
             prep: Prep::default(),
         }
     }
@@ -59,24 +46,25 @@ impl RenderSettings {
                 self.views
             )));
         }
-        self.geometry.validate()?;
-        self.nodule.validate()?;
+        self.view.geometry.validate()?;
+        self.view.nodule.validate()?;
         let finite = |v: &[f64]| v.iter().all(|x| x.is_finite());
-        if !finite(&self.rotation_jitter_deg)
-            || !finite(&self.translation_jitter_mm)
-            || !finite(&self.pose.rotation_deg)
-            || !finite(&self.pose.translation_mm)
+        if !finite(&self.view.rotation_jitter_deg)
+            || !finite(&self.view.translation_jitter_mm)
+            || !finite(&self.view.pose.rotation_deg)
+            || !finite(&self.view.pose.translation_mm)
             || self
+                .view
                 .rotation_jitter_deg
                 .iter()
-                .chain(&self.translation_jitter_mm)
+                .chain(&self.view.translation_jitter_mm)
                 .any(|x| *x < 0.0)
         {
             return Err(Error::Drr(
                 "pose and jitter must be finite, jitter not negative".into(),
             ));
         }
-        if let Window::Fixed { low, high } = self.window
+        if let Window::Fixed { low, high } = self.view.window
             && !(low.is_finite() && high.is_finite() && high > low)
         {
             return Err(Error::Drr(format!(
@@ -101,13 +89,7 @@ impl RenderSettings {
             count,
             seed,
             first_index,
-            geometry: self.geometry,
-            pose: self.pose,
-            rotation_jitter_deg: self.rotation_jitter_deg,
-            translation_jitter_mm: self.translation_jitter_mm,
-            nodules: self.nodules,
-            nodule: self.nodule,
-            window: self.window,
+            view: self.view,
             raw: false,
             contact_sheet: 0,
         }
@@ -363,8 +345,8 @@ mod tests {
         let o: Map<String, Value> =
             serde_json::from_str(r#"{"views": 4, "geometry": {"sdd": 2000}}"#).unwrap();
         let s = base.with_overrides(&o).unwrap();
-        assert_eq!((s.views, s.geometry.sdd), (4, 2000.0));
-        assert_eq!(s.geometry.sid, base.geometry.sid);
+        assert_eq!((s.views, s.view.geometry.sdd), (4, 2000.0));
+        assert_eq!(s.view.geometry.sid, base.view.geometry.sid);
         for (bad, names) in [
             (r#"{"nodels": 2}"#, "\"nodels\""),
             (r#"{"geometry": {"sdx": 2}}"#, "\"geometry.sdx\""),

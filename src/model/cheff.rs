@@ -143,21 +143,46 @@ impl ResnetBlock {
     }
 }
 
-/// The layers both attention kinds share: GroupNorm with one group, the 1×1 q/k/v projection
-/// (no bias) to `HEADS · DIM_HEAD` channels each, and the 1×1 output projection.
-fn attention_layers(channels: usize, device: &Device) -> (GroupNorm, Conv2d, Conv2d) {
-    let hidden = HEADS * DIM_HEAD;
-    (
-        GroupNormConfig::new(1, channels).init(device),
-        Conv2dConfig::new([channels, hidden * 3], [1, 1])
-            .with_bias(false)
-            .init(device),
-        Conv2dConfig::new([hidden, channels], [1, 1]).init(device),
-    )
+/// `x + Attention(GroupNorm₁(x))`: ordinary softmax attention over all positions (middle block).
+/// Its layers are also those of [`LinearAttention`]: GroupNorm with one group, the 1×1 q/k/v
+/// projection (no bias) to `HEADS · DIM_HEAD` channels each, and the 1×1 output projection.
+#[derive(Module, Debug)]
+pub struct Attention {
+    norm: GroupNorm,
+    to_qkv: Conv2d,
+    to_out: Conv2d,
+}
+
+impl Attention {
+    fn new(channels: usize, device: &Device) -> Self {
+        let hidden = HEADS * DIM_HEAD;
+        Self {
+            norm: GroupNormConfig::new(1, channels).init(device),
+            to_qkv: Conv2dConfig::new([channels, hidden * 3], [1, 1])
+                .with_bias(false)
+                .init(device),
+            to_out: Conv2dConfig::new([hidden, channels], [1, 1]).init(device),
+        }
+    }
+
+    /// # Shapes
+    /// - x: `[batch, channels, height, width]` → same
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let [b, _, h, w] = x.dims();
+        let (q, k, v) = qkv_heads(&self.norm, &self.to_qkv, x.clone());
+        let out = super::softmax_attention(q, k, v, (DIM_HEAD as f64).powf(-0.5)); // [b, heads, d, n]
+        x + conv2d(&self.to_out, out.reshape([b, HEADS * DIM_HEAD, h, w]))
+    }
+}
+
+/// The heads of `to_qkv(norm(x))`, each `[batch, heads, DIM_HEAD, height·width]`.
+fn qkv_heads(norm: &GroupNorm, to_qkv: &Conv2d, x: Tensor<4>) -> (Tensor<4>, Tensor<4>, Tensor<4>) {
+    attention_heads(conv2d(to_qkv, group_norm(norm, x)), HEADS)
 }
 
 /// `x + LinearAttention(GroupNorm₁(x))`: softmax over features for q and over positions for k,
-/// so the cost is linear in the number of pixels.
+/// so the cost is linear in the number of pixels. The layers of [`Attention`] and a GroupNorm
+/// after the output projection.
 #[derive(Module, Debug)]
 pub struct LinearAttention {
     norm: GroupNorm,
@@ -168,12 +193,17 @@ pub struct LinearAttention {
 
 impl LinearAttention {
     fn new(channels: usize, device: &Device) -> Self {
-        let (norm, to_qkv, to_out) = attention_layers(channels, device);
+        let Attention {
+            norm,
+            to_qkv,
+            to_out,
+        } = Attention::new(channels, device);
+        let out_norm = GroupNormConfig::new(1, channels).init(device);
         Self {
             norm,
             to_qkv,
             to_out,
-            out_norm: GroupNormConfig::new(1, channels).init(device),
+            out_norm,
         }
     }
 
@@ -181,48 +211,13 @@ impl LinearAttention {
     /// - x: `[batch, channels, height, width]` → same
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let [b, _, h, w] = x.dims();
-        let (q, k, v) = attention_heads(
-            conv2d(&self.to_qkv, group_norm(&self.norm, x.clone())),
-            HEADS,
-        ); // each [b, heads, d, n]
+        let (q, k, v) = qkv_heads(&self.norm, &self.to_qkv, x.clone());
         let q = softmax(q, 2) * (DIM_HEAD as f64).powf(-0.5);
         let k = softmax(k, 3);
         let context = k.matmul(v.swap_dims(2, 3)); // [b, heads, d, e]
         let out = context.swap_dims(2, 3).matmul(q); // [b, heads, e, n]
         let out = out.reshape([b, HEADS * DIM_HEAD, h, w]);
         x + group_norm(&self.out_norm, conv2d(&self.to_out, out))
-    }
-}
-
-/// `x + Attention(GroupNorm₁(x))`: ordinary softmax attention over all positions (middle block).
-#[derive(Module, Debug)]
-pub struct Attention {
-    norm: GroupNorm,
-    to_qkv: Conv2d,
-    to_out: Conv2d,
-}
-
-impl Attention {
-    fn new(channels: usize, device: &Device) -> Self {
-        let (norm, to_qkv, to_out) = attention_layers(channels, device);
-        Self {
-            norm,
-            to_qkv,
-            to_out,
-        }
-    }
-
-    /// # Shapes
-    /// - x: `[batch, channels, height, width]` → same
-    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let [b, _, h, w] = x.dims();
-        let (q, k, v) = attention_heads(
-            conv2d(&self.to_qkv, group_norm(&self.norm, x.clone())),
-            HEADS,
-        ); // each [b, heads, d, n]
-        let out = super::softmax_attention(q, k, v, (DIM_HEAD as f64).powf(-0.5)); // [b, heads, d, n]
-        let out = out.reshape([b, HEADS * DIM_HEAD, h, w]);
-        x + conv2d(&self.to_out, out)
     }
 }
 

@@ -145,8 +145,14 @@ impl ModelSpec {
                 }
             }
         };
+        Self::checked_eps(NetworkConfig::Cheff(network), schedule)
+    }
+
+    /// The spec of a reference checkpoint (ε prediction, no recorded scale, steps or tone),
+    /// refused if its network is not one we can build.
+    fn checked_eps(network: NetworkConfig, schedule: ScheduleConfig) -> Result<Self> {
         let spec = Self {
-            network: NetworkConfig::Cheff(network),
+            network,
             schedule,
             prediction: Prediction::Eps,
             scale: None,
@@ -173,16 +179,7 @@ impl ModelSpec {
                 Error::Config("SR3 config has no model.beta_schedule.val / train".into())
             })?;
         let schedule = Self::sr3_schedule(bs)?;
-        let spec = Self {
-            network: NetworkConfig::Sr3(cfg),
-            schedule,
-            prediction: Prediction::Eps,
-            scale: None,
-            steps: None,
-            tone: None,
-        };
-        spec.network.validate()?;
-        Ok(spec)
+        Self::checked_eps(NetworkConfig::Sr3(cfg), schedule)
     }
 
     /// An SR3 `{schedule, n_timestep, linear_start, linear_end}` object.

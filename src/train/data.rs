@@ -60,17 +60,14 @@ impl Augment {
     };
     /// For pair sets cut from one radiograph: flips, ±10°, ±20 %, ±10 % gamma/contrast.
     pub const STRONG: Augment = Augment {
-        flip: true,
         rotate_deg: 10.0,
         scale: 0.2,
-        intensity: 0.1,
+        ..Augment::HQ
     };
     /// Flips only.
     pub const FLIP: Augment = Augment {
         flip: true,
-        rotate_deg: 0.0,
-        scale: 0.0,
-        intensity: 0.0,
+        ..Augment::NONE
     };
 }
 
@@ -305,11 +302,7 @@ mod tests {
     use super::*;
 
     fn ramp(w: usize, h: usize) -> GrayImage {
-        GrayImage {
-            width: w,
-            height: h,
-            data: (0..w * h).map(|p| (p % w) as f32 / w as f32).collect(),
-        }
+        GrayImage::from_fn(w, h, |x, _| x as f32 / w as f32)
     }
 
     #[test]

@@ -12,7 +12,7 @@ use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 
 use super::data::{Augment, Domain, PairSet, draw_rng};
-use super::optim::{Adam, Ema, params, set_params};
+use super::optim::{Adam, Ema, Steps, params, set_params};
 use super::parallel::DataParallel;
 use super::precision::{self, Precision};
 use super::{MODEL_FILE, StateFile, Trainer, Validation};
@@ -22,7 +22,7 @@ use crate::diffusion::schedule::Schedule;
 use crate::eval::metrics;
 use crate::io::{GrayImage, write_atomic};
 use crate::model::{Network, pad_to_multiple};
-use crate::restore::{RestoreOptions, Restorer};
+use crate::restore::{RestoreOptions, Restorer, to_gray};
 use crate::spec::{ModelSpec, Prediction};
 use crate::{Error, Result};
 
@@ -30,14 +30,9 @@ use crate::{Error, Result};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DdpmSettings {
     pub spec: ModelSpec,
-    pub batch: usize,
-    /// Side of the random crops (a multiple of the network's).
-    pub patch: usize,
-    /// Adam learning rate (the authors': 5e-5) and betas.
-    pub lr: f64,
-    pub betas: (f64, f64),
-    pub ema_decay: f64,
-    pub seed: u64,
+    /// Batch, crops, Adam (the authors' rate: 5e-5), EMA and seed.
+    #[serde(flatten)]
+    pub steps: Steps,
     /// Sampler steps of the validation restorations (DPM-Solver++).
     pub val_steps: usize,
     /// Float type of the forward and backward passes (master weights stay f32).
@@ -109,8 +104,8 @@ impl DdpmTrainer {
         net_cfg.validate()?;
         let conditional = net_cfg.cond_channels().is_ok();
         match (&data, conditional) {
-            (DdpmData::Pairs(p), true) => p.check_patch(settings.patch)?,
-            (DdpmData::Domain(d, _), false) => d.check_patch(settings.patch)?,
+            (DdpmData::Pairs(p), true) => p.check_patch(settings.steps.patch)?,
+            (DdpmData::Domain(d, _), false) => d.check_patch(settings.steps.patch)?,
             (DdpmData::Pairs(_), false) => {
                 return Err(Error::Config("a pair set trains a conditional network: its input needs 2 channels (x_t and LQ)".into()));
             }
@@ -127,19 +122,19 @@ impl DdpmTrainer {
             ));
         }
         let m = net_cfg.input_multiple();
-        if !settings.patch.is_multiple_of(m) || settings.batch == 0 {
+        if !settings.steps.patch.is_multiple_of(m) || settings.steps.batch == 0 {
             return Err(Error::Config(format!(
                 "the patch side {} must be a multiple of {m} for this network, and the batch ≥ 1",
-                settings.patch
+                settings.steps.patch
             )));
         }
         let schedule = settings.spec.schedule.build()?;
         settings.precision.check(device)?;
         let ad = device.clone().autodiff();
-        let net = super::init_seeded(net_cfg, &ad, settings.seed)?;
-        let ema = Ema::new(&net, settings.ema_decay);
+        let net = super::init_seeded(net_cfg, &ad, settings.steps.seed)?;
+        let ema = Ema::new(&net, settings.steps.ema_decay);
         Ok(Self {
-            adam: Adam::new(settings.lr, settings.betas),
+            adam: Adam::new(settings.steps.lr, settings.steps.betas),
             settings,
             schedule,
             net,
@@ -164,7 +159,7 @@ impl DdpmTrainer {
         for d in &devices {
             self.settings.precision.check(d)?;
         }
-        self.parallel = DataParallel::new(devices, self.settings.batch)?;
+        self.parallel = DataParallel::new(devices, self.settings.steps.batch)?;
         Ok(())
     }
 
@@ -177,7 +172,7 @@ impl DdpmTrainer {
     /// device, spread over the data-parallel devices.
     pub fn loss_and_grads(&self, step: u64) -> Result<(f64, GradientsParams)> {
         let (xt, cond, target, ts) = self.batch(step);
-        let per = self.settings.patch * self.settings.patch;
+        let per = self.settings.steps.patch * self.settings.steps.patch;
         let items = |v: &[f32], r: &std::ops::Range<usize>| -> Vec<f32> {
             v.get(r.start * per..r.end * per)
                 .unwrap_or_default()
@@ -236,19 +231,19 @@ impl DdpmTrainer {
     /// model) and the timesteps.
     fn batch(&self, step: u64) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<i64>) {
         let s = &self.settings;
-        let (b, p) = (s.batch, s.patch);
+        let (b, p) = (s.steps.batch, s.steps.patch);
         let x0_target = s.spec.prediction == Prediction::X0;
         let (mut xt, mut cond, mut target, mut ts) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for item in 0..b {
             let (lq, hq) = match &self.data {
                 DdpmData::Pairs(set) => {
-                    let (l, h) = set.crop(s.seed, step, item, p);
+                    let (l, h) = set.crop(s.steps.seed, step, item, p);
                     (Some(l), h)
                 }
-                DdpmData::Domain(d, aug) => (None, d.patch(s.seed, step, item, p, aug)),
+                DdpmData::Domain(d, aug) => (None, d.patch(s.steps.seed, step, item, p, aug)),
             };
-            let mut rng = draw_rng(s.seed ^ 0xd1ff, step, item);
+            let mut rng = draw_rng(s.steps.seed ^ 0xd1ff, step, item);
             let t = rng.random_range(0..self.schedule.len());
             let (a, c) = coefs(&self.schedule, t);
             for v in &hq {
@@ -354,7 +349,7 @@ impl Trainer for DdpmTrainer {
                 let opts = RestoreOptions::at_input_pixels(crate::device::MemoryBudget::cpu());
                 let (mut p, mut s) = (0.0, 0.0);
                 for (lq, hq) in pairs {
-                    let mut noise = SeededNoise::new(self.settings.seed);
+                    let mut noise = SeededNoise::new(self.settings.steps.seed);
                     let out = restorer
                         .restore(lq, &opts, &settings, &mut noise, &self.device, &mut |_| {
                             std::ops::ControlFlow::Continue(())
@@ -552,16 +547,7 @@ pub fn sdedit(
             x = x.clone() - low_pass(x, factor) + low_pass(target, factor);
         }
     }
-    let out: Vec<f32> = ((x.slice([0..1, 0..1, 0..h, 0..w]) + 1.0) / 2.0)
-        .clamp(0.0, 1.0)
-        .into_data()
-        .try_to_vec::<f32>()
-        .map_err(|e| Error::Device(format!("{e:?}")))?;
-    Ok(GrayImage {
-        width: w,
-        height: h,
-        data: out,
-    })
+    to_gray(((x.slice([0..1, 0..1, 0..h, 0..w]) + 1.0) / 2.0).clamp(0.0, 1.0))
 }
 
 /// Block means of `n×n` tiles, repeated back to full size (H, W multiples of n).

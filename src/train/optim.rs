@@ -4,6 +4,23 @@
 use burn::module::{ModuleMapper, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// How every trainer steps: batches of random crops, Adam, the moving average that is
+/// exported, the seed of the weights and the draws. Flattened into each trainer's settings, so
+/// their saved states read as before.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Steps {
+    /// Images per step, as random crops of side `patch` (a multiple of the network's).
+    pub batch: usize,
+    pub patch: usize,
+    /// Adam's learning rate and betas.
+    pub lr: f64,
+    pub betas: (f64, f64),
+    /// The exported weights are this exponential moving average of the trained ones.
+    pub ema_decay: f64,
+    pub seed: u64,
+}
 
 /// One float parameter's values, flattened (inner device, no autodiff).
 pub type Flat = Tensor<1>;

@@ -100,24 +100,19 @@ pub fn loss_plot(rows: &[LogRow]) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// 3×5 glyphs of the characters the labels use, drawn at twice the size.
+/// The characters the labels use and their 3×5 glyphs (drawn at twice the size): five rows of
+/// three bits, one octal digit a row, top row first.
+const GLYPH_CHARS: &str = "0123456789.-e";
+const GLYPH_ROWS: [u16; 13] = [
+    0o75557, 0o26227, 0o71747, 0o71717, 0o55711, 0o74717, 0o74757, 0o71111, 0o75757, 0o75717,
+    0o00002, 0o00700, 0o75747,
+];
+
 fn glyph(c: char) -> [u8; 5] {
-    match c {
-        '0' => [7, 5, 5, 5, 7],
-        '1' => [2, 6, 2, 2, 7],
-        '2' => [7, 1, 7, 4, 7],
-        '3' => [7, 1, 7, 1, 7],
-        '4' => [5, 5, 7, 1, 1],
-        '5' => [7, 4, 7, 1, 7],
-        '6' => [7, 4, 7, 5, 7],
-        '7' => [7, 1, 1, 1, 1],
-        '8' => [7, 5, 7, 5, 7],
-        '9' => [7, 5, 7, 1, 7],
-        '.' => [0, 0, 0, 0, 2],
-        '-' => [0, 0, 7, 0, 0],
-        'e' => [7, 5, 7, 4, 7],
-        _ => [0; 5],
-    }
+    let Some(k) = GLYPH_CHARS.find(c) else {
+        return [0; 5];
+    };
+    std::array::from_fn(|row| (GLYPH_ROWS[k] >> (3 * (4 - row)) & 7) as u8)
 }
 
 fn text(img: &mut RgbImage, x: u32, y: u32, s: &str, color: Rgb<u8>) {
@@ -184,5 +179,14 @@ mod tests {
         let (left, right) = (ys(MARGIN, MARGIN + 20), ys(W - 60, W - 20));
         assert!(left.iter().min() < right.iter().min());
         assert!(loss_plot(&[]).is_ok());
+    }
+
+    #[test]
+    fn glyphs_read_their_rows_top_first() {
+        assert_eq!(glyph('1'), [2, 6, 2, 2, 7]);
+        assert_eq!(glyph('4'), [5, 5, 7, 1, 1]);
+        assert_eq!(glyph('.'), [0, 0, 0, 0, 2]);
+        assert_eq!(glyph('e'), [7, 5, 7, 4, 7]);
+        assert_eq!(glyph('x'), [0; 5]);
     }
 }

@@ -2,8 +2,9 @@
 //! decodes JPEG 2000 DICOM) calls by name, which wasm32-unknown-unknown has no libc to provide
 //! (memcpy, memset and the maths come from Rust's compiler builtins): allocation over Rust's
 //! allocator, each block prefixed by its size so that `free` and `realloc` know its layout, and
-//! four string functions. `free(NULL)` does nothing, as C's does, and so does Rust's `dealloc`
-//! of null here (the global allocator below).
+//! four string functions. `free(NULL)` does nothing, as C's does. (openjp2 0.6.1 also handed
+//! Rust's `dealloc` null pointers, which wasm's allocator traps on: our patched copy,
+//! `vendor/openjp2`, no longer does.)
 
 use std::alloc::{Layout, alloc, alloc_zeroed, dealloc, realloc as grow};
 use std::ffi::{c_char, c_int, c_void};
@@ -135,40 +136,3 @@ pub unsafe extern "C" fn strcmp(a: *const c_char, b: *const c_char) -> c_int {
     // SAFETY: as `strncmp`, bounded by the NUL.
     unsafe { strncmp(a, b, usize::MAX) }
 }
-
-/// The allocator, as the system's, but freeing a null pointer does nothing: openjp2 hands Rust's
-/// `dealloc` null pointers in places (C's `free(NULL)` habit), where wasm's dlmalloc would read
-/// before address 0 and trap.
-struct NullTolerant;
-
-// SAFETY: every call goes to `System` unchanged, except a dealloc of null, which is dropped.
-unsafe impl std::alloc::GlobalAlloc for NullTolerant {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded as is.
-        unsafe { std::alloc::System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded as is.
-        unsafe { std::alloc::System.alloc_zeroed(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        if !ptr.is_null() {
-            // SAFETY: forwarded as is.
-            unsafe { std::alloc::System.dealloc(ptr, layout) }
-        }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if ptr.is_null() {
-            // SAFETY: a fresh block of the new size, with the old alignment.
-            return unsafe {
-                std::alloc::System
-                    .alloc(Layout::from_size_align_unchecked(new_size, layout.align()))
-            };
-        }
-        // SAFETY: forwarded as is.
-        unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: NullTolerant = NullTolerant;

@@ -6,40 +6,19 @@ use super::*;
 fn the_commands_chain_and_refuse_mixed_up_runs() {
     let dir = Scratch::new("train-cli");
     write_png(&dir.path("cxr.png"), &blobs(60, 96, 48));
-    let dxr = |args: &[&str]| common::cli::command().args(args).output().unwrap();
+    let dxr = common::cli::dxr;
+    let ok = common::cli::ok;
     let p = |s: &str| dir.path(s).to_str().unwrap().to_string();
-    let ok = |o: std::process::Output| {
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        o
+    // bicubic pairs of 32² crops of the radiograph
+    let pairs = |out: &str, count: &str, extra: &[&str]| {
+        let (hq, out) = (p("cxr.png"), p(out));
+        let mut args = vec!["pairs", "--method", "bicubic", "--hq", &hq, "--out", &out];
+        args.extend(["--count", count, "--size", "32"]);
+        args.extend(extra);
+        ok(dxr(&args))
     };
-    ok(dxr(&[
-        "pairs",
-        "--method",
-        "bicubic",
-        "--hq",
-        &p("cxr.png"),
-        "--out",
-        &p("pairs"),
-        "--count",
-        "4",
-        "--size",
-        "32",
-    ]));
-    ok(dxr(&[
-        "pairs",
-        "--method",
-        "bicubic",
-        "--hq",
-        &p("cxr.png"),
-        "--out",
-        &p("val"),
-        "--count",
-        "2",
-        "--size",
-        "32",
-        "--region",
-        "heldout",
-    ]));
+    pairs("pairs", "4", &[]);
+    pairs("val", "2", &["--region", "heldout"]);
     let train_run = |extra: &[&str]| {
         let (pairs, val, out) = (p("pairs"), p("val"), p("run"));
         let mut args = vec!["train", "ddpm-hq", "--config", "tiny", "--pairs", &pairs];

@@ -252,19 +252,17 @@ fn sdedit_with_ilvr_keeps_the_low_frequencies_and_bicubic_blurs() {
         }
         v
     };
-    let out = sdedit(
-        &model,
-        &schedule,
-        &img,
-        &Sdedit {
+    // half the way, 6 steps, with or without ILVR guidance at 4× scale
+    let half_way = |ilvr: Option<usize>| {
+        let settings = Sdedit {
             strength: 0.5,
             steps: 6,
-            ilvr: Some(4),
+            ilvr,
             seed: 1,
-        },
-        &device,
-    )
-    .unwrap();
+        };
+        sdedit(&model, &schedule, &img, &settings, &device).unwrap()
+    };
+    let out = half_way(Some(4));
     assert_eq!((out.width, out.height), (30, 22));
     let (a, b) = (block_means(&img, 4), block_means(&out, 4));
     let mean_abs = |p: &[f32], q: &[f32]| {
@@ -272,19 +270,7 @@ fn sdedit_with_ilvr_keeps_the_low_frequencies_and_bicubic_blurs() {
     };
     let guided = mean_abs(&a, &b);
     // without guidance the (untrained) model drifts away from the input's layout
-    let free = sdedit(
-        &model,
-        &schedule,
-        &img,
-        &Sdedit {
-            strength: 0.5,
-            steps: 6,
-            ilvr: None,
-            seed: 1,
-        },
-        &device,
-    )
-    .unwrap();
+    let free = half_way(None);
     let drift = mean_abs(&a, &block_means(&free, 4));
     println!("4×4 block means vs the input: ILVR {guided:.4}, unguided {drift:.4}");
     assert!(

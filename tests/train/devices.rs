@@ -88,9 +88,13 @@ fn two_wgpu_devices_take_the_same_steps_as_one_with_the_whole_batch_and_resume_o
     // batch 3: an uneven split (2 + 1), so the slices' weights matter
     let make = |devices: &[Device]| {
         let set = PairSet::load(&dir.path("pairs")).unwrap();
+        let base = settings(2);
         let s = DdpmSettings {
-            batch: 3,
-            ..settings(2)
+            steps: Steps {
+                batch: 3,
+                ..base.steps
+            },
+            ..base
         };
         let mut t = DdpmTrainer::new(s, DdpmData::Pairs(set), DdpmVal::None, &devices[0]).unwrap();
         t.data_parallel(devices.to_vec()).unwrap();

@@ -25,7 +25,7 @@ use dxr::train::data::{Augment, Columns, Domain, PairSet};
 use dxr::train::ddpm::{
     DdpmData, DdpmSettings, DdpmTrainer, DdpmVal, Sdedit, bicubic_degrade, sdedit, val_pairs,
 };
-use dxr::train::optim::{grads_in_order, params, set_params};
+use dxr::train::optim::{Steps, grads_in_order, params, set_params};
 use dxr::train::{self, RunOptions, StateFile};
 
 /// A smooth random "radiograph": a few Gaussian blobs on a gradient.
@@ -80,12 +80,14 @@ fn pair_set(dir: &Path) {
 fn settings(channels: usize) -> DdpmSettings {
     DdpmSettings {
         spec: train::preset("tiny", channels).unwrap(),
-        batch: 4,
-        patch: 16,
-        lr: 2e-3,
-        betas: (0.9, 0.999),
-        ema_decay: 0.9,
-        seed: 5,
+        steps: Steps {
+            batch: 4,
+            patch: 16,
+            lr: 2e-3,
+            betas: (0.9, 0.999),
+            ema_decay: 0.9,
+            seed: 5,
+        },
         val_steps: 3,
         precision: Default::default(),
     }

@@ -19,12 +19,14 @@ fn munit_learns_and_a_resumed_run_equals_an_uninterrupted_one() {
     let settings = MunitSettings {
         config: MunitConfig::preset("tiny").unwrap(),
         weights: MunitWeights::default(),
-        batch: 2,
-        patch: 32,
-        lr: 1e-3,
-        betas: (0.5, 0.999),
-        ema_decay: 0.9,
-        seed: 9,
+        steps: Steps {
+            batch: 2,
+            patch: 32,
+            lr: 1e-3,
+            betas: (0.5, 0.999),
+            ema_decay: 0.9,
+            seed: 9,
+        },
     };
     let make = || {
         let hq = Domain::load(&dir.path("hq"), Columns::Train(0.25)).unwrap();

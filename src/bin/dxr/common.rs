@@ -162,3 +162,9 @@ pub fn sampler_settings(
     settings.validate(restorer.schedule.len())?;
     Ok(settings)
 }
+
+/// The median of timings (the upper one of an even count).
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}

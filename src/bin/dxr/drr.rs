@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use clap::Args;
 
-use dxr::drr::dataset::{self, Renderer, SetSettings, Window};
+use dxr::drr::dataset::{self, Renderer, SetSettings, ViewSettings, Window};
 use dxr::drr::gpu::{AdapterChoice, GpuProjector};
 use dxr::drr::nodule::LungRegion;
 use dxr::drr::project::{MARCH_STEP_FRACTION, render_march};
@@ -210,8 +210,7 @@ impl ViewArgs {
             }
             Window::Fixed { low, high }
         };
-        let s = RenderSettings {
-            views,
+        let view_settings = ViewSettings {
             geometry: Geometry {
                 sdd: a.sdd,
                 sid: a.sid,
@@ -234,10 +233,14 @@ impl ViewArgs {
                 margin_mm: a.nodule_margin,
             },
             window,
+        };
+        let s = RenderSettings {
+            views,
+            view: view_settings,
             prep,
         };
-        s.geometry.validate()?;
-        s.nodule.validate()?;
+        s.view.geometry.validate()?;
+        s.view.nodule.validate()?;
         Ok(s)
     }
 }
@@ -353,13 +356,16 @@ pub fn bench(a: &BenchArgs) -> Result<()> {
     println!("| size | method | s/DRR | DRRs/s | vs trilinear march |");
     println!("|---|---|---|---|---|");
     for &size in &a.size {
-        let mut s = SetSettings {
-            nodules: a.nodules,
-            ..Default::default()
+        let mut s = SetSettings::default();
+        s.view.nodules = a.nodules;
+        s.view.geometry.pixels = [size, size];
+        let proj = |r: usize| {
+            Projection::new(
+                s.view.geometry,
+                &dataset::draw_pose(&s, r).0,
+                scene.isocentre,
+            )
         };
-        s.geometry.pixels = [size, size];
-        let proj =
-            |r: usize| Projection::new(s.geometry, &dataset::draw_pose(&s, r).0, scene.isocentre);
         let march = median_secs(a.repeats.min(3), |r| {
             render_march(&scene.mu, &proj(r)?, step);
             Ok(())

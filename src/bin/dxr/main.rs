@@ -104,7 +104,7 @@ enum Command {
     /// The no-learning baseline: tone curve to the radiograph's grey levels + unsharp mask.
     Filter(Box<look::FilterArgs>),
     /// Training images per second (DDPM-HQ and MUNIT) on every backend.
-    TrainBench(Box<bench::TrainBenchArgs>),
+    TrainBench(Box<bench::training::TrainBenchArgs>),
     /// PSNR/SSIM per image and mean ± std, as a Markdown table and CSV.
     Eval(Box<evaluate::EvalArgs>),
     /// Milliseconds per denoiser step (tiled where needed) for each model, size and backend,
@@ -145,7 +145,7 @@ fn main() -> ExitCode {
         Command::Sheet(a) => evaluate::run_sheet(&a),
         Command::FitDrrLook(a) => look::run_fit_drr_look(&a),
         Command::Filter(a) => look::run_filter(&a),
-        Command::TrainBench(a) => bench::run_train_bench(&a),
+        Command::TrainBench(a) => bench::training::run_train_bench(&a),
         Command::Bench(a) => bench::run(&a),
     };
     match result {

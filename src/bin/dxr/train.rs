@@ -13,6 +13,7 @@ use dxr::train::data::{Augment, Columns, Domain, PairSet};
 use dxr::train::ddpm::{DdpmData, DdpmSettings, DdpmTrainer, DdpmVal, val_pairs};
 use dxr::train::munit::net::{MunitConfig, MunitWeights};
 use dxr::train::munit::{MunitSettings, MunitTrainer};
+use dxr::train::optim::Steps;
 use dxr::train::{self, RunOptions, Trainer};
 use dxr::{Error, Result};
 
@@ -158,6 +159,18 @@ fn training_devices(c: &Common) -> Result<Vec<burn::prelude::Device>> {
     }
 }
 
+/// The flags' batch, crops, EMA and seed, with the trainer's own default rate and its betas.
+fn steps(c: &Common, default_lr: f64, betas: (f64, f64)) -> Steps {
+    Steps {
+        batch: c.batch,
+        patch: c.patch,
+        lr: c.lr.unwrap_or(default_lr),
+        betas,
+        ema_decay: c.ema,
+        seed: c.seed,
+    }
+}
+
 fn ddpm_settings(c: &Common, channels: usize) -> Result<DdpmSettings> {
     Ok(DdpmSettings {
         spec: {
@@ -167,12 +180,7 @@ fn ddpm_settings(c: &Common, channels: usize) -> Result<DdpmSettings> {
             }
             spec
         },
-        batch: c.batch,
-        patch: c.patch,
-        lr: c.lr.unwrap_or(5e-5),
-        betas: (0.9, 0.999),
-        ema_decay: c.ema,
-        seed: c.seed,
+        steps: steps(c, 5e-5, (0.9, 0.999)),
         val_steps: c.val_steps,
         precision: c.precision.parse()?,
     })
@@ -193,7 +201,9 @@ pub fn run_train(cmd: &TrainCommand) -> Result<()> {
             let mut settings = ddpm_settings(common, 2)?;
             settings.spec.scale = model_scale(common, read_set_scale(pairs)?)?;
             let val = match val {
-                Some(v) => DdpmVal::Pairs(val_pairs(&PairSet::load(v)?, settings.patch.max(64))),
+                Some(v) => {
+                    DdpmVal::Pairs(val_pairs(&PairSet::load(v)?, settings.steps.patch.max(64)))
+                }
                 None => DdpmVal::None,
             };
             let data = DdpmData::Pairs(PairSet::load(pairs)?);
@@ -219,10 +229,10 @@ pub fn run_train(cmd: &TrainCommand) -> Result<()> {
             let val = match val {
                 Some(v) => {
                     let d = Domain::load(v, Columns::All)?;
-                    d.check_patch(settings.patch)?;
+                    d.check_patch(settings.steps.patch)?;
                     DdpmVal::Patches(
                         (0..8)
-                            .map(|k| d.patch(99, 0, k, settings.patch, &Augment::NONE))
+                            .map(|k| d.patch(99, 0, k, settings.steps.patch, &Augment::NONE))
                             .collect(),
                     )
                 }
@@ -255,17 +265,12 @@ pub fn run_train(cmd: &TrainCommand) -> Result<()> {
             let settings = MunitSettings {
                 config: MunitConfig::preset(&common.config)?,
                 weights: MunitWeights::default(),
-                batch: common.batch,
-                patch: common.patch,
-                lr: common.lr.unwrap_or(1e-4),
-                betas: (0.5, 0.999),
-                ema_decay: common.ema,
-                seed: common.seed,
+                steps: steps(common, 1e-4, (0.5, 0.999)),
             };
             let held = Domain::load(hq, columns("heldout", *holdout)?)?;
-            let val = if *holdout > 0.0 && held.check_patch(settings.patch).is_ok() {
+            let val = if *holdout > 0.0 && held.check_patch(settings.steps.patch).is_ok() {
                 (0..4)
-                    .map(|k| held.patch(77, 0, k, settings.patch, &Augment::NONE))
+                    .map(|k| held.patch(77, 0, k, settings.steps.patch, &Augment::NONE))
                     .collect()
             } else {
                 Vec::new()

@@ -86,6 +86,19 @@ pub struct Twin {
     pub lungs: Option<Vec<bool>>,
 }
 
+impl Twin {
+    /// A twin at no known scale whose lungs are found by threshold.
+    pub fn new(name: &str, before: GrayImage, after: GrayImage) -> Self {
+        Self {
+            name: name.into(),
+            before,
+            after,
+            pixel_mm: None,
+            lungs: None,
+        }
+    }
+}
+
 /// The real radiograph the restorations should come closer to.
 pub struct Reference {
     /// [`realism::window_free_cdf`] of the radiograph (its held-out part).

@@ -48,13 +48,7 @@ fn more_contrast_everywhere_invents_nothing_but_a_planted_blob_is_found() {
         if planted {
             plant_disk(&mut after, [88.0, 60.0], 5.0, 0.3);
         }
-        Twin {
-            name: "a".into(),
-            before: clean,
-            after,
-            pixel_mm: None,
-            lungs: None,
-        }
+        Twin::new("a", clean, after)
     };
     let c = run(&views, &[twin(false)], &reference).unwrap();
     assert!(c[4].pass, "{:?}", c[4]);
@@ -100,13 +94,7 @@ fn a_pass_says_how_close_the_strongest_blob_not_there_before_came() {
         let clean = chest(0.0, true);
         let mut after = stretch(&clean);
         plant_disk(&mut after, [88.0, 60.0], 5.0, c);
-        Twin {
-            name: "t".into(),
-            before: clean,
-            after,
-            pixel_mm: None,
-            lungs: None,
-        }
+        Twin::new("t", clean, after)
     };
     let ratio = |c: &Check, lead: &str| -> f64 {
         let at = c
@@ -150,13 +138,7 @@ fn a_new_line_counts_and_is_called_elongated_but_a_new_disk_is_not() {
         if disk {
             plant_disk(&mut after, [40.0, 70.0], 4.0, 0.3);
         }
-        Twin {
-            name: "t".into(),
-            before: clean,
-            after,
-            pixel_mm: None,
-            lungs: None,
-        }
+        Twin::new("t", clean, after)
     };
     let elongated = |c: &Check| -> usize {
         c.after
@@ -261,13 +243,7 @@ fn a_faint_blob_made_stronger_and_moved_is_not_invented() {
     };
     let (reference, views) = unchanged_view();
     let clean = chest(0.0, true);
-    let twin = |after: GrayImage| Twin {
-        name: "a".into(),
-        before: spot(&clean, 96.0, 0.08),
-        after,
-        pixel_mm: None,
-        lungs: None,
-    };
+    let twin = |after: GrayImage| Twin::new("a", spot(&clean, 96.0, 0.08), after);
     let c = run(&views, &[twin(spot(&clean, 98.0, 0.3))], &reference).unwrap();
     assert!(c[4].after.starts_with("0 new blobs"), "{:?}", c[4]);
     // the same spot where there was nothing is an invention
@@ -406,13 +382,7 @@ fn the_identity_fails_detail_and_a_lost_nodule_fails_check_4() {
         pixel_mm: None,
         lungs: None,
     }];
-    let twins = vec![Twin {
-        name: "a".into(),
-        before: chest(0.0, true),
-        after: chest(0.0, true),
-        pixel_mm: None,
-        lungs: None,
-    }];
+    let twins = vec![Twin::new("a", chest(0.0, true), chest(0.0, true))];
     let c = run(&views, &twins, &reference).unwrap();
     assert!(!c[0].pass, "no change is not detail: {c:?}");
     assert!(c[1].pass && c[3].pass && c[4].pass, "{c:?}");

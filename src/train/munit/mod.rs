@@ -14,7 +14,7 @@ use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 
 use super::data::{Augment, Domain, draw_rng};
-use super::optim::{Adam, Ema, params, set_params};
+use super::optim::{Adam, Ema, Steps, params, set_params};
 use super::{StateFile, Trainer, Validation};
 use crate::eval::metrics;
 use crate::io::{GrayImage, write_atomic};
@@ -27,16 +27,17 @@ pub const MUNIT_FILE: &str = "munit.safetensors";
 /// Metadata key of the MUNIT config in the exported file.
 pub const MUNIT_KEY: &str = "dxr_munit";
 
+/// What a MUNIT run is set up with (stored in its state; a resume must match).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MunitSettings {
+    /// The generators' and discriminators' sizes.
     pub config: MunitConfig,
+    /// The weights of the loss terms (GAN; image, style and content reconstruction).
     pub weights: MunitWeights,
-    pub batch: usize,
-    pub patch: usize,
-    pub lr: f64,
-    pub betas: (f64, f64),
-    pub ema_decay: f64,
-    pub seed: u64,
+    /// Batch (from each domain), crops, Adam for the generators and the discriminators alike
+    /// (the MUNIT paper's: 1e-4, (0.5, 0.999)), EMA of the exported generators, seed.
+    #[serde(flatten)]
+    pub steps: Steps,
 }
 
 pub struct MunitTrainer {
@@ -62,25 +63,25 @@ impl MunitTrainer {
         device: &Device,
     ) -> Result<Self> {
         let m = settings.config.multiple();
-        if !settings.patch.is_multiple_of(m) || settings.batch == 0 {
+        if !settings.steps.patch.is_multiple_of(m) || settings.steps.batch == 0 {
             return Err(Error::Config(format!(
                 "the patch side {} must be a multiple of {m} for this MUNIT, and the batch ≥ 1",
-                settings.patch
+                settings.steps.patch
             )));
         }
-        hq.check_patch(settings.patch)?;
-        lq.check_patch(settings.patch)?;
+        hq.check_patch(settings.steps.patch)?;
+        lq.check_patch(settings.steps.patch)?;
         let ad = device.clone().autodiff();
-        let (generator, dis) = super::seeded(&ad, settings.seed, |d| {
+        let (generator, dis) = super::seeded(&ad, settings.steps.seed, |d| {
             let generator = settings.config.init_gen(d)?;
             let dis = settings.config.init_dis(d)?;
             let _ = (params(&generator), params(&dis));
             Ok((generator, dis))
         })?;
         Ok(Self {
-            adam_g: Adam::new(settings.lr, settings.betas),
-            adam_d: Adam::new(settings.lr, settings.betas),
-            ema: Ema::new(&generator, settings.ema_decay),
+            adam_g: Adam::new(settings.steps.lr, settings.steps.betas),
+            adam_d: Adam::new(settings.steps.lr, settings.steps.betas),
+            ema: Ema::new(&generator, settings.steps.ema_decay),
             settings,
             generator,
             dis,
@@ -98,24 +99,24 @@ impl MunitTrainer {
 
     fn batch(&self, step: u64, device: &Device) -> (Tensor<4>, Tensor<4>, Tensor<2>, Tensor<2>) {
         let s = &self.settings;
-        let (b, p) = (s.batch, s.patch);
+        let (b, p) = (s.steps.batch, s.steps.patch);
         let mut xa = Vec::with_capacity(b * p * p);
         let mut xb = Vec::with_capacity(b * p * p);
         for item in 0..b {
             xa.extend(
                 self.hq
-                    .patch(s.seed, step, item, p, &Augment::HQ)
+                    .patch(s.steps.seed, step, item, p, &Augment::HQ)
                     .iter()
                     .map(|v| v * 2.0 - 1.0),
             );
             xb.extend(
                 self.lq
-                    .patch(s.seed ^ 0xb, step, item, p, &Augment::FLIP)
+                    .patch(s.steps.seed ^ 0xb, step, item, p, &Augment::FLIP)
                     .iter()
                     .map(|v| v * 2.0 - 1.0),
             );
         }
-        let mut rng = draw_rng(s.seed ^ 0x57, step, 0);
+        let mut rng = draw_rng(s.steps.seed ^ 0x57, step, 0);
         let sd = s.config.style_dim;
         let mut style = || -> Tensor<2> {
             let v: Vec<f32> = (0..b * sd).map(|_| rng.sample(StandardNormal)).collect();
@@ -167,7 +168,7 @@ impl Trainer for MunitTrainer {
             return Ok(None);
         }
         let generator = self.ema_gen()?;
-        let p = self.settings.patch;
+        let p = self.settings.steps.patch;
         let (mut ps, mut ss) = (0.0, 0.0);
         for patch in &self.val {
             let x = Tensor::<4>::from_data(
@@ -290,14 +291,5 @@ pub fn translate(
         .b
         .decode(generator.a.encode_content(to_tensor(image)), s);
     let (h, w) = (image.height, image.width);
-    let data = ((out.slice([0..1, 0..1, 0..h, 0..w]) + 1.0) / 2.0)
-        .clamp(0.0, 1.0)
-        .into_data()
-        .try_to_vec::<f32>()
-        .map_err(|e| Error::Device(format!("{e:?}")))?;
-    Ok(GrayImage {
-        width: w,
-        height: h,
-        data,
-    })
+    crate::restore::to_gray(((out.slice([0..1, 0..1, 0..h, 0..w]) + 1.0) / 2.0).clamp(0.0, 1.0))
 }

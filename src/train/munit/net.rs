@@ -175,14 +175,24 @@ const ACT_RELU: usize = 1;
 const ACT_LRELU: usize = 2;
 const ACT_TANH: usize = 3;
 
+/// Convolution windows `[kernel, stride, padding]`: the 7×7 stems and outputs, the strided
+/// 4×4 downsampling, the 3×3 residual convolutions, the 5×5 after each upsampling.
+const WIDE: [usize; 3] = [7, 1, 3];
+const DOWN: [usize; 3] = [4, 2, 1];
+const SAME: [usize; 3] = [3, 1, 1];
+const UP: [usize; 3] = [5, 1, 2];
+
+/// A strided 4×4 convolution from `w` to `2w` channels.
+fn doubling(w: usize, norm: Norm, act: usize, device: &Device) -> ConvBlock {
+    ConvBlock::new(w, 2 * w, DOWN, norm, act, device)
+}
+
 impl ConvBlock {
-    #[allow(clippy::too_many_arguments)]
+    /// A `k×k` convolution `[k, stride, pad]` from `c_in` to `c_out` channels, then `norm`, `act`.
     fn new(
         c_in: usize,
         c_out: usize,
-        k: usize,
-        stride: usize,
-        pad: usize,
+        [k, stride, pad]: [usize; 3],
         norm: Norm,
         act: usize,
         device: &Device,
@@ -239,8 +249,8 @@ pub struct ResBlock {
 impl ResBlock {
     fn new(dim: usize, norm: Norm, device: &Device) -> Self {
         Self {
-            c1: ConvBlock::new(dim, dim, 3, 1, 1, norm, ACT_RELU, device),
-            c2: ConvBlock::new(dim, dim, 3, 1, 1, norm, ACT_NONE, device),
+            c1: ConvBlock::new(dim, dim, SAME, norm, ACT_RELU, device),
+            c2: ConvBlock::new(dim, dim, SAME, norm, ACT_NONE, device),
         }
     }
 
@@ -285,48 +295,21 @@ impl AutoEncoder {
     fn new(cfg: &MunitConfig, device: &Device) -> Self {
         let d = cfg.gen_dim;
         // 1. content: 7×7, then strided 4×4 convs doubling the width, then residual blocks
-        let mut content = vec![ConvBlock::new(
-            1,
-            d,
-            7,
-            1,
-            3,
-            Norm::Instance,
-            ACT_RELU,
-            device,
-        )];
+        let mut content = vec![ConvBlock::new(1, d, WIDE, Norm::Instance, ACT_RELU, device)];
         let mut w = d;
         for _ in 0..cfg.n_downsample {
-            content.push(ConvBlock::new(
-                w,
-                2 * w,
-                4,
-                2,
-                1,
-                Norm::Instance,
-                ACT_RELU,
-                device,
-            ));
+            content.push(doubling(w, Norm::Instance, ACT_RELU, device));
             w *= 2;
         }
         let content_res = (0..cfg.n_res)
             .map(|_| ResBlock::new(w, Norm::Instance, device))
             .collect();
         // 2. style: 7×7, four strided convs (width doubling twice), global mean, 1×1 to the code
-        let mut style = vec![ConvBlock::new(1, d, 7, 1, 3, Norm::None, ACT_RELU, device)];
+        let mut style = vec![ConvBlock::new(1, d, WIDE, Norm::None, ACT_RELU, device)];
         let mut sw = d;
         for k in 0..4 {
             let next = if k < 2 { 2 * sw } else { sw };
-            style.push(ConvBlock::new(
-                sw,
-                next,
-                4,
-                2,
-                1,
-                Norm::None,
-                ACT_RELU,
-                device,
-            ));
+            style.push(ConvBlock::new(sw, next, DOWN, Norm::None, ACT_RELU, device));
             sw = next;
         }
         let style_out = Conv2dConfig::new([sw, cfg.style_dim], [1, 1]).init(device);
@@ -336,19 +319,10 @@ impl AutoEncoder {
             .collect();
         let mut dec_up = Vec::new();
         for _ in 0..cfg.n_downsample {
-            dec_up.push(ConvBlock::new(
-                w,
-                w / 2,
-                5,
-                1,
-                2,
-                Norm::Layer,
-                ACT_RELU,
-                device,
-            ));
+            dec_up.push(ConvBlock::new(w, w / 2, UP, Norm::Layer, ACT_RELU, device));
             w /= 2;
         }
-        let dec_out = ConvBlock::new(w, 1, 7, 1, 3, Norm::None, ACT_TANH, device);
+        let dec_out = ConvBlock::new(w, 1, WIDE, Norm::None, ACT_TANH, device);
         // 4. MLP: style code → 2 (scale, shift) per AdaIN conv, each of the residual width
         let adain_params = cfg.n_res * 2 * 2 * (d << cfg.n_downsample);
         let mlp = vec![
@@ -457,25 +431,14 @@ impl MultiScaleDis {
                 let mut layers = vec![ConvBlock::new(
                     1,
                     cfg.dis_dim,
-                    4,
-                    2,
-                    1,
+                    DOWN,
                     Norm::None,
                     ACT_LRELU,
                     device,
                 )];
                 let mut w = cfg.dis_dim;
                 for _ in 1..cfg.dis_layers {
-                    layers.push(ConvBlock::new(
-                        w,
-                        2 * w,
-                        4,
-                        2,
-                        1,
-                        Norm::None,
-                        ACT_LRELU,
-                        device,
-                    ));
+                    layers.push(doubling(w, Norm::None, ACT_LRELU, device));
                     w *= 2;
                 }
                 DisScale {
