@@ -12,6 +12,8 @@ import { Viewer } from './viewer.js';
 import { sortFiles, setAcceptLists, checkpointTypesText } from './files.js';
 import { Studio } from './studio.js';
 import { toneCurve, pageDefault } from './tone.js';
+import { engineKind, engineNotice } from './engine-notice.js';
+import { registerOffline } from './offline.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -38,6 +40,7 @@ const queue = new Queue($('queue'), {
   changed: updateButtons,
 });
 let modelReady = false;
+let engineInfo = null; // {kind: 'gpu' | 'software' | 'cpu', name} once the engine is up
 
 function updateButtons() {
   $('run').disabled = !modelReady || queue.running || !queue.hasQueued;
@@ -53,6 +56,16 @@ async function initEngine() {
     ? `No WebGPU here (${dev.fallback_reason || 'not supported'}): running on the CPU, slower but working.`
     : dev.adapter;
   $('adapter').dataset.backend = dev.backend;
+  engineInfo = await engineKind(dev.backend);
+  $('adapter').dataset.engine = engineInfo.kind;
+  showEngineNotice();
+}
+
+/** What to expect from this engine, for the steps now set (nothing on a real GPU). */
+function showEngineNotice() {
+  const text = engineInfo ? engineNotice(engineInfo, Number($('steps').value)) : '';
+  $('engine-notice').textContent = text;
+  $('engine-notice').hidden = !text;
 }
 
 // A fresh engine after a crash: the same device preference and the same model.
@@ -92,11 +105,14 @@ async function start() {
     showError(e.message);
   }
   await loadExamples();
+  // the offline copy downloads after the page is ready, not before
+  registerOffline((text) => { $('update-note').textContent = text; });
 }
 
 /** A model is in the engine: its description, its card, its scale, steps and tone curve in the form. */
-function modelLoaded({ info, label, about }, { restarted = false } = {}) {
+function modelLoaded({ info, label, about, updated }, { restarted = false } = {}) {
   modelReady = true;
+  if (updated) $('update-note').textContent = 'A new default model has been downloaded and is in use (the old copy was removed).';
   queue.setCanRun(true);
   showAbout(about);
   const scale = info.scale ? `trained at ${info.scale}` : 'training scale not recorded: images are restored at their own pixels';
@@ -109,6 +125,7 @@ function modelLoaded({ info, label, about }, { restarted = false } = {}) {
   if (info.steps) $('steps').value = String(info.steps);
   if (Number($('steps').value) > info.timesteps) $('steps').value = String(info.timesteps);
   $('steps-out').textContent = $('steps').value;
+  showEngineNotice();
   // the slider starts where the model suggests; a restart keeps the user's choice
   modelTone = toneCurve(info.tone);
   $('tone').disabled = !modelTone;
@@ -243,7 +260,7 @@ setAcceptLists($('model-file'), $('image-file'));
 $('checkpoint-types').textContent = checkpointTypesText;
 $('download8').addEventListener('click', () => download(viewer.current, 8));
 $('download16').addEventListener('click', () => download(viewer.current, 16));
-$('steps').addEventListener('input', () => { $('steps-out').textContent = $('steps').value; });
+$('steps').addEventListener('input', () => { $('steps-out').textContent = $('steps').value; showEngineNotice(); });
 $('tone').addEventListener('input', toneChanged);
 $('run').addEventListener('click', () => queue.start());
 $('cancel').addEventListener('click', () => queue.cancel());

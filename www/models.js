@@ -1,6 +1,6 @@
 // The model: fetching the default one (kept in the Cache Storage `dxr-models-v1`, keyed by the
 // model's SHA-256 from default.json so that a new default model is fetched again instead of a
-// stale cached one; without a hash nothing is cached), loading a user's checkpoint + config, and
+// stale cached one, which is then removed; without a hash nothing is cached), loading a user's checkpoint + config, and
 // remembering the last model that loaded (bytes, config, label, about) to load it again into a
 // fresh engine after a crash.
 import { isCheckpoint, isConfig, checkpointTypesText } from './files.js';
@@ -10,12 +10,16 @@ const CACHE_NAME = 'dxr-models-v1';
 const DEFAULT_MODEL = 'www/models/default.safetensors';
 const DEFAULT_MANIFEST = 'www/models/default.json';
 
-/** Fetches `url` reporting `onProgress(fraction)`; cached under `version` when there is one. */
+/**
+ * Fetches `url` reporting `onProgress(fraction)`; cached under `version` when there is one, and
+ * then any other cached version of it removed. Resolves to `{bytes, updated}`: `updated` when
+ * an older version was cached (the model changed since the last visit).
+ */
 async function fetchModel(url, version, onProgress) {
   const cache = version && 'caches' in self ? await caches.open(CACHE_NAME) : null;
   const key = `${url}?v=${version}`;
   const hit = cache && await cache.match(key);
-  if (hit) { onProgress(1); return new Uint8Array(await hit.arrayBuffer()); }
+  if (hit) { onProgress(1); return { bytes: new Uint8Array(await hit.arrayBuffer()), updated: false }; }
   const resp = await fetch(url);
   if (!resp.ok) throw new Error(`${url}: HTTP ${resp.status}`);
   const total = Number(resp.headers.get('content-length')) || 0;
@@ -30,8 +34,16 @@ async function fetchModel(url, version, onProgress) {
   const bytes = new Uint8Array(got); let off = 0;
   for (const c of chunks) { bytes.set(c, off); off += c.length; }
   onProgress(1);
-  if (cache) await cache.put(key, new Response(bytes.slice(), { headers: { 'content-type': 'application/octet-stream' } }));
-  return bytes;
+  let updated = false;
+  if (cache) {
+    await cache.put(key, new Response(bytes.slice(), { headers: { 'content-type': 'application/octet-stream' } }));
+    const base = new URL(url, location.href).href;
+    const current = new URL(key, location.href).href;
+    for (const old of await cache.keys()) {
+      if (old.url.split('?')[0] === base && old.url !== current) { await cache.delete(old); updated = true; }
+    }
+  }
+  return { bytes, updated };
 }
 
 export class Models {
@@ -60,10 +72,10 @@ export class Models {
   async loadDefault(onProgress) {
     let meta = {};
     try { meta = await (await fetch(DEFAULT_MANIFEST)).json(); } catch { /* optional */ }
-    const bytes = await fetchModel(DEFAULT_MODEL, meta.sha256, onProgress);
+    const { bytes, updated } = await fetchModel(DEFAULT_MODEL, meta.sha256, onProgress);
     const card = meta.card || meta.note;
     const about = card || meta.recipe ? { card: card || '', note: meta.note || '', recipe: meta.recipe || '' } : null;
-    return this.load(bytes.buffer, undefined, 'Default model', about);
+    return { ...await this.load(bytes.buffer, undefined, 'Default model', about), updated };
   }
 
   /** A user's checkpoint and optional config among `files`; `onStart(name)` once one is found. */

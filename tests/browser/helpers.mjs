@@ -38,8 +38,8 @@ before(async () => {
 });
 after(() => server?.kill());
 
-/** A fresh browser profile on the page, once the default model has loaded. */
-export async function open({ webgpu = true } = {}) {
+/** A fresh browser profile on the page (`url`: ours by default), once the default model has loaded. */
+export async function open({ webgpu = true, url = `${origin}/index.html` } = {}) {
   const ctx = await chromium.launchPersistentContext(mkdtempSync(join(scratch, 'profile-')), {
     executablePath: '/usr/bin/chromium', headless: true, acceptDownloads: true,
     args: webgpu ? [...baseArgs, '--enable-unsafe-webgpu'] : baseArgs,
@@ -50,9 +50,14 @@ export async function open({ webgpu = true } = {}) {
   page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
   page.on('pageerror', (e) => errors.push(String(e)));
   ctx.on('request', (r) => requests.push(r.url()));
-  await page.goto(`${origin}/index.html`);
-  await page.waitForFunction(() => /parameters/.test(document.getElementById('model-status').textContent), null, { timeout: 120000 });
+  await page.goto(url);
+  await waitForModel(page);
   return { ctx, page, errors, requests };
+}
+
+/** Waits until the page says which model it loaded. */
+export async function waitForModel(page) {
+  await page.waitForFunction(() => /parameters/.test(document.getElementById('model-status').textContent), null, { timeout: 120000 });
 }
 
 export async function setRange(page, id, value) {

@@ -1,5 +1,5 @@
 //! Bounds checked on the raw bytes before dicom-rs parses them: declared lengths, nesting,
-//! the pixel module's bit depths.
+//! the pixel module's bit depths, a JPEG 2000 stream's size against the header's.
 
 use crate::limits::Limits;
 use dicom_object::file::ReadPreamble;
@@ -277,7 +277,109 @@ fn binary_value_size(vr: &[u8; 2]) -> u32 {
 pub(crate) fn check_pixel_module(
     obj: &dicom_object::DefaultDicomObject,
 ) -> std::result::Result<(), String> {
-    super::grey::Bits::read(obj).map(|_| ())
+    super::grey::Bits::read(obj)?;
+    if JPEG_2000_UIDS.contains(&obj.meta().transfer_syntax().trim_end_matches(['\0', ' '])) {
+        check_jpeg_2000_frames(obj)?;
+    }
+    Ok(())
+}
+
+/// JPEG 2000 (lossless, lossy, Part 2 and the high-throughput syntaxes).
+const JPEG_2000_UIDS: [&str; 7] = [
+    "1.2.840.10008.1.2.4.90",
+    "1.2.840.10008.1.2.4.91",
+    "1.2.840.10008.1.2.4.92",
+    "1.2.840.10008.1.2.4.93",
+    "1.2.840.10008.1.2.4.201",
+    "1.2.840.10008.1.2.4.202",
+    "1.2.840.10008.1.2.4.203",
+];
+
+/// Every JPEG 2000 codestream in the pixel data (a fragment that starts one, or a JP2 file's
+/// `jp2c` box) must make no more components than Samples per Pixel and no component larger
+/// than Rows × Columns: dicom-rs's JPEG 2000 adapter copies the decoded samples into a frame of
+/// the header's size without checking, and panics past its end (found by fuzzing).
+fn check_jpeg_2000_frames(
+    obj: &dicom_object::DefaultDicomObject,
+) -> std::result::Result<(), String> {
+    use dicom_dictionary_std::tags;
+    let get = |tag| -> u64 {
+        obj.element_opt(tag)
+            .ok()
+            .flatten()
+            .and_then(|e| e.to_int::<u16>().ok())
+            .map_or(1, u64::from)
+    };
+    let (rows, cols, samples) = (
+        get(tags::ROWS),
+        get(tags::COLUMNS),
+        get(tags::SAMPLES_PER_PIXEL),
+    );
+    let Some(fragments) = obj
+        .element_opt(tags::PIXEL_DATA)
+        .ok()
+        .flatten()
+        .and_then(|e| e.value().fragments())
+    else {
+        return Ok(());
+    };
+    for (k, fragment) in fragments.iter().enumerate() {
+        let Some(siz) = codestream_size(fragment) else {
+            continue;
+        };
+        let (components, largest) = siz?;
+        if components > samples || largest > rows * cols {
+            return Err(format!(
+                "the JPEG 2000 stream in fragment {k} holds {components} component(s) of up to \
+                 {largest} samples, but the header says {samples} of {rows}×{cols}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The component count and the largest component's samples (SIZ marker) of the JPEG 2000
+/// codestream a fragment starts, or that a JP2 file holds; None where it starts neither.
+fn codestream_size(fragment: &[u8]) -> Option<std::result::Result<(u64, u64), String>> {
+    const SOC_SIZ: [u8; 4] = [0xFF, 0x4F, 0xFF, 0x51];
+    const JP2_SIGNATURE: [u8; 12] = [0, 0, 0, 12, b'j', b'P', b' ', b' ', 13, 10, 0x87, 10];
+    // (a fragment that continues a codestream may start with any bytes, so only the two
+    // markers that begin one count)
+    let at = if fragment.starts_with(&SOC_SIZ) {
+        0
+    } else if fragment.starts_with(&JP2_SIGNATURE) {
+        fragment.windows(4).position(|w| w == SOC_SIZ)?
+    } else {
+        return None;
+    };
+    let siz = &fragment[at..];
+    let short = || Err("the JPEG 2000 stream's size marker (SIZ) is cut short".to_string());
+    let u32_at = |i: usize| {
+        siz.get(i..i + 4)
+            .map(|b| u64::from(u32::from_be_bytes(b.try_into().unwrap())))
+    };
+    // SOC, SIZ, Lsiz, Rsiz, then Xsiz, Ysiz, XOsiz, YOsiz, 4 tile fields, Csiz, 3 bytes a component
+    let (Some(x1), Some(y1), Some(x0), Some(y0)) = (u32_at(8), u32_at(12), u32_at(16), u32_at(20))
+    else {
+        return Some(short());
+    };
+    let Some(components) = siz
+        .get(40..42)
+        .map(|b| u64::from(u16::from_be_bytes([b[0], b[1]])))
+    else {
+        return Some(short());
+    };
+    let mut largest = 0;
+    for c in 0..components as usize {
+        let Some(&[_, dx, dy]) = siz.get(42 + 3 * c..45 + 3 * c) else {
+            return Some(short());
+        };
+        let (dx, dy) = (u64::from(dx.max(1)), u64::from(dy.max(1)));
+        let w = x1.div_ceil(dx).saturating_sub(x0.div_ceil(dx));
+        let h = y1.div_ceil(dy).saturating_sub(y0.div_ceil(dy));
+        largest = largest.max(w * h);
+    }
+    Some(Ok((components, largest)))
 }
 
 /// Files written without the 128-byte preamble start with the magic itself.
